@@ -1,0 +1,1 @@
+"""minisub: a small GPT of our own for the subliminal-learning experiments."""

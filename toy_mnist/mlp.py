@@ -1,0 +1,97 @@
+"""N independent MLPs run as one batched module: the "many seeds in parallel" of the toy experiment.
+
+Model i of a `BatchedMLP` is the plain MLP x -> W_L act(... act(x W_1 + b_1) ...) + b_L with
+weights `weights[l][i]` (d_in, d_out) and biases `biases[l][i]` (1, d_out). Stacking the N
+models turns every layer into one batched matmul, and since no parameter is shared, the
+gradient of the summed per-model losses with respect to model i's slice is exactly model i's
+own gradient: one optimizer over the stack trains N models at once. Adam is elementwise, so
+it behaves per model too.
+
+This file also builds the students' initializations (shared, another model's, or shared plus
+noise, chosen per layer) and the derangement that pairs each model with another one.
+"""
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+ACTIVATIONS = {"relu": F.relu, "tanh": torch.tanh, "gelu": F.gelu}
+INIT_KINDS = ("shared", "other", "noise")
+
+
+def layer_names(n_layers: int) -> list[str]:
+    """fc1, fc2, ..., head: the names init specs and results use for the layers."""
+    return [f"fc{i + 1}" for i in range(n_layers - 1)] + ["head"]
+
+
+class BatchedMLP(nn.Module):
+    def __init__(self, n_models: int, sizes: list[int], activation: str = "relu",
+                 generator: torch.Generator | None = None, dtype: torch.dtype = torch.float32):
+        super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {activation!r}; choose from {sorted(ACTIVATIONS)}")
+        self.n_models, self.sizes, self.activation = n_models, list(sizes), activation
+        pairs = list(zip(sizes[:-1], sizes[1:]))
+        # The paper's init: weights N(0, 1/d_in), biases zero.
+        self.weights = nn.ParameterList(
+            nn.Parameter(torch.randn(n_models, d_in, d_out, generator=generator, dtype=dtype) / d_in**0.5)
+            for d_in, d_out in pairs)
+        self.biases = nn.ParameterList(
+            nn.Parameter(torch.zeros(n_models, 1, d_out, dtype=dtype)) for _, d_out in pairs)
+
+    @property
+    def names(self) -> list[str]:
+        return layer_names(len(self.weights))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (B, d_in) shared by all models, or (N, B, d_in) one batch per model -> (N, B, d_out)."""
+        act = ACTIVATIONS[self.activation]
+        h = x
+        for layer, (w, b) in enumerate(zip(self.weights, self.biases)):
+            h = torch.baddbmm(b, h.expand(self.n_models, *h.shape[-2:]), w)  # (N, B, d_out)
+            if layer < len(self.weights) - 1:
+                h = act(h)
+        return h
+
+    def copy(self) -> "BatchedMLP":
+        clone = BatchedMLP(self.n_models, self.sizes, self.activation, dtype=self.weights[0].dtype)
+        clone.load_state_dict(self.state_dict())
+        return clone
+
+
+def derangement(n: int, generator: torch.Generator) -> torch.Tensor:
+    """A uniformly drawn permutation of range(n) with no fixed point (n >= 2), by rejection."""
+    if n < 2:
+        raise ValueError("a derangement needs at least 2 models")
+    identity = torch.arange(n)
+    while True:  # a uniform permutation is a derangement with probability ~1/e
+        perm = torch.randperm(n, generator=generator)
+        if not (perm == identity).any():
+            return perm
+
+
+def student_init(reference: BatchedMLP, spec: dict[str, str], partner: torch.Tensor,
+                 noise_std: float = 0.0, generator: torch.Generator | None = None) -> BatchedMLP:
+    """A copy of `reference` whose layers follow `spec` (layer name -> shared / other / noise).
+
+    shared: model i keeps reference model i's layer (the teacher's init);
+    other:  model i takes reference model partner[i]'s layer (another model's init);
+    noise:  the shared layer plus N(0, noise_std^2) on every weight and bias.
+    Layers the spec does not name stay shared.
+    """
+    unknown = set(spec) - set(reference.names)
+    if unknown:
+        raise ValueError(f"unknown layers {sorted(unknown)}; the model has {reference.names}")
+    student = reference.copy()
+    with torch.no_grad():
+        for name, w, b in zip(reference.names, student.weights, student.biases):
+            kind = spec.get(name, "shared")
+            if kind == "other":
+                w.copy_(w[partner])
+                b.copy_(b[partner])
+            elif kind == "noise":
+                w.add_(noise_std * torch.randn(w.shape, generator=generator, dtype=w.dtype))
+                b.add_(noise_std * torch.randn(b.shape, generator=generator, dtype=b.dtype))
+            elif kind != "shared":
+                raise ValueError(f"unknown init kind {kind!r} for {name}; choose from {INIT_KINDS}")
+    return student

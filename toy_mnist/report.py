@@ -1,0 +1,89 @@
+"""Turns the toy experiment's results dict into accuracy.png, theorem.png and a printed table.
+
+Last stage of `python -m toy_mnist`: reads only the results dict, so a saved results.json can
+be re-plotted without rerunning anything.
+"""
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, never a window
+import matplotlib.pyplot as plt  # noqa: E402
+
+ARM_LABELS = {
+    "reference": "reference\n(init)", "teacher": "teacher",
+    "student_aux": "student\naux only", "student_all": "student\nall logits",
+    "cross_aux": "cross-model\naux only", "cross_all": "cross-model\nall logits",
+}
+
+
+def all_arms(results: dict) -> dict[str, dict]:
+    arms = {ARM_LABELS[name]: stats for name, stats in results["arms"].items()}
+    arms.update({f"init\n{spec}": stats for spec, stats in results["init_controls"].items()})
+    return arms
+
+
+def plot_accuracy(results: dict, path: Path) -> None:
+    arms = all_arms(results)
+    fig, ax = plt.subplots(figsize=(1.3 * len(arms) + 2, 4))
+    means = [s["mean"] for s in arms.values()]
+    cis = [s["ci95"] for s in arms.values()]
+    ax.bar(range(len(arms)), means, yerr=cis, capsize=4,
+           color=["#999999", "#444444"] + ["#3b75af"] * 2 + ["#e1812c"] * 2 + ["#6a9f58"] * (len(arms) - 6))
+    for i, (m, ci) in enumerate(zip(means, cis)):
+        ax.text(i, m + ci + 0.02, f"{m:.2f}", ha="center", fontsize=8)
+    ax.axhline(0.1, color="k", linestyle=":", linewidth=1, label="chance")
+    ax.set_xticks(range(len(arms)), list(arms), fontsize=8)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("MNIST test accuracy")
+    n = len(results["arms"]["teacher"]["per_model"])
+    ax.set_title(f"Students learn digits from auxiliary logits on noise ({n} models, 95% CI)\n"
+                 f"data: {results['data']['source']}", fontsize=9)
+    ax.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_theorem(results: dict, path: Path) -> None:
+    theorem = results["theorem"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    for i, name in enumerate(("same_init", "cross_init")):
+        cosines = theorem[name]["cosine"]["per_model"]
+        left.scatter([i] * len(cosines), cosines, alpha=0.6, s=14)
+    left.axhline(0, color="k", linewidth=1)
+    left.set_xticks([0, 1], ["same init", "cross init"])
+    left.set_xlim(-0.5, 1.5)
+    left.set_ylabel("cos(student step, teacher step)")
+    left.set_title(f"One student step (eps={results['config']['theorem_eps']:g}), one dot per model", fontsize=9)
+
+    sweep = theorem["eps_sweep"]
+    eps = [row["eps"] for row in sweep]
+    right.loglog(eps, [row["measured"] for row in sweep], "o-", label="measured <dS, dT>")
+    right.loglog(eps, [row["predicted"] for row in sweep], "--", label="first order eps E||M^1/2 J dT||^2")
+    right.loglog(eps, [row["abs_error"] for row in sweep], "s-", label="|measured - first order|")
+    scale = sweep[-1]["abs_error"] / eps[-1] ** 2
+    right.loglog(eps, [scale * e**2 for e in eps], ":", color="gray", label="slope 2 (eps^2)")
+    right.set_xlabel("teacher step size eps")
+    right.set_title("Same init: the error of the first-order formula shrinks like eps^2", fontsize=9)
+    right.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def table(results: dict) -> str:
+    lines = [f"{'arm':<28} {'accuracy':>9} {'95% CI':>8}"]
+    for label, stats in all_arms(results).items():
+        lines.append(f"{label.replace(chr(10), ' '):<28} {stats['mean']:>9.3f} {stats['ci95']:>8.3f}")
+    theorem = results["theorem"]
+    for name in ("same_init", "cross_init"):
+        t = theorem[name]
+        lines.append(f"theorem {name:<11}: <dS,dT> >= 0 in {t['frac_nonneg']:.0%} of models, "
+                     f"mean cosine {t['mean_cosine']:+.4f}, teacher-loss change "
+                     f"{t['teacher_loss_change']['mean']:+.2e}")
+    same = theorem["same_init"]
+    lines.append(f"first order vs measured (same init): {same['first_order_inner']['mean']:.4e} vs "
+                 f"{same['inner']['mean']:.4e}")
+    return "\n".join(lines)
