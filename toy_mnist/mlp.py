@@ -90,8 +90,8 @@ def student_init(reference: BatchedMLP, spec: dict[str, str], partner: torch.Ten
                 w.copy_(w[partner])
                 b.copy_(b[partner])
             elif kind == "noise":
-                w.add_(noise_std * torch.randn(w.shape, generator=generator, dtype=w.dtype))
-                b.add_(noise_std * torch.randn(b.shape, generator=generator, dtype=b.dtype))
+                w.add_(noise_std * torch.randn(w.shape, generator=generator, dtype=w.dtype).to(w.device))
+                b.add_(noise_std * torch.randn(b.shape, generator=generator, dtype=b.dtype).to(b.device))
             elif kind != "shared":
                 raise ValueError(f"unknown init kind {kind!r} for {name}; choose from {INIT_KINDS}")
     return student
