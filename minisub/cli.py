@@ -18,9 +18,12 @@ def field_default(f):
     return f.default_factory() if f.default_factory is not MISSING else f.default
 
 
-def add_config_flags(parser: argparse.ArgumentParser, config_cls, help_text: dict[str, str]) -> None:
-    """One flag per dataclass field; its type comes from the default value."""
+def add_config_flags(parser: argparse.ArgumentParser, config_cls, help_text: dict[str, str],
+                     skip: set[str] = frozenset()) -> None:
+    """One flag per dataclass field (but those in `skip`); its type comes from the default value."""
     for f in fields(config_cls):
+        if f.name in skip:
+            continue
         default = field_default(f)
         flag = "--" + f.name.replace("_", "-")
         text = help_text.get(f.name, "") + " (default: %(default)s)"
@@ -36,4 +39,5 @@ def add_config_flags(parser: argparse.ArgumentParser, config_cls, help_text: dic
 
 
 def config_from_args(config_cls, args: argparse.Namespace):
-    return config_cls(**{f.name: getattr(args, f.name) for f in fields(config_cls)})
+    """The dataclass from the parsed flags; fields without a flag keep their defaults."""
+    return config_cls(**{f.name: getattr(args, f.name) for f in fields(config_cls) if hasattr(args, f.name)})

@@ -1,0 +1,150 @@
+"""LoRA adapters that fuse into the base weights for inference and unfuse back, exactly.
+
+`LoRALinear` is an nn.Linear with a low-rank update: y = x W^T + b + scale * dropout(x) A^T B^T,
+A (r, in) Kaiming-uniform, B (out, r) zero, scale = alpha / r, so at init the model is unchanged.
+- `add_lora(model, r, alpha, targets)` swaps the targeted nn.Linear layers for LoRALinear
+  (sharing their weight tensors) and freezes everything but the adapters;
+- `fuse_lora(model)` folds W <- W + scale * B A so inference costs what the base costs;
+  `unfuse_lora(model)` puts back the base W kept aside at fuse time, bit for bit.
+  Both are explicit calls, never a side effect of train()/eval() (loralib's hidden merge in
+  train()/eval() caused real bugs);
+- `save_adapter` / `load_adapter`: adapter_model.safetensors + adapter_config.json with r, alpha,
+  dropout, targets and a hash of the base model's config; a mismatched base is refused.
+"""
+
+import hashlib
+import json
+import math
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from minisub.checkpoint import CheckpointError, read_json, read_tensors, write_json, write_tensors
+
+DEFAULT_TARGETS = ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")
+
+
+class LoRALinear(nn.Linear):
+    def __init__(self, in_features: int, out_features: int, r: int, alpha: float,
+                 dropout: float = 0.0, bias: bool = True, device=None, dtype=None):
+        super().__init__(in_features, out_features, bias=bias, device=device, dtype=dtype)
+        if r < 1:
+            raise ValueError(f"LoRA rank r must be at least 1, not {r}")
+        self.r, self.alpha, self.scaling = r, alpha, alpha / r
+        self.lora_A = nn.Parameter(torch.empty(r, in_features, device=device, dtype=dtype))
+        self.lora_B = nn.Parameter(torch.zeros(out_features, r, device=device, dtype=dtype))
+        nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))  # as nn.Linear inits its weight
+        self.lora_dropout = nn.Dropout(dropout)
+        self.base_weight = None  # the unfused W while fused, else None
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, r: int, alpha: float, dropout: float = 0.0) -> "LoRALinear":
+        lora = cls(linear.in_features, linear.out_features, r, alpha, dropout, bias=linear.bias is not None,
+                   device=linear.weight.device, dtype=linear.weight.dtype)
+        lora.weight, lora.bias = linear.weight, linear.bias  # the same tensors, not copies
+        return lora
+
+    @property
+    def fused(self) -> bool:
+        return self.base_weight is not None
+
+    def delta_weight(self) -> torch.Tensor:
+        return (self.lora_B @ self.lora_A) * self.scaling  # (out, in)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.linear(x, self.weight, self.bias)
+        if self.fused:
+            return y  # the update is inside self.weight
+        return y + (self.lora_dropout(x) @ self.lora_A.T @ self.lora_B.T) * self.scaling
+
+    @torch.no_grad()
+    def fuse(self) -> None:
+        if self.fused:
+            raise RuntimeError("LoRA layer is already fused")
+        self.base_weight = self.weight.detach().clone()
+        self.weight.add_(self.delta_weight())
+
+    @torch.no_grad()
+    def unfuse(self) -> None:
+        if not self.fused:
+            raise RuntimeError("LoRA layer is not fused")
+        self.weight.copy_(self.base_weight)
+        self.base_weight = None
+
+
+def lora_layers(model: nn.Module) -> dict[str, LoRALinear]:
+    return {name: m for name, m in model.named_modules() if isinstance(m, LoRALinear)}
+
+
+def add_lora(model: nn.Module, r: int, alpha: float, targets=DEFAULT_TARGETS, dropout: float = 0.0) -> list[str]:
+    """Replace every nn.Linear whose name ends with one of `targets`; freeze all else. Returns the names."""
+    chosen = [name for name, m in model.named_modules()
+              if type(m) is nn.Linear and any(name == t or name.endswith("." + t) for t in targets)]
+    if not chosen:
+        raise ValueError(f"no linear layer matches the LoRA targets {list(targets)}")
+    if any(name == "lm_head" for name in chosen):
+        raise ValueError("lm_head is tied to the token embedding; it cannot take a LoRA adapter")
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for name in chosen:
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name)
+        setattr(parent, child, LoRALinear.from_linear(getattr(parent, child), r, alpha, dropout))
+    return chosen
+
+
+def fuse_lora(model: nn.Module) -> None:
+    for layer in lora_layers(model).values():
+        layer.fuse()
+
+
+def unfuse_lora(model: nn.Module) -> None:
+    for layer in lora_layers(model).values():
+        layer.unfuse()
+
+
+def config_hash(config) -> str:
+    """A fingerprint of the base model's config: an adapter only fits the base it was trained on."""
+    return hashlib.sha256(json.dumps(asdict(config), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def save_adapter(folder: str | Path, model: nn.Module, meta: dict | None = None) -> None:
+    """Only the adapters, plus what is needed to apply them again."""
+    layers = lora_layers(model)
+    if not layers:
+        raise ValueError("the model has no LoRA layers to save")
+    first = next(iter(layers.values()))
+    tensors = {}
+    for name, layer in layers.items():
+        tensors[f"{name}.lora_A"], tensors[f"{name}.lora_B"] = layer.lora_A, layer.lora_B
+    folder = Path(folder)
+    write_tensors(folder / "adapter_model.safetensors", tensors)
+    write_json(folder / "adapter_config.json", {
+        "r": first.r, "alpha": first.alpha, "dropout": first.lora_dropout.p,
+        "targets": sorted(layers), "base_config_hash": config_hash(model.config), **(meta or {}),
+    })
+
+
+def load_adapter(model: nn.Module, folder: str | Path) -> dict:
+    """Add the saved adapters to a base model (unfused); returns adapter_config.json."""
+    folder = Path(folder)
+    meta = read_json(folder / "adapter_config.json")
+    if meta.get("base_config_hash") != config_hash(model.config):
+        raise CheckpointError(f"{folder} was trained for another base model (config hash "
+                              f"{meta.get('base_config_hash')}, this model {config_hash(model.config)})")
+    tensors = read_tensors(folder / "adapter_model.safetensors", model.lm_head.weight.device)
+    add_lora(model, meta["r"], meta["alpha"], meta["targets"], meta["dropout"])
+    layers = lora_layers(model)
+    if sorted(layers) != sorted(meta["targets"]):
+        raise CheckpointError(f"{folder}: adapter targets {meta['targets']} do not fit this model")
+    with torch.no_grad():
+        for name, layer in layers.items():
+            for part in ("lora_A", "lora_B"):
+                saved = tensors.get(f"{name}.{part}")
+                if saved is None or saved.shape != getattr(layer, part).shape:
+                    raise CheckpointError(f"{folder}: {name}.{part} is missing or has the wrong shape")
+                getattr(layer, part).copy_(saved)
+    return meta
