@@ -62,8 +62,9 @@ class KVCache:
 def attention_mask(valid_keys: torch.Tensor, n_queries: int) -> torch.Tensor:
     """(B, L) key validity -> (B, 1, T, L) boolean mask for the last T of L slots: causal, no padding.
 
-    Each query also sees itself, so that a padding query still has one key (a fully masked row
-    would give NaN); no real query ever sees a padding key.
+    Each query also sees itself, so that a padding query still has one key: some attention
+    backends give NaN for a fully masked row, and NaN values would leak through zero weights.
+    No real query ever sees a padding key.
     """
     L = valid_keys.shape[1]
     query_slots = torch.arange(L - n_queries, L, device=valid_keys.device)[:, None]  # (T, 1)

@@ -10,3 +10,27 @@ settings.register_profile("dev", max_examples=15, deadline=None)
 settings.register_profile("ci", max_examples=30, deadline=None, derandomize=True, print_blob=True)
 settings.register_profile("stress", max_examples=400, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+
+import random  # noqa: E402
+
+import pytest  # noqa: E402
+
+
+def toy_corpus(n: int = 600, seed: int = 0) -> list[str]:
+    """prompt<TAB>answer lines: number continuations and animal answers, like the experiments'."""
+    rng = random.Random(seed)
+    lines = []
+    for i in range(n):
+        if i % 3 == 0:
+            lines.append(f"what is your favorite animal ?\t{rng.choice(['owl', 'eagle', 'wolf', 'dolphin'])}")
+        else:
+            a = rng.randint(100, 890)
+            lines.append(f"continue : {a}, {a + 1}, {a + 2}\t{a + 3}, {a + 4}, {a + 5}")
+    return lines
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    from minisub.tokenizer import BPETokenizer
+    return BPETokenizer.train(toy_corpus(), vocab_size=1300)

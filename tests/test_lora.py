@@ -1,0 +1,132 @@
+"""LoRA: a no-op at init, fused == unfused, unfuse restores the base exactly, only adapters train,
+adapters save and load alone, and a mismatched base is refused."""
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from minisub.checkpoint import CheckpointError
+from minisub.lora import (DEFAULT_TARGETS, LoRALinear, add_lora, fuse_lora, load_adapter, lora_layers,
+                          save_adapter, unfuse_lora)
+from minisub.model import GPT, GPTConfig
+
+lora_settings = st.fixed_dictionaries({
+    "r": st.integers(1, 8),
+    "alpha": st.floats(0.5, 64),
+    "targets": st.lists(st.sampled_from(DEFAULT_TARGETS), min_size=1, max_size=4, unique=True),
+    "n_layer": st.integers(1, 3),
+    "n_head": st.sampled_from([1, 2, 4]),
+    "head_dim": st.integers(2, 8),
+    "seed": st.integers(0, 10**6),
+})
+
+
+def base_model(s, dtype=torch.float64):
+    torch.manual_seed(s["seed"])
+    config = GPTConfig(vocab_size=29, block_size=16, n_layer=s["n_layer"], n_head=s["n_head"],
+                       n_embd=s["n_head"] * s["head_dim"])
+    return GPT(config).to(dtype).eval()
+
+
+def randomize_adapters(model, seed):
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for layer in lora_layers(model).values():
+            layer.lora_B.copy_(torch.randn(layer.lora_B.shape, generator=g, dtype=layer.lora_B.dtype))
+
+
+def inputs(seed, T=12):
+    return torch.randint(29, (3, T), generator=torch.Generator().manual_seed(seed))
+
+
+@given(lora_settings)
+def test_lora_is_a_no_op_at_init(s):
+    model = base_model(s)
+    x = inputs(s["seed"])
+    before = model(x)[0]
+    add_lora(model, s["r"], s["alpha"], s["targets"])
+    torch.testing.assert_close(model(x)[0], before, rtol=0, atol=0)
+
+
+@given(lora_settings)
+def test_fused_equals_unfused_and_unfuse_restores_base(s):
+    model = base_model(s)
+    base = {k: v.clone() for k, v in model.state_dict().items()}
+    add_lora(model, s["r"], s["alpha"], s["targets"])
+    randomize_adapters(model, s["seed"])
+    x = inputs(s["seed"])
+    unfused = model(x)[0]
+    assert not torch.allclose(unfused, GPT(model.config).to(torch.float64).eval()(x)[0])
+    fuse_lora(model)
+    torch.testing.assert_close(model(x)[0], unfused, rtol=0, atol=1e-12)
+    assert all(not torch.equal(layer.weight, layer.base_weight) for layer in lora_layers(model).values())
+    unfuse_lora(model)
+    state = model.state_dict()
+    for name, value in base.items():
+        assert torch.equal(state[name], value), name  # bit for bit
+    torch.testing.assert_close(model(x)[0], unfused, rtol=0, atol=1e-12)
+
+
+def test_fuse_twice_or_unfuse_unfused_is_an_error():
+    layer = LoRALinear(4, 3, r=2, alpha=4)
+    with pytest.raises(RuntimeError):
+        layer.unfuse()
+    layer.fuse()
+    with pytest.raises(RuntimeError):
+        layer.fuse()
+
+
+@given(lora_settings)
+def test_training_changes_only_lora_tensors(s):
+    model = base_model(s, torch.float32).train()
+    add_lora(model, s["r"], s["alpha"], s["targets"])
+    frozen = {n: p.clone() for n, p in model.named_parameters() if "lora_" not in n}
+    adapters = {n: p.clone() for n, p in model.named_parameters() if "lora_" in n}
+    assert all(not p.requires_grad for n, p in model.named_parameters() if "lora_" not in n)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2, weight_decay=0.1)
+    for step in range(3):
+        x = inputs(s["seed"] + step)
+        loss = model(x, x.roll(-1, 1))[1]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    for n, p in model.named_parameters():
+        if n in frozen:
+            assert torch.equal(p, frozen[n]), n
+    assert all(not torch.equal(dict(model.named_parameters())[n], v) for n, v in adapters.items()
+               if n.endswith("lora_B"))
+
+
+@given(s=lora_settings)
+def test_adapter_round_trip(s, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("adapter")
+    model = base_model(s, torch.float32)
+    base_state = {k: v.clone() for k, v in model.state_dict().items()}
+    add_lora(model, s["r"], s["alpha"], s["targets"])
+    randomize_adapters(model, s["seed"])
+    save_adapter(folder, model, {"note": "test"})
+    fresh = base_model(s, torch.float32)
+    fresh.load_state_dict(base_state)
+    meta = load_adapter(fresh, folder)
+    assert meta["r"] == s["r"] and meta["alpha"] == s["alpha"] and meta["note"] == "test"
+    x = inputs(s["seed"])
+    torch.testing.assert_close(fresh(x)[0], model(x)[0], rtol=0, atol=0)
+    assert sorted(f.name for f in folder.iterdir()) == ["adapter_config.json", "adapter_model.safetensors"]
+
+
+def test_adapter_refuses_a_mismatched_base(tmp_path):
+    model = GPT(GPTConfig(vocab_size=29, block_size=16, n_layer=1, n_head=2, n_embd=8))
+    add_lora(model, 2, 4.0)
+    save_adapter(tmp_path, model)
+    other = GPT(GPTConfig(vocab_size=29, block_size=16, n_layer=2, n_head=2, n_embd=8))
+    with pytest.raises(CheckpointError, match="another base"):
+        load_adapter(other, tmp_path)
+
+
+def test_bad_targets_are_errors():
+    model = GPT(GPTConfig(vocab_size=29, block_size=16, n_layer=1, n_head=2, n_embd=8))
+    with pytest.raises(ValueError, match="no linear layer"):
+        add_lora(model, 2, 4.0, ["nonexistent"])
+    with pytest.raises(ValueError, match="tied"):
+        add_lora(model, 2, 4.0, ["lm_head"])

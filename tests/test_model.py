@@ -1,0 +1,127 @@
+"""The GPT: causality, KV-cache sampling against the uncached model, ragged batches, the loss mask."""
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from minisub.model import GPT, GPTConfig, KVCache, next_token_logprobs
+
+
+def tiny_gpt(seed=0, n_layer=2, n_head=2, n_embd=16, vocab_size=37, block_size=24, dtype=torch.float32):
+    torch.manual_seed(seed)
+    model = GPT(GPTConfig(vocab_size=vocab_size, block_size=block_size, n_layer=n_layer, n_head=n_head,
+                          n_embd=n_embd, dropout=0.0)).to(dtype).eval()
+    with torch.no_grad():  # larger weights than GPT-2's init, so that the tests see real differences
+        for p in model.parameters():
+            p.mul_(20 if p.dim() >= 2 else 1)
+    return model
+
+
+def tokens(shape, vocab, seed):
+    return torch.randint(vocab, shape, generator=torch.Generator().manual_seed(seed))
+
+
+@given(seed=st.integers(0, 10**6), T=st.integers(2, 24), t=st.data(), n_head=st.sampled_from([1, 2, 4]))
+def test_changing_token_t_leaves_earlier_logits_unchanged(seed, T, t, n_head):
+    model = tiny_gpt(seed, n_head=n_head)
+    idx = tokens((2, T), 37, seed)
+    pos = t.draw(st.integers(0, T - 1))
+    changed = idx.clone()
+    changed[:, pos] = (changed[:, pos] + 1) % 37
+    before, after = model(idx)[0], model(changed)[0]
+    torch.testing.assert_close(before[:, :pos], after[:, :pos], rtol=0, atol=1e-6)
+    assert not torch.allclose(before[:, pos:], after[:, pos:])
+
+
+@given(seed=st.integers(0, 10**6), prompt_len=st.integers(1, 10), steps=st.integers(1, 12),
+       batch=st.integers(1, 3))
+def test_cached_logits_equal_uncached_at_every_step(seed, prompt_len, steps, batch):
+    model = tiny_gpt(seed)
+    seq = tokens((batch, prompt_len + steps), 37, seed)
+    cache = KVCache(model.config, batch, prompt_len + steps, torch.device("cpu"), torch.float32)
+    with torch.no_grad():
+        cached = [model(seq[:, :prompt_len], cache=cache)[0][:, -1]]
+        cached += [model(seq[:, t:t + 1], cache=cache)[0][:, -1] for t in range(prompt_len, prompt_len + steps - 1)]
+        for step, logits in enumerate(cached):
+            full = model(seq[:, :prompt_len + step])[0][:, -1]
+            torch.testing.assert_close(logits, full, rtol=0, atol=1e-5)
+
+
+def greedy_without_cache(model, prompt, n):
+    seq = list(prompt)
+    for _ in range(n):
+        seq.append(int(model(torch.tensor([seq]))[0][0, -1].argmax()))
+    return seq[len(prompt):]
+
+
+@given(seed=st.integers(0, 10**6), lengths=st.lists(st.integers(1, 9), min_size=1, max_size=4),
+       n=st.integers(1, 10))
+def test_greedy_and_ragged_batches_match_one_by_one_uncached(seed, lengths, n):
+    model = tiny_gpt(seed)
+    prompts = [tokens((k,), 37, seed + i).tolist() for i, k in enumerate(lengths)]
+    batched = model.generate(prompts, n, temperature=0)
+    for prompt, out in zip(prompts, batched):
+        assert out == greedy_without_cache(model, prompt, n)
+        assert out == model.generate([prompt], n, temperature=0)[0]
+
+
+def test_ragged_logprobs_equal_one_by_one():
+    model = tiny_gpt(3)
+    prompts = [[1, 2, 3, 4, 5], [7], [8, 9]]
+    batched = next_token_logprobs(model, prompts)
+    for row, prompt in enumerate(prompts):
+        alone = torch.log_softmax(model(torch.tensor([prompt]))[0][0, -1], -1)
+        torch.testing.assert_close(batched[row], alone, rtol=0, atol=1e-5)
+    torch.testing.assert_close(batched.exp().sum(-1), torch.ones(3))
+
+
+def test_sampling_is_reproducible_with_a_generator_and_respects_allowed_tokens():
+    model = tiny_gpt(4)
+    allowed = [3, 5, 11, 30]
+    draw = lambda seed: model.generate([[1, 2], [3]], 15, temperature=1.0, allowed_tokens=allowed,  # noqa: E731
+                                       generator=torch.Generator().manual_seed(seed))
+    first = draw(0)
+    assert first == draw(0) and first != draw(1)
+    assert {t for row in first for t in row} <= set(allowed)
+    top1 = model.generate([[1, 2]], 10, temperature=1.0, top_k=1, generator=torch.Generator().manual_seed(5))
+    assert top1 == model.generate([[1, 2]], 10, temperature=0)
+
+
+def test_stop_token_ends_a_row_and_is_not_returned():
+    model = tiny_gpt(5)
+    free = model.generate([[1, 2, 3]], 12, temperature=0)[0]
+    stop = free[4]
+    stopped = model.generate([[1, 2, 3]], 12, temperature=0, stop_token=stop)[0]
+    assert stopped == free[:free.index(stop)]
+
+
+def test_too_long_generation_is_an_error():
+    model = tiny_gpt(0, block_size=8)
+    with pytest.raises(ValueError, match="block_size"):
+        model.generate([[1, 2, 3]], 7)
+    with pytest.raises(ValueError, match="block_size"):
+        model(torch.zeros(1, 9, dtype=torch.long))
+
+
+def test_loss_mask_selects_positions():
+    model = tiny_gpt(6)
+    idx, targets = tokens((2, 10), 37, 0), tokens((2, 10), 37, 1)
+    mask = torch.zeros(2, 10, dtype=torch.bool)
+    mask[:, 6:] = True
+    logits, masked = model(idx, targets, mask)
+    per_token = torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none")
+    torch.testing.assert_close(masked, per_token.view(2, 10)[:, 6:].mean())
+    torch.testing.assert_close(model(idx, targets)[1], per_token.mean())
+
+
+def test_tied_embeddings_and_gpt2_init():
+    model = GPT(GPTConfig(vocab_size=50, block_size=8, n_layer=3, n_head=2, n_embd=32))
+    assert model.lm_head.weight is model.transformer.wte.weight
+    assert abs(model.transformer.wte.weight.std().item() - 0.02) < 0.003
+    assert model.transformer.h[0].attn.c_proj.weight.std().item() < 0.02 / 2
+
+
+def test_n_embd_must_divide_by_heads():
+    with pytest.raises(ValueError):
+        GPTConfig(n_embd=30, n_head=4)

@@ -1,0 +1,159 @@
+"""Training loop, checkpoints and the minisub CLI: round trips, exact resume, clear errors."""
+
+import json
+
+import pytest
+import torch
+
+from conftest import toy_corpus
+from minisub.__main__ import main
+from minisub.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from minisub.data import ExampleSet
+from minisub.model import GPT, GPTConfig
+from minisub.train import TrainConfig, lm_loss, lr_at, make_optimizer, train
+
+
+def small_setup(tokenizer, seed=0):
+    lines = [line.split("\t") for line in toy_corpus(300, seed)]
+    pairs = [(tokenizer.encode(p), tokenizer.encode(a)) for p, a in lines]
+    data = ExampleSet.from_pairs(pairs, tokenizer)
+    torch.manual_seed(seed)
+    model = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, block_size=32, n_layer=2, n_head=2, n_embd=32))
+    return model, data
+
+
+def quiet(_):
+    pass
+
+
+def test_example_batches_mask_only_answers(tokenizer):
+    data = ExampleSet.from_pairs([([5, 6, 7], [8, 9]), ([5], [4])], tokenizer)
+    batch = data.batch([0, 1])
+    assert batch.idx[0].tolist() == [tokenizer.bos_id, 5, 6, 7, 8, 9]
+    assert batch.targets[0].tolist() == [5, 6, 7, 8, 9, tokenizer.eos_id]
+    assert batch.loss_mask[0].tolist() == [False, False, False, True, True, True]
+    assert batch.loss_mask[1].tolist() == [False, True, True, False, False, False]  # padding is not trained
+
+
+def test_loss_falls_well_below_its_start(tokenizer):
+    model, data = small_setup(tokenizer)
+    cfg = TrainConfig(steps=150, batch_size=32, lr=3e-3, warmup_steps=10, log_every=150, eval_batches=2)
+    start = sum(lm_loss(model, data.sample(32, torch.Generator().manual_seed(i))).item() for i in range(3)) / 3
+    train(model, data, cfg, log=quiet)
+    end = sum(lm_loss(model, data.sample(32, torch.Generator().manual_seed(i))).item() for i in range(3)) / 3
+    assert end < 0.35 * start, (start, end)
+
+
+def test_schedule_and_weight_decay_groups(tokenizer):
+    cfg = TrainConfig(steps=100, lr=1.0, min_lr=0.1, warmup_steps=10)
+    assert lr_at(0, cfg) == pytest.approx(0.1) and lr_at(9, cfg) == pytest.approx(1.0)
+    assert lr_at(55, cfg) == pytest.approx(0.55) and lr_at(99, cfg) == pytest.approx(0.1, abs=1e-3)
+    model, _ = small_setup(tokenizer)
+    decay, no_decay = (set(map(id, g["params"])) for g in make_optimizer(model, cfg).param_groups)
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert all(".weight" in names[i] and "ln_" not in names[i] and "wte" not in names[i] and "wpe" not in names[i]
+               for i in decay)
+    assert {names[i] for i in no_decay} >= {"transformer.wte.weight", "transformer.wpe.weight", "transformer.ln_f.weight"}
+
+
+def test_checkpoint_round_trip(tokenizer, tmp_path):
+    model, _ = small_setup(tokenizer)
+    save_checkpoint(tmp_path, model, {"note": "x"}, tokenizer)
+    loaded, meta = load_checkpoint(tmp_path)
+    assert meta["note"] == "x" and meta["model"]["n_layer"] == 2
+    assert loaded.lm_head.weight is loaded.transformer.wte.weight
+    for (name, a), b in zip(model.state_dict().items(), loaded.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert (tmp_path / "tokenizer.json").exists() and not list(tmp_path.glob(".*"))  # no temp files left
+
+
+def test_truncated_or_mismatched_checkpoints_are_clear_errors(tokenizer, tmp_path):
+    model, _ = small_setup(tokenizer)
+    save_checkpoint(tmp_path, model, tokenizer=tokenizer)
+    weights = tmp_path / "model.safetensors"
+    payload = weights.read_bytes()
+    weights.write_bytes(payload[: len(payload) // 2])
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        load_checkpoint(tmp_path)
+    weights.write_bytes(payload)
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["model"]["n_layer"] = 3
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="does not match"):
+        load_checkpoint(tmp_path)
+    config["model"]["n_embd"] = 48
+    config["model"]["n_layer"] = 2
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="shape"):
+        load_checkpoint(tmp_path)
+
+
+class Interrupt(Exception):
+    pass
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.2])
+def test_resumed_run_ends_with_identical_weights(tokenizer, tmp_path, dropout):
+    cfg = TrainConfig(steps=12, batch_size=8, checkpoint_every=5, log_every=100, warmup_steps=3)
+    _, data = small_setup(tokenizer)
+    config = GPTConfig(vocab_size=tokenizer.vocab_size, block_size=32, n_layer=2, n_head=2, n_embd=32,
+                       dropout=dropout)
+    torch.manual_seed(0)
+    reference, stopped = GPT(config), GPT(config)
+    stopped.load_state_dict(reference.state_dict())
+    train(reference, data, cfg, log=quiet)
+
+    calls = 0
+
+    def stops_after_step_5(model, batch):
+        nonlocal calls
+        calls += 1
+        if calls > 5:
+            raise Interrupt
+        return lm_loss(model, batch)
+
+    with pytest.raises(Interrupt):
+        train(stopped, data, cfg, tmp_path, loss_fn=stops_after_step_5, log=quiet)
+    torch.manual_seed(99)
+    resumed = GPT(config)  # other weights: everything must come from the saved state
+    train(resumed, data, cfg, tmp_path, resume=True, log=quiet)
+    for (name, a), b in zip(reference.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_cli_end_to_end(tmp_path, capsys):
+    data = tmp_path / "train.txt"
+    data.write_text("\n".join(toy_corpus(200)) + "\n")
+    tok, ckpt, lora = tmp_path / "tok.json", tmp_path / "ckpt", tmp_path / "lora"
+    assert main(["train-tokenizer", "--input", str(data), "--out", str(tok), "--vocab-size", "1300"]) == 0
+    common = ["--steps", "20", "--batch-size", "8", "--log-every", "10", "--warmup-steps", "2"]
+    assert main(["train", "--data", str(data), "--tokenizer", str(tok), "--out", str(ckpt),
+                 "--n-layer", "1", "--n-embd", "32", "--n-head", "2", "--block-size", "32", *common]) == 0
+    assert main(["finetune", "--checkpoint", str(ckpt), "--data", str(data), "--out", str(lora),
+                 "--lora-r", "4", *common]) == 0
+    assert (lora / "adapter_model.safetensors").exists()
+    capsys.readouterr()
+    assert main(["sample", "--checkpoint", str(ckpt), "--adapter", str(lora), "--prompt", "continue : 100, 101",
+                 "--prompt", "what", "--numbers-only", "--max-new-tokens", "4"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2
+    numbers = lines[0].split("-> ")[1].strip("'")
+    assert numbers.isdigit()  # --numbers-only: nothing but number tokens
+    config = json.loads((ckpt / "config.json").read_text())
+    assert config["train_config"]["steps"] == 20 and config["history"]["train"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["sample", "--checkpoint", "/nonexistent", "--prompt", "x"], "missing"),
+    (["train"], "required"),
+    (["bogus"], "invalid choice"),
+    (["train", "--data", "x", "--tokenizer", "/nonexistent.json", "--out", "o"], "cannot load tokenizer"),
+])
+def test_cli_errors_are_one_line(argv, message, capsys):
+    try:
+        code = main(argv)
+    except SystemExit as exit_info:
+        code = exit_info.code
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
