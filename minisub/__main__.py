@@ -35,6 +35,7 @@ TRAIN_HELP = {
     "eval_every": "steps between evaluations on --val", "eval_batches": "batches per evaluation",
     "checkpoint_every": "steps between resumable training states", "log_every": "steps between progress lines",
     "seed": "seed for init, batches and dropout", "device": "torch device",
+    "precision": "fp32, or bf16 (autocast matmuls; faster on CPUs with native bf16)",
 }
 
 

@@ -35,9 +35,11 @@ def test_example_batches_mask_only_answers(tokenizer):
     assert batch.loss_mask[1].tolist() == [False, True, True, False, False, False]  # padding is not trained
 
 
-def test_loss_falls_well_below_its_start(tokenizer):
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_loss_falls_well_below_its_start(tokenizer, precision):
     model, data = small_setup(tokenizer)
-    cfg = TrainConfig(steps=150, batch_size=32, lr=3e-3, warmup_steps=10, log_every=150, eval_batches=2)
+    cfg = TrainConfig(steps=150, batch_size=32, lr=3e-3, warmup_steps=10, log_every=150, eval_batches=2,
+                      precision=precision)
     start = sum(lm_loss(model, data.sample(32, torch.Generator().manual_seed(i))).item() for i in range(3)) / 3
     train(model, data, cfg, log=quiet)
     end = sum(lm_loss(model, data.sample(32, torch.Generator().manual_seed(i))).item() for i in range(3)) / 3
