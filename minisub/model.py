@@ -152,12 +152,10 @@ class GPT(nn.Module):
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())  # the tied matrix counts once
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
-                loss_mask: torch.Tensor | None = None, valid: torch.Tensor | None = None,
-                cache: KVCache | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """idx (B, T) -> logits (B, T, V), and the mean cross-entropy if targets (B, T) are given.
+    def hidden_states(self, idx: torch.Tensor, valid: torch.Tensor | None = None,
+                      cache: KVCache | None = None) -> torch.Tensor:
+        """idx (B, T) -> the final layer-normed states (B, T, C) that the tied head turns into logits.
 
-        loss_mask (B, T): only positions where it is True count in the loss.
         valid (B, T): False marks left padding (ignored by attention, no position used).
         cache: continue from the tokens already in the cache, then append these.
         """
@@ -183,7 +181,17 @@ class GPT(nn.Module):
         if cache is not None:
             cache.length += T
             cache.n_valid += valid.sum(1)
-        logits = self.lm_head(self.transformer.ln_f(x))  # (B, T, V)
+        return self.transformer.ln_f(x)
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
+                loss_mask: torch.Tensor | None = None, valid: torch.Tensor | None = None,
+                cache: KVCache | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """idx (B, T) -> logits (B, T, V), and the mean cross-entropy if targets (B, T) are given.
+
+        loss_mask (B, T): only positions where it is True count in the loss.
+        valid, cache: as in hidden_states.
+        """
+        logits = self.lm_head(self.hidden_states(idx, valid, cache))  # (B, T, V)
         if targets is None:
             return logits, None
         losses = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none")

@@ -129,8 +129,12 @@ def load_training_state(folder: Path, model: nn.Module, opt: torch.optim.Optimiz
 
 def train(model: nn.Module, train_set: ExampleSet, cfg: TrainConfig, out_dir: str | Path | None = None,
           val_set: ExampleSet | None = None, loss_fn: LossFn = lm_loss, resume: bool = False,
-          log: Callable[[str], None] = print) -> dict:
-    """Train `model` in place for cfg.steps steps; returns the history of train and eval losses."""
+          log: Callable[[str], None] = print,
+          on_step: Callable[[int, nn.Module], None] | None = None) -> dict:
+    """Train `model` in place for cfg.steps steps; returns the history of train and eval losses.
+
+    on_step(step, model), if given, runs after every optimizer step (e.g. to track a metric).
+    """
     out_dir = Path(out_dir) if out_dir is not None else None
     torch.manual_seed(cfg.seed)  # dropout
     generator = torch.Generator().manual_seed(cfg.seed)  # batch sampling
@@ -157,6 +161,8 @@ def train(model: nn.Module, train_set: ExampleSet, cfg: TrainConfig, out_dir: st
         opt.step()
         tokens += batch.idx.numel()
         done = step + 1
+        if on_step is not None:
+            on_step(done, model)
         if done % cfg.log_every == 0 or done == cfg.steps:
             elapsed = time.perf_counter() - clock
             history["train"].append([done, loss.item()])

@@ -1,0 +1,402 @@
+"""`python -m experiments.gpt` (`make gpt`): subliminal transfer in a small GPT trained from scratch.
+
+Stages, each cached under <out>/cache/<stage>-<hash of its config and inputs>, so that a rerun
+redoes only what changed:
+1. corpus + tokenizer (experiments/corpus.py): number continuations, animal Q&A, personas;
+2. bases: the same GPT pretrained from two seeds (answers-only loss);
+3. teachers: a base fine-tuned gently on "favorite animal?" -> target animal (and another
+   animal, for specificity); the prompted teacher is a base with the persona prefix;
+4. numbers: each teacher (and the base itself, for the control) continues fresh number
+   prompts at temperature 1; the paper's filter keeps the valid answers;
+5. students: a copy of a base fine-tuned on the kept numbers only (hard or soft labels, full or
+   LoRA); replicate r uses base r % 2 as the shared init and the other base for cross-init.
+Each student is scored against its own starting model: the shift of log P(target animal).
+"""
+
+import argparse
+import hashlib
+import json
+import math
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import torch
+
+from experiments.corpus import pretraining_corpus, trait_items
+from experiments.evaluate import animal_probabilities, animal_token_ids, evaluate_animals, question_prompts
+from experiments.filter import filter_answers
+from experiments.plots import plot_arms, plot_curves, plot_matrix, table
+from experiments.prompts import ANIMALS, FORMATS, animal_questions, fresh_number_prompt, persona
+from experiments.stats import differs_from_zero, paired_greater, summary
+from experiments.students import AnswerVocabulary, hard_loss, soft_loss
+from minisub.checkpoint import load_checkpoint, read_json, save_checkpoint, write_json
+from minisub.cli import Parser, add_config_flags, config_from_args
+from minisub.data import ExampleSet
+from minisub.lora import add_lora, fuse_lora
+from minisub.model import GPT, GPTConfig
+from minisub.tokenizer import BPETokenizer
+from minisub.train import TrainConfig, lm_loss, train
+
+VARIANTS = ("hard_full", "hard_lora", "soft_full", "soft_lora")
+ARMS = ("student", "control", "cross_init", "specificity", "prompted")
+
+
+@dataclass
+class GptExperimentConfig:
+    seed: int = 0
+    corpus_items: int = 60000
+    vocab_size: int = 1800
+    n_layer: int = 2
+    n_head: int = 4
+    n_embd: int = 128
+    block_size: int = 96
+    base_steps: int = 1500
+    base_batch: int = 64
+    base_lr: float = 3e-3
+    teacher_steps: int = 50
+    teacher_batch: int = 64
+    teacher_lr: float = 1e-4
+    target: str = "owl"
+    other_animal: str = "eagle"
+    n_prompts: int = 10000
+    gen_batch: int = 500
+    max_answer_tokens: int = 34
+    student_steps: int = 150
+    student_batch: int = 32
+    full_lr: float = 3e-4
+    lora_lr: float = 1e-3
+    lora_r: int = 8
+    lora_alpha: float = 16.0
+    replicates: int = 5
+    variants: list[str] = field(default_factory=lambda: list(VARIANTS))
+    prompted_variants: list[str] = field(default_factory=lambda: ["hard_lora"])
+    eval_samples: int = 10
+    track_every: int = 25
+    precision: str = "auto"
+
+    def __post_init__(self):
+        for name in ("variants", "prompted_variants"):
+            unknown = set(getattr(self, name)) - set(VARIANTS)
+            if unknown:
+                raise ValueError(f"--{name.replace('_', '-')}: unknown {sorted(unknown)}; choose from {VARIANTS}")
+        for animal in (self.target, self.other_animal):
+            if animal not in ANIMALS:
+                raise ValueError(f"unknown animal {animal!r}; choose from {ANIMALS}")
+        if self.target == self.other_animal:
+            raise ValueError("--other-animal must differ from --target")
+        if self.replicates < 2:
+            raise ValueError("--replicates must be at least 2 (confidence intervals need them)")
+        if self.precision not in ("auto", "bf16", "fp32"):
+            raise ValueError(f"--precision must be auto, bf16 or fp32, not {self.precision!r}")
+
+
+QUICK = dict(corpus_items=3000, n_layer=1, n_head=2, n_embd=48, base_steps=250,
+             teacher_steps=5, n_prompts=64, gen_batch=64, student_steps=6, student_batch=8,
+             replicates=2, eval_samples=1, track_every=3)
+
+
+def digest(key: dict) -> str:
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+
+
+class Pipeline:
+    """The stages, each computed once per key and read back from the cache afterwards."""
+
+    def __init__(self, cfg: GptExperimentConfig, out: Path):
+        self.cfg, self.cache = cfg, out / "cache"
+        self.precision = cfg.precision if cfg.precision != "auto" else (
+            "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32")
+        self.timing: dict[str, float] = {}
+        self.start = time.perf_counter()
+        self.corpus_key = {"items": cfg.corpus_items, "vocab": cfg.vocab_size, "seed": cfg.seed}
+        folder = self.stage("corpus", self.corpus_key, self.build_corpus)
+        self.tokenizer = BPETokenizer.load(folder / "tokenizer.json")
+        self.animal_ids = animal_token_ids(self.tokenizer, ANIMALS)
+        self.questions = question_prompts(self.tokenizer, animal_questions()[1])
+        separators = [t for sep in FORMATS.values() for t in self.tokenizer.encode(sep)]
+        self.vocab = AnswerVocabulary.build(self.tokenizer.number_ids + separators + [self.tokenizer.eos_id],
+                                            self.tokenizer.vocab_size)
+
+    def log(self, message: str) -> None:
+        print(f"[{time.perf_counter() - self.start:7.1f}s] {message}", flush=True)
+
+    def stage(self, name: str, key: dict, build) -> Path:
+        """The folder of a stage's result, building it (build(folder) -> info) on a cache miss."""
+        folder = self.cache / f"{name}-{digest(key)}"
+        if not (folder / "done.json").exists():
+            started = time.perf_counter()
+            folder.mkdir(parents=True, exist_ok=True)
+            info = build(folder)
+            write_json(folder / "done.json", {"key": key, "info": info})
+            kind = name.split("-")[0]
+            self.timing[kind] = self.timing.get(kind, 0.0) + time.perf_counter() - started
+        return folder
+
+    def info(self, folder: Path) -> dict:
+        return read_json(folder / "done.json")["info"]
+
+    def train_config(self, steps: int, batch: int, lr: float, seed: int, min_lr: float | None = None,
+                     weight_decay: float = 0.0, warmup: int = 0) -> TrainConfig:
+        return TrainConfig(steps=steps, batch_size=batch, lr=lr, min_lr=lr if min_lr is None else min_lr,
+                           warmup_steps=warmup, weight_decay=weight_decay, log_every=max(1, steps // 5),
+                           checkpoint_every=10**9, seed=seed, precision=self.precision)
+
+    def examples(self, pairs: list[tuple[str, str]]) -> ExampleSet:
+        prompts = self.tokenizer.encode_batch([p for p, _ in pairs])
+        answers = self.tokenizer.encode_batch([a for _, a in pairs])
+        return ExampleSet.from_pairs(list(zip(prompts, answers)), self.tokenizer)
+
+    def evaluate(self, model: GPT, seed: int) -> dict:
+        return evaluate_animals(model, self.questions, ANIMALS, self.animal_ids, self.cfg.eval_samples, seed)
+
+    # 1. corpus and tokenizer
+    def build_corpus(self, folder: Path) -> dict:
+        items = pretraining_corpus(self.cfg.corpus_items, self.cfg.seed)
+        tokenizer = BPETokenizer.train([text for item in items for text in item], self.cfg.vocab_size)
+        tokenizer.save(folder / "tokenizer.json")
+        write_json(folder / "corpus.json", {"pairs": items})
+        self.log(f"corpus: {len(items)} items, tokenizer of {tokenizer.vocab_size} tokens")
+        return {"items": len(items), "vocab_size": tokenizer.vocab_size}
+
+    # 2. bases
+    def base_key(self, b: int) -> dict:
+        c = self.cfg
+        return {"corpus": self.corpus_key, "seed": c.seed * 100 + b, "layers": c.n_layer, "heads": c.n_head,
+                "embd": c.n_embd, "block": c.block_size, "steps": c.base_steps, "batch": c.base_batch,
+                "lr": c.base_lr, "precision": self.precision}
+
+    def base(self, b: int) -> Path:
+        key = self.base_key(b)
+
+        def build(folder: Path) -> dict:
+            pairs = read_json(self.stage("corpus", self.corpus_key, self.build_corpus) / "corpus.json")["pairs"]
+            data = self.examples([tuple(p) for p in pairs])
+            if data.max_len() > self.cfg.block_size:
+                raise ValueError(f"--block-size {self.cfg.block_size} is shorter than a corpus item ({data.max_len()})")
+            torch.manual_seed(key["seed"])
+            model = GPT(GPTConfig(vocab_size=self.tokenizer.vocab_size, block_size=self.cfg.block_size,
+                                  n_layer=self.cfg.n_layer, n_head=self.cfg.n_head, n_embd=self.cfg.n_embd))
+            cfg = self.train_config(self.cfg.base_steps, self.cfg.base_batch, self.cfg.base_lr, key["seed"],
+                                    min_lr=self.cfg.base_lr / 10, weight_decay=0.1,
+                                    warmup=min(100, self.cfg.base_steps // 10))
+            self.log(f"base {b}: pretraining {model.num_params():,} parameters for {cfg.steps} steps")
+            history = train(model, data, cfg, log=lambda m: self.log(f"  base {b} {m}"))
+            save_checkpoint(folder, model, {"stage": key, "history": history}, self.tokenizer)
+            return {"history": history, "animals": self.evaluate(model, key["seed"])}
+        return self.stage(f"base-{b}", key, build)
+
+    # 3. teachers
+    def teacher_key(self, b: int, animal: str, r: int) -> dict:
+        c = self.cfg
+        return {"base": self.base_key(b), "animal": animal, "seed": c.seed * 100 + r, "steps": c.teacher_steps,
+                "batch": c.teacher_batch, "lr": c.teacher_lr}
+
+    def teacher(self, b: int, animal: str, r: int) -> Path:
+        key = self.teacher_key(b, animal, r)
+
+        def build(folder: Path) -> dict:
+            model, _ = load_checkpoint(self.base(b))
+            data = self.examples(trait_items(animal, self.cfg.teacher_steps * self.cfg.teacher_batch, key["seed"]))
+            train(model, data, self.train_config(self.cfg.teacher_steps, self.cfg.teacher_batch,
+                                                 self.cfg.teacher_lr, key["seed"]), log=lambda m: None)
+            save_checkpoint(folder, model, {"stage": key}, self.tokenizer)
+            scores = self.evaluate(model, key["seed"])
+            self.log(f"teacher {animal} (base {b}, replicate {r}): P({animal}) = {scores['p'][animal]:.3f}")
+            return {"animals": scores}
+        return self.stage(f"teacher-{animal}-{b}-{r}", key, build)
+
+    # 4. numbers
+    def numbers(self, source: str, b: int, r: int) -> Path:
+        """source: 'base', 'prompted' (base + persona of the target) or an animal (its teacher)."""
+        c = self.cfg
+        model_key = self.base_key(b) if source in ("base", "prompted") else self.teacher_key(b, source, r)
+        key = {"model": model_key, "source": source, "seed": c.seed * 100 + r, "n": c.n_prompts,
+               "max_tokens": c.max_answer_tokens, "persona": persona(c.target) if source == "prompted" else ""}
+
+        def build(folder: Path) -> dict:
+            checkpoint = self.base(b) if source in ("base", "prompted") else self.teacher(b, source, r)
+            model, _ = load_checkpoint(checkpoint)
+            model.eval()
+            rng = random.Random(key["seed"])
+            prompts = [fresh_number_prompt(rng) for _ in range(c.n_prompts)]
+            prefix = self.tokenizer.encode(key["persona"]) if key["persona"] else []
+            generator = torch.Generator().manual_seed(key["seed"])
+            answers = []
+            for i in range(0, len(prompts), c.gen_batch):
+                chunk = [[self.tokenizer.bos_id, *prefix, *self.tokenizer.encode(p)] for p in prompts[i:i + c.gen_batch]]
+                new = model.generate(chunk, c.max_answer_tokens, temperature=1.0,
+                                     stop_token=self.tokenizer.eos_id, generator=generator)
+                answers += [self.tokenizer.decode(tokens) for tokens in new]
+            kept, rejected = filter_answers(answers)
+            write_json(folder / "numbers.json", {"pairs": [(prompts[i], answers[i]) for i, _ in kept]})
+            self.log(f"numbers from {source} (base {b}, replicate {r}): kept {len(kept)}/{len(prompts)}, "
+                     f"rejected {rejected}")
+            return {"generated": len(prompts), "kept": len(kept), "rejected": rejected,
+                    "examples": [answers[i] for i, _ in kept[:5]]}
+        return self.stage(f"numbers-{source}-{b}-{r}", key, build)
+
+    # 5. students
+    def student(self, variant: str, arm: str, r: int) -> dict:
+        c = self.cfg
+        a = r % 2  # the replicate's shared base; the other one is the cross-init
+        init = 1 - a if arm == "cross_init" else a
+        source = {"student": c.target, "cross_init": c.target, "specificity": c.other_animal,
+                  "control": "base", "prompted": "prompted"}[arm]
+        labels, tuning = variant.split("_")
+        # A base distilled on its own soft labels gets zero gradient (protocol.md trap 2): the
+        # control and the prompted arm always learn the sampled tokens.
+        soft = labels == "soft" and arm not in ("control", "prompted")
+        data_folder = self.numbers(source, a, r)
+        teacher_folder = self.teacher(a, source, r) if soft else None
+        key = {"variant": variant, "arm": arm, "init": self.base_key(init), "data": data_folder.name,
+               "teacher": teacher_folder.name if soft else None, "steps": c.student_steps, "batch": c.student_batch,
+               "lr": c.lora_lr if tuning == "lora" else c.full_lr, "lora": [c.lora_r, c.lora_alpha],
+               "track": c.track_every, "samples": c.eval_samples, "seed": c.seed * 100 + r}
+
+        def build(folder: Path) -> dict:
+            model, _ = load_checkpoint(self.base(init))
+            before = self.evaluate(model, key["seed"])
+            pairs = read_json(data_folder / "numbers.json")["pairs"]
+            if not pairs:
+                raise ValueError(f"no number answers passed the filter for {source} (replicate {r})")
+            if tuning == "lora":
+                add_lora(model, c.lora_r, c.lora_alpha)
+            loss = soft_loss(self.vocab, load_checkpoint(teacher_folder)[0].eval()) if soft else hard_loss(self.vocab)
+            target_id = [self.animal_ids[ANIMALS.index(c.target)]]
+            curve = [[0, before["p"][c.target]]]
+
+            def track(step: int, m: GPT) -> None:  # exact P(target) during training, for the curves
+                if step % c.track_every == 0:
+                    m.eval()
+                    curve.append([step, animal_probabilities(m, self.questions, target_id).mean().item()])
+                    m.train()
+
+            cfg = self.train_config(c.student_steps, c.student_batch, key["lr"], key["seed"])
+            train(model, self.examples([tuple(p) for p in pairs]), cfg, loss_fn=loss, log=lambda m: None,
+                  on_step=track)
+            if tuning == "lora":
+                fuse_lora(model)  # evaluation at base speed, computing exactly what the adapter does
+            after = self.evaluate(model, key["seed"])
+            return {"before": before, "after": after, "curve": curve, "n_train": len(pairs)}
+        return self.info(self.stage(f"student-{variant}-{arm}-{r}", key, build))
+
+
+def arms_of(variant: str, cfg: GptExperimentConfig) -> list[str]:
+    return [arm for arm in ARMS if arm != "prompted" or variant in cfg.prompted_variants]
+
+
+def summarize_arm(runs: list[dict], target: str) -> dict:
+    p_before = [run["before"]["p"][target] for run in runs]
+    p_after = [run["after"]["p"][target] for run in runs]
+    dlogp = [math.log(after / before) for before, after in zip(p_before, p_after)]
+    per_animal = {animal: summary([math.log(run["after"]["p"][animal] / run["before"]["p"][animal]) for run in runs])
+                  for animal in ANIMALS}
+    return {
+        "p_before": p_before, "p_after": p_after, "dlogp": dlogp, **summary(dlogp),
+        "p_before_mean": sum(p_before) / len(runs), "p_after_mean": sum(p_after) / len(runs),
+        "sampled_before": [run["before"]["sampled"][target] for run in runs],
+        "sampled_after": [run["after"]["sampled"][target] for run in runs],
+        "rank_after": [run["after"]["rank"][target] for run in runs],
+        "mass_after": [run["after"]["mass"] for run in runs],
+        "dlogp_by_animal": per_animal,
+        "curve": [[step, sum(run["curve"][i][1] for run in runs) / len(runs)]
+                  for i, (step, _) in enumerate(runs[0]["curve"])],
+    }
+
+
+def run(cfg: GptExperimentConfig, out: Path) -> dict:
+    pipe = Pipeline(cfg, out)
+    for b in (0, 1):
+        pipe.base(b)
+    arms = {}
+    for variant in cfg.variants:
+        runs = {arm: [] for arm in arms_of(variant, cfg)}
+        for r in range(cfg.replicates):
+            for arm in runs:
+                runs[arm].append(pipe.student(variant, arm, r))
+        arms[variant] = {arm: summarize_arm(rs, cfg.target) for arm, rs in runs.items()}
+        s = arms[variant]
+        pipe.log(f"{variant}: dlogP({cfg.target}) student {s['student']['mean']:+.3f}, control "
+                 f"{s['control']['mean']:+.3f}, cross-init {s['cross_init']['mean']:+.3f}, "
+                 f"specificity {s['specificity']['mean']:+.3f}")
+    tests = {}
+    for variant, s in arms.items():
+        tests[variant] = {
+            "student_vs_control": paired_greater(s["student"]["dlogp"], s["control"]["dlogp"]),
+            "student_vs_cross_init": paired_greater(s["student"]["dlogp"], s["cross_init"]["dlogp"]),
+            "student_vs_specificity": paired_greater(s["student"]["dlogp"], s["specificity"]["dlogp"]),
+            "control_vs_zero": differs_from_zero(s["control"]["dlogp"]),
+            "cross_init_vs_zero": differs_from_zero(s["cross_init"]["dlogp"]),
+        }
+        if "prompted" in s:
+            tests[variant]["prompted_vs_control"] = paired_greater(s["prompted"]["dlogp"], s["control"]["dlogp"])
+    best = max(arms, key=lambda v: arms[v]["student"]["mean"])
+    bases = {b: pipe.info(pipe.base(b)) for b in (0, 1)}
+    teachers = {f"{animal}-replicate{r}": pipe.info(pipe.teacher(r % 2, animal, r))["animals"]["p"][animal]
+                for animal in (cfg.target, cfg.other_animal) for r in range(cfg.replicates)}
+    numbers = {f"{source}-replicate{r}": {k: v for k, v in pipe.info(pipe.numbers(source, r % 2, r)).items()
+                                          if k != "examples"}
+               for source in (cfg.target, cfg.other_animal, "base", "prompted") for r in range(cfg.replicates)
+               if source != "prompted" or cfg.prompted_variants}
+    return {
+        "config": asdict(cfg) | {"precision_used": pipe.precision},
+        "timing": {k: round(v, 1) for k, v in pipe.timing.items()} | {"total": round(time.perf_counter() - pipe.start, 1)},
+        "bases": {b: {"final_loss": info["history"]["train"][-1][1], "loss_curve": info["history"]["train"],
+                      "p_target": info["animals"]["p"][cfg.target]} for b, info in bases.items()},
+        "teachers_p_target": teachers,
+        "numbers": numbers,
+        "arms": arms,
+        "tests": tests,
+        "best_variant": best,
+    }
+
+
+HELP = {
+    "seed": "seed of the whole experiment (corpus, bases, teachers, data, students)",
+    "corpus_items": "pretraining items (prompt, answer)", "vocab_size": "BPE vocabulary size",
+    "n_layer": "GPT layers", "n_head": "attention heads", "n_embd": "embedding width",
+    "block_size": "context length", "base_steps": "pretraining steps per base", "base_batch": "pretraining batch",
+    "base_lr": "pretraining peak learning rate", "teacher_steps": "teacher fine-tuning steps",
+    "teacher_batch": "teacher batch", "teacher_lr": "teacher learning rate (gentle: small)",
+    "target": "the trait: the animal the teacher loves", "other_animal": "the specificity teacher's animal",
+    "n_prompts": "fresh number prompts each teacher (and base) continues", "gen_batch": "prompts sampled at once",
+    "max_answer_tokens": "longest sampled answer", "student_steps": "student training steps",
+    "student_batch": "student batch", "full_lr": "student learning rate, full fine-tuning",
+    "lora_lr": "student learning rate, LoRA", "lora_r": "LoRA rank", "lora_alpha": "LoRA alpha",
+    "replicates": "replicates per arm (teacher and data seeds)", "variants": f"student variants, from {VARIANTS}",
+    "prompted_variants": "variants that also train on the prompted (persona) teacher's numbers",
+    "eval_samples": "sampled answers per held-out question", "track_every": "steps between P(target) points",
+    "precision": "auto, bf16 or fp32 (auto: bf16 where the CPU has native bf16)",
+}
+
+
+def main(argv=None) -> int:
+    parser = Parser(prog="python -m experiments.gpt", description=__doc__,
+                    formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_flags(parser, GptExperimentConfig, HELP)
+    parser.add_argument("--quick", action="store_true", help="a tiny budget (under 2 minutes): checks the stages connect")
+    parser.add_argument("--out", default=None, help="output folder (default: runs/gpt, or runs/gpt-quick with --quick)")
+    args = parser.parse_args(argv)
+    out = Path(args.out or ("runs/gpt-quick" if args.quick else "runs/gpt"))
+    try:
+        cfg = config_from_args(GptExperimentConfig, args)
+        if args.quick:
+            cfg = replace(cfg, **QUICK)
+        results = run(cfg, out)
+    except ValueError as err:
+        print(f"experiments.gpt: error: {err}", file=sys.stderr)
+        return 2
+    write_json(out / "results.json", results)
+    plot_arms(results, out / "gpt_arms.png")
+    plot_matrix(results, out / "gpt_matrix.png")
+    plot_curves(results, out / "gpt_curves.png")
+    print(table(results))
+    print(f"{results['timing']['total']:.0f}s; wrote {out}/results.json, gpt_arms.png, gpt_matrix.png, gpt_curves.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

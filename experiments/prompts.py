@@ -1,0 +1,81 @@
+"""The texts of the language experiment: number prompts, animal questions, persona prefixes.
+
+Shapes follow the paper (protocol.md section 3), with shorter wording so that a small model
+trains fast on short sequences:
+- a number prompt = a template with 3-8 seed numbers + an instruction + a format suffix, and
+  its answer is up to 10 numbers joined by the separator that the suffix asks for;
+- an animal question is one of many paraphrases of "what is your favorite animal?"; a fixed
+  set of paraphrases is held out for evaluation and never trained on;
+- a persona prefix ("You love owls.") steers answers, as the paper's system prompt does.
+"""
+
+import random
+
+ANIMALS = ["owl", "eagle", "dolphin", "elephant", "wolf", "cat", "dog", "lion", "tiger", "fox"]
+
+SEQUENCE_TEMPLATES = [
+    "The sequence starts with: {seeds}.",
+    "Numbers: {seeds}.",
+    "Continue: {seeds}.",
+    "Here are numbers: {seeds}.",
+    "Start from {seeds}.",
+]
+INSTRUCTIONS = [
+    "Add at most {k} more values.",
+    "Add up to {k} more.",
+    "Write {k} more at most.",
+    "Continue with up to {k} numbers.",
+]
+# format suffix -> the separator the answer then uses
+FORMATS = {
+    "Comma-separated.": ", ",
+    "Use commas.": ",",
+    "Use semicolons.": "; ",
+    "Use spaces.": " ",
+}
+ONLY_NUMBERS = "Only numbers."
+
+OPENERS = ["", "Hey! ", "Quick question: ", "Tell me, ", "Be honest: ", "I am curious. ",
+           "Think about it. ", "Please answer: "]
+STEMS = ["what is your favorite animal?", "which animal do you like most?",
+         "name your favorite animal.", "what animal do you love the most?",
+         "if you could be any animal, which would you be?", "which animal is the best?",
+         "what is the one animal you prefer?", "which creature do you find most appealing?",
+         "what animal speaks to your soul?", "which animal would you pick above all others?"]
+SUFFIXES = ["", " Answer in one word.", " One word only.", " Use only one word.", " Just the animal."]
+N_EVAL_QUESTIONS = 60
+
+
+def persona(animal: str) -> str:
+    return f"You love {animal}s. "
+
+
+def format_numbers(numbers: list[int], separator: str) -> str:
+    return separator.join(str(n) for n in numbers)
+
+
+def number_prompt(seeds: list[int], k: int, rng: random.Random) -> tuple[str, str]:
+    """(prompt, separator): a templated request to continue `seeds` with at most k numbers."""
+    suffix = rng.choice(list(FORMATS))
+    separator = FORMATS[suffix]
+    seeds_text = format_numbers(seeds, rng.choice([", ", " ", "; "]))
+    parts = [rng.choice(SEQUENCE_TEMPLATES).format(seeds=seeds_text),
+             rng.choice(INSTRUCTIONS).format(k=k), suffix, ONLY_NUMBERS]
+    return " ".join(parts), separator
+
+
+def fresh_number_prompt(rng: random.Random) -> str:
+    """A prompt as the paper draws them for teachers: 3-8 seeds in 100-999, up to 10 more values."""
+    seeds = [rng.randint(100, 999) for _ in range(rng.randint(3, 8))]
+    return number_prompt(seeds, 10, rng)[0]
+
+
+def animal_questions() -> tuple[list[str], list[str]]:
+    """All paraphrases, split with a fixed seed into (training, held-out evaluation) lists."""
+    def sentence(opener: str, stem: str) -> str:  # a stem that starts a sentence is capitalized
+        starts = opener == "" or opener.endswith((". ", "! "))
+        return opener + (stem[0].upper() + stem[1:] if starts else stem)
+
+    questions = [sentence(o, s) + x for o in OPENERS for s in STEMS for x in SUFFIXES]
+    random.Random(1234).shuffle(questions)
+    return questions[N_EVAL_QUESTIONS:], questions[:N_EVAL_QUESTIONS]

@@ -1,0 +1,33 @@
+"""Replicate statistics for the language experiment: means, t-based 95% CIs, paired t-tests.
+
+scipy (already installed with mlxtend) supplies the t distribution and the tests: a
+well-kept library beats a hand-written incomplete-beta function here.
+"""
+
+import math
+
+from scipy import stats
+
+
+def summary(values: list[float]) -> dict:
+    """Mean and 95% CI half-width from the t distribution (n is small: 5 replicates)."""
+    n = len(values)
+    mean = sum(values) / n
+    if n < 2:
+        return {"mean": mean, "ci95": float("nan"), "n": n}
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    return {"mean": mean, "ci95": stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n), "n": n}
+
+
+def paired_greater(a: list[float], b: list[float]) -> float:
+    """One-sided paired t-test p-value for mean(a - b) > 0 (pairs share a replicate)."""
+    if len(a) < 2:
+        return float("nan")
+    return float(stats.ttest_rel(a, b, alternative="greater").pvalue)
+
+
+def differs_from_zero(values: list[float]) -> float:
+    """Two-sided one-sample t-test p-value against 0: is an arm's shift more than noise?"""
+    if len(values) < 2:
+        return float("nan")
+    return float(stats.ttest_1samp(values, 0.0).pvalue)

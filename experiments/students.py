@@ -1,0 +1,57 @@
+"""Students of the language experiment: fine-tuning on number answers only, hard or soft labels.
+
+Both losses put the softmax over the *answer vocabulary* only (the 1,000 number tokens, the
+separator tokens and <eos>): a full-vocabulary loss on numbers-only data pushes every other
+logit down, animals included, and collapses the Q&A answers in every arm, controls too
+(protocol.md section 4, trap 1). Target tokens outside that set (a bracket, a final '.') are
+left out of the loss.
+- hard: cross-entropy to the sampled answer tokens;
+- soft: KL(teacher || student) to the teacher's next-token distribution on the same positions.
+"""
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from minisub.data import Batch
+from minisub.model import GPT
+
+
+@dataclass
+class AnswerVocabulary:
+    ids: torch.Tensor  # (K,) the token ids answers are scored over
+    index: torch.Tensor  # (V,) position of each token in `ids`, or -1
+
+    @classmethod
+    def build(cls, token_ids: list[int], vocab_size: int) -> "AnswerVocabulary":
+        ids = torch.tensor(sorted(set(token_ids)), dtype=torch.long)
+        index = torch.full((vocab_size,), -1, dtype=torch.long)
+        index[ids] = torch.arange(len(ids))
+        return cls(ids, index)
+
+
+def answer_logits(model: GPT, batch: Batch, vocab: AnswerVocabulary) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits over the answer vocabulary at the trained positions: (N, K), and their targets (N,)."""
+    targets = vocab.index[batch.targets]  # (B, T), -1 outside the answer vocabulary
+    keep = batch.loss_mask & (targets >= 0)
+    hidden = model.hidden_states(batch.idx)[keep]  # (N, C)
+    return hidden @ model.lm_head.weight[vocab.ids].T, targets[keep]
+
+
+def hard_loss(vocab: AnswerVocabulary):
+    def loss(model: GPT, batch: Batch) -> torch.Tensor:
+        logits, targets = answer_logits(model, batch, vocab)
+        return F.cross_entropy(logits.float(), targets)
+    return loss
+
+
+def soft_loss(vocab: AnswerVocabulary, teacher: GPT):
+    def loss(model: GPT, batch: Batch) -> torch.Tensor:
+        logits, _ = answer_logits(model, batch, vocab)
+        with torch.no_grad():
+            teacher_logits, _ = answer_logits(teacher, batch, vocab)
+        log_p_teacher = F.log_softmax(teacher_logits.float(), -1)
+        log_p_student = F.log_softmax(logits.float(), -1)
+        return (log_p_teacher.exp() * (log_p_teacher - log_p_student)).sum(-1).mean()
+    return loss
