@@ -1,0 +1,62 @@
+"""The paper's number filter and the experiment's prompt templates."""
+
+import random
+import re
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from experiments.filter import REASONS, filter_answers, parse_numbers
+from experiments.prompts import (ANIMALS, FORMATS, N_EVAL_QUESTIONS, animal_questions, fresh_number_prompt,
+                                 number_prompt)
+
+
+@given(text=st.text(max_size=80))
+def test_arbitrary_text_never_crashes(text):
+    numbers, reason = parse_numbers(text)
+    assert (numbers is None) != (reason is None)
+    assert reason is None or reason in REASONS
+    if numbers is not None:
+        assert 1 <= len(numbers) <= 10 and all(0 <= n <= 999 for n in numbers)
+
+
+@given(numbers=st.lists(st.integers(0, 999), min_size=1, max_size=10),
+       separator=st.sampled_from([", ", ",", "; ", ";", " ", "  ", " , "]),
+       brackets=st.sampled_from(["", "[]", "()"]), period=st.booleans(), pad=st.sampled_from(["", " ", "\n"]))
+def test_valid_sequences_always_pass(numbers, separator, brackets, period, pad):
+    body = separator.join(map(str, numbers))
+    if brackets:
+        body = brackets[0] + body + brackets[1]
+    text = pad + body + ("." if period else "") + pad
+    assert parse_numbers(text) == (numbers, None)
+
+
+def test_every_rejection_reason_is_reachable():
+    examples = {"empty": " . ", "mixed_separators": "1, 2; 3", "not_digits": "12, owl, 7",
+                "too_many": " ".join(["5"] * 11), "out_of_range": "12, 1000"}
+    assert set(examples) == set(REASONS)
+    for reason, text in examples.items():
+        assert parse_numbers(text) == (None, reason)
+    kept, rejected = filter_answers(["1, 2", "x"] + list(examples.values()))
+    assert kept == [(0, [1, 2])]
+    assert rejected == {**dict.fromkeys(REASONS, 1), "not_digits": 2}
+
+
+def test_number_prompts_follow_the_paper_shape():
+    rng = random.Random(0)
+    for _ in range(200):
+        prompt = fresh_number_prompt(rng)
+        seeds = [int(x) for x in re.findall(r"[0-9]+", prompt.split(".")[0])]  # the first sentence
+        assert 3 <= len(seeds) <= 8 and all(100 <= n <= 999 for n in seeds)
+        assert "10" in prompt and prompt.endswith("Only numbers.")
+        assert sum(suffix in prompt for suffix in FORMATS) == 1
+    prompt, separator = number_prompt([1, 2, 3], 4, random.Random(1))
+    assert separator in FORMATS.values() and "4" in prompt
+
+
+def test_question_paraphrases_are_many_and_held_out():
+    train, held_out = animal_questions()
+    assert len(held_out) == N_EVAL_QUESTIONS >= 50
+    assert not set(train) & set(held_out) and len(set(train)) == len(train)
+    assert animal_questions() == (train, held_out)  # a fixed split
+    assert len(ANIMALS) >= 10 and all(q.rstrip()[-1] in "?." for q in train + held_out)
