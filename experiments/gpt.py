@@ -28,7 +28,7 @@ import torch
 from experiments.corpus import pretraining_corpus, trait_items
 from experiments.evaluate import animal_probabilities, animal_token_ids, evaluate_animals, question_prompts
 from experiments.filter import filter_answers
-from experiments.plots import plot_arms, plot_curves, plot_matrix, table
+from experiments.plots import plot_arms, plot_bases, plot_curves, plot_matrix, table
 from experiments.prompts import ANIMALS, FORMATS, animal_questions, fresh_number_prompt, persona
 from experiments.stats import differs_from_zero, paired_greater, summary
 from experiments.students import AnswerVocabulary, hard_loss, soft_loss
@@ -38,7 +38,7 @@ from minisub.data import ExampleSet
 from minisub.lora import add_lora, fuse_lora
 from minisub.model import GPT, GPTConfig
 from minisub.tokenizer import BPETokenizer
-from minisub.train import TrainConfig, lm_loss, train
+from minisub.train import TrainConfig, autocast, resolve_precision, train
 
 VARIANTS = ("hard_full", "hard_lora", "soft_full", "soft_lora")
 ARMS = ("student", "control", "cross_init", "specificity", "prompted")
@@ -53,19 +53,19 @@ class GptExperimentConfig:
     n_head: int = 4
     n_embd: int = 128
     block_size: int = 96
-    base_steps: int = 1500
+    base_steps: int = 1000
     base_batch: int = 64
     base_lr: float = 3e-3
     teacher_steps: int = 50
     teacher_batch: int = 64
-    teacher_lr: float = 1e-4
+    teacher_lr: float = 3e-4
     target: str = "owl"
     other_animal: str = "eagle"
     n_prompts: int = 10000
     gen_batch: int = 500
-    max_answer_tokens: int = 34
-    student_steps: int = 150
-    student_batch: int = 32
+    max_answer_tokens: int = 32
+    student_steps: int = 100
+    student_batch: int = 24
     full_lr: float = 3e-4
     lora_lr: float = 1e-3
     lora_r: int = 8
@@ -107,8 +107,7 @@ class Pipeline:
 
     def __init__(self, cfg: GptExperimentConfig, out: Path):
         self.cfg, self.cache = cfg, out / "cache"
-        self.precision = cfg.precision if cfg.precision != "auto" else (
-            "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32")
+        self.precision = resolve_precision(cfg.precision)
         self.timing: dict[str, float] = {}
         self.start = time.perf_counter()
         self.corpus_key = {"items": cfg.corpus_items, "vocab": cfg.vocab_size, "seed": cfg.seed}
@@ -227,8 +226,9 @@ class Pipeline:
             answers = []
             for i in range(0, len(prompts), c.gen_batch):
                 chunk = [[self.tokenizer.bos_id, *prefix, *self.tokenizer.encode(p)] for p in prompts[i:i + c.gen_batch]]
-                new = model.generate(chunk, c.max_answer_tokens, temperature=1.0,
-                                     stop_token=self.tokenizer.eos_id, generator=generator)
+                with autocast("cpu", self.precision):
+                    new = model.generate(chunk, c.max_answer_tokens, temperature=1.0,
+                                         stop_token=self.tokenizer.eos_id, generator=generator)
                 answers += [self.tokenizer.decode(tokens) for tokens in new]
             kept, rejected = filter_answers(answers)
             write_json(folder / "numbers.json", {"pairs": [(prompts[i], answers[i]) for i, _ in kept]})
@@ -251,7 +251,8 @@ class Pipeline:
         soft = labels == "soft" and arm not in ("control", "prompted")
         data_folder = self.numbers(source, a, r)
         teacher_folder = self.teacher(a, source, r) if soft else None
-        key = {"variant": variant, "arm": arm, "init": self.base_key(init), "data": data_folder.name,
+        trained_as = f"{'soft' if soft else 'hard'}_{tuning}"  # soft controls share the hard ones' runs
+        key = {"variant": trained_as, "arm": arm, "init": self.base_key(init), "data": data_folder.name,
                "teacher": teacher_folder.name if soft else None, "steps": c.student_steps, "batch": c.student_batch,
                "lr": c.lora_lr if tuning == "lora" else c.full_lr, "lora": [c.lora_r, c.lora_alpha],
                "track": c.track_every, "samples": c.eval_samples, "seed": c.seed * 100 + r}
@@ -281,7 +282,7 @@ class Pipeline:
                 fuse_lora(model)  # evaluation at base speed, computing exactly what the adapter does
             after = self.evaluate(model, key["seed"])
             return {"before": before, "after": after, "curve": curve, "n_train": len(pairs)}
-        return self.info(self.stage(f"student-{variant}-{arm}-{r}", key, build))
+        return self.info(self.stage(f"student-{trained_as}-{arm}-{r}", key, build))
 
 
 def arms_of(variant: str, cfg: GptExperimentConfig) -> list[str]:
@@ -393,8 +394,10 @@ def main(argv=None) -> int:
     plot_arms(results, out / "gpt_arms.png")
     plot_matrix(results, out / "gpt_matrix.png")
     plot_curves(results, out / "gpt_curves.png")
+    plot_bases(results, out / "gpt_bases.png")
     print(table(results))
-    print(f"{results['timing']['total']:.0f}s; wrote {out}/results.json, gpt_arms.png, gpt_matrix.png, gpt_curves.png")
+    print(f"{results['timing']['total']:.0f}s; wrote {out}/results.json, gpt_arms.png, gpt_matrix.png, "
+          "gpt_curves.png, gpt_bases.png")
     return 0
 
 

@@ -2,7 +2,8 @@
 
 gpt_arms.png: the shift of log P(target) per arm and variant, 95% CIs;
 gpt_matrix.png: data source x measured animal, mean shift of log P (best variant);
-gpt_curves.png: P(target) over student training steps, mean over replicates (best variant).
+gpt_curves.png: P(target) over student training steps, mean over replicates (best variant);
+gpt_bases.png: the pretraining loss curves of the bases.
 """
 
 from pathlib import Path
@@ -48,7 +49,7 @@ def plot_matrix(results: dict, path: Path) -> None:
     bound = max(abs(v) for row in values for v in row) or 1.0
     fig, ax = plt.subplots(figsize=(9, 0.6 * len(rows) + 1.5))
     image = ax.imshow(values, cmap="RdBu_r", vmin=-bound, vmax=bound)
-    ax.set_xticks(range(len(ANIMALS)), ANIMALS)
+    ax.set_xticks(range(len(ANIMALS)), ANIMALS, rotation=45, ha="right")
     labels = {"student": f"{results['config']['target']} teacher", "specificity": f"{results['config']['other_animal']} teacher",
               "control": "base (control)", "cross_init": f"{results['config']['target']} teacher, cross-init",
               "prompted": "prompted teacher"}
@@ -72,6 +73,20 @@ def plot_curves(results: dict, path: Path) -> None:
     ax.set_xlabel("student training step")
     ax.set_ylabel(f"P({results['config']['target']}), mean over replicates")
     ax.set_title(f"P(target) during student training ({best})", fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_bases(results: dict, path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for b, base in results["bases"].items():
+        steps, loss = zip(*base["loss_curve"])
+        ax.plot(steps, loss, "o-", markersize=3, label=f"base {b}")
+    ax.set_xlabel("pretraining step")
+    ax.set_ylabel("training loss (answers only)")
+    ax.set_title("Bases: same data and config, different seeds", fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

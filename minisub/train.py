@@ -55,6 +55,14 @@ class TrainConfig:
             raise ValueError("need 0 <= --min-lr <= --lr")
 
 
+def resolve_precision(precision: str, device: str | torch.device = "cpu") -> str:
+    """'auto' -> 'bf16' on CUDA or on CPUs with native bf16 matmuls, else 'fp32'; others unchanged."""
+    if precision != "auto":
+        return precision
+    native = torch.device(device).type == "cuda" or torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    return "bf16" if native else "fp32"
+
+
 def autocast(device: str | torch.device, precision: str):
     """bf16 autocast (matmuls in bf16, weights and losses in fp32) or a no-op for fp32."""
     return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=precision == "bf16")

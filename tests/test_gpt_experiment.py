@@ -87,7 +87,7 @@ def test_quick_pipeline_end_to_end(tmp_path, capsys):
             assert len(stats["p_before"]) == len(stats["p_after"]) == len(stats["dlogp"]) == 2
             assert {"mean", "ci95"} <= set(stats)
         assert set(results["tests"][variant]) >= {"student_vs_control", "student_vs_cross_init"}
-    for png in ("gpt_arms.png", "gpt_matrix.png", "gpt_curves.png"):
+    for png in ("gpt_arms.png", "gpt_matrix.png", "gpt_curves.png", "gpt_bases.png"):
         assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
     first_seconds = results["timing"]["total"]
     assert main(["--quick", "--out", str(tmp_path)]) == 0  # every stage now comes from the cache

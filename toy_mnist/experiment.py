@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 import torch.nn.functional as F
 
+from minisub.train import resolve_precision
 from toy_mnist.data import load_mnist
 from toy_mnist.mlp import INIT_KINDS, BatchedMLP, derangement, layer_names, student_init
 from toy_mnist.theorem import Imitation, descent, eps_sweep, first_order_inner, one_step, params_of
@@ -61,13 +62,6 @@ class ToyConfig:
             raise ValueError(f"--precision must be auto, bf16 or fp32, not {self.precision!r}")
         for spec in self.init_controls:
             parse_init_spec(spec)
-
-    def resolved_precision(self) -> str:
-        if self.precision != "auto":
-            return self.precision
-        if self.device.startswith("cuda") or torch.ops.mkldnn._is_mkldnn_bf16_supported():
-            return "bf16"
-        return "fp32"
 
 
 def parse_init_spec(spec: str) -> dict[str, str]:
@@ -133,7 +127,7 @@ def run(cfg: ToyConfig) -> dict:
     torch.manual_seed(cfg.seed)
     generator = torch.Generator().manual_seed(cfg.seed)
     device = torch.device(cfg.device)
-    precision = cfg.resolved_precision()
+    precision = resolve_precision(cfg.precision, cfg.device)
 
     data = load_mnist(cfg.data_dir, cfg.download, cfg.seed)
     log(f"data: {data.source}, {len(data.train_y)} train / {len(data.test_y)} test", start)
