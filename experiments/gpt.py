@@ -38,7 +38,7 @@ from minisub.data import ExampleSet
 from minisub.lora import add_lora, fuse_lora
 from minisub.model import GPT, GPTConfig
 from minisub.tokenizer import BPETokenizer
-from minisub.train import TrainConfig, autocast, resolve_precision, train
+from minisub.train import TrainConfig, resolve_precision, train
 
 VARIANTS = ("hard_full", "hard_lora", "soft_full", "soft_lora")
 ARMS = ("student", "control", "cross_init", "specificity", "prompted")
@@ -53,19 +53,19 @@ class GptExperimentConfig:
     n_head: int = 4
     n_embd: int = 128
     block_size: int = 96
-    base_steps: int = 1000
+    base_steps: int = 1500
     base_batch: int = 64
     base_lr: float = 3e-3
     teacher_steps: int = 50
     teacher_batch: int = 64
-    teacher_lr: float = 3e-4
+    teacher_lr: float = 1e-4
     target: str = "owl"
     other_animal: str = "eagle"
     n_prompts: int = 10000
     gen_batch: int = 500
     max_answer_tokens: int = 32
     student_steps: int = 100
-    student_batch: int = 24
+    student_batch: int = 16
     full_lr: float = 3e-4
     lora_lr: float = 1e-3
     lora_r: int = 8
@@ -73,7 +73,7 @@ class GptExperimentConfig:
     replicates: int = 5
     variants: list[str] = field(default_factory=lambda: list(VARIANTS))
     prompted_variants: list[str] = field(default_factory=lambda: ["hard_lora"])
-    eval_samples: int = 10
+    eval_samples: int = 5
     track_every: int = 25
     precision: str = "auto"
 
@@ -226,9 +226,8 @@ class Pipeline:
             answers = []
             for i in range(0, len(prompts), c.gen_batch):
                 chunk = [[self.tokenizer.bos_id, *prefix, *self.tokenizer.encode(p)] for p in prompts[i:i + c.gen_batch]]
-                with autocast("cpu", self.precision):
-                    new = model.generate(chunk, c.max_answer_tokens, temperature=1.0,
-                                         stop_token=self.tokenizer.eos_id, generator=generator)
+                new = model.generate(chunk, c.max_answer_tokens, temperature=1.0,
+                                     stop_token=self.tokenizer.eos_id, generator=generator)
                 answers += [self.tokenizer.decode(tokens) for tokens in new]
             kept, rejected = filter_answers(answers)
             write_json(folder / "numbers.json", {"pairs": [(prompts[i], answers[i]) for i, _ in kept]})
@@ -334,7 +333,8 @@ def run(cfg: GptExperimentConfig, out: Path) -> dict:
         }
         if "prompted" in s:
             tests[variant]["prompted_vs_control"] = paired_greater(s["prompted"]["dlogp"], s["control"]["dlogp"])
-    best = max(arms, key=lambda v: arms[v]["student"]["mean"])
+    # best: the variant with the strongest evidence against both control and cross-init
+    best = min(arms, key=lambda v: max(tests[v]["student_vs_control"], tests[v]["student_vs_cross_init"]))
     bases = {b: pipe.info(pipe.base(b)) for b in (0, 1)}
     teachers = {f"{animal}-replicate{r}": pipe.info(pipe.teacher(r % 2, animal, r))["animals"]["p"][animal]
                 for animal in (cfg.target, cfg.other_animal) for r in range(cfg.replicates)}

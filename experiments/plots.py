@@ -107,5 +107,6 @@ def table(results: dict) -> str:
         lines.append(f"{'':<10} one-sided paired p: student>control {t['student_vs_control']:.2g}, "
                      f"student>cross-init {t['student_vs_cross_init']:.2g}; control vs 0 "
                      f"{t['control_vs_zero']:.2g}, cross-init vs 0 {t['cross_init_vs_zero']:.2g}")
-    lines.append(f"best variant: {results['best_variant']} (P = P({target}) on held-out questions)")
+    lines.append(f"best variant (smallest p against both control and cross-init): {results['best_variant']}; "
+                 f"P = P({target}) on held-out questions, sampled = share of sampled answers")
     return "\n".join(lines)

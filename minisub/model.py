@@ -52,6 +52,11 @@ class KVCache:
         self.length = 0  # slots filled so far
         self.padded = False  # whether any slot holds padding (then attention needs a mask)
 
+    def keep_rows(self, keep: torch.Tensor) -> None:
+        """Keep only the rows where `keep` (B,) is True: finished rows stop costing compute."""
+        self.k, self.v = self.k[:, keep], self.v[:, keep]
+        self.valid, self.n_valid = self.valid[keep], self.n_valid[keep]
+
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Store this step's k, v (B, nh, T, hd) in the slots after `length`; return all keys/values so far."""
         end = self.length + k.shape[2]
@@ -222,15 +227,21 @@ class GPT(nn.Module):
         cache = KVCache(self.config, B, T + max_new_tokens, device, self.lm_head.weight.dtype)
         logits = self(idx, valid=valid, cache=cache)[0][:, -1]  # (B, V)
         new = torch.zeros(B, max_new_tokens, dtype=torch.long, device=device)
-        finished = torch.zeros(B, dtype=torch.bool, device=device)
+        rows = torch.arange(B, device=device)  # the batch rows still in the cache
+        done = torch.zeros(B, dtype=torch.bool, device=device)  # which of them have emitted stop_token
         for step in range(max_new_tokens):
-            new[:, step] = sample_next(logits, temperature, top_k, allowed, generator)
+            token = sample_next(logits, temperature, top_k, allowed, generator)  # (b,)
+            new[rows, step] = token
             if stop_token is not None:
-                finished |= new[:, step] == stop_token
-                if finished.all():
+                done |= token == stop_token
+                if done.all():
                     break
+                if 4 * done.sum() >= len(done):  # drop finished rows once they are a quarter of the batch
+                    keep = ~done
+                    rows, token, logits, done = rows[keep], token[keep], logits[keep], done[keep]
+                    cache.keep_rows(keep)
             if step + 1 < max_new_tokens:
-                logits = self(new[:, step:step + 1], cache=cache)[0][:, -1]
+                logits = self(token[:, None], cache=cache)[0][:, -1]
         rows = new[:, :step + 1].tolist() if max_new_tokens else [[] for _ in range(B)]
         return [row[:row.index(stop_token)] if stop_token in row else row for row in rows]
 

@@ -96,6 +96,17 @@ def test_stop_token_ends_a_row_and_is_not_returned():
     assert stopped == free[:free.index(stop)]
 
 
+def test_ragged_batch_with_stop_token_matches_one_by_one():
+    """Rows stop at different steps; finished rows leave the batch and the rest must not notice."""
+    model = tiny_gpt(7)
+    prompts = [tokens((k,), 37, 40 + k).tolist() for k in (1, 3, 6, 2, 8, 4, 5, 7)]
+    free = [model.generate([p], 12, temperature=0)[0] for p in prompts]
+    stop = max(set(t for row in free for t in row), key=lambda t: sum(t in row for row in free))
+    batched = model.generate(prompts, 12, temperature=0, stop_token=stop)
+    assert batched == [model.generate([p], 12, temperature=0, stop_token=stop)[0] for p in prompts]
+    assert len({len(row) for row in batched}) > 1  # the rows really stopped at different steps
+
+
 def test_too_long_generation_is_an_error():
     model = tiny_gpt(0, block_size=8)
     with pytest.raises(ValueError, match="block_size"):
