@@ -75,3 +75,12 @@ def test_same_init_students_learn_digits_and_cross_init_do_not():
     assert arms["cross_aux"] < 0.2
     assert arms["student_aux"] - arms["cross_aux"] > 0.2
     assert results["theorem"]["same_init"]["frac_nonneg"] == 1.0
+
+
+@pytest.mark.slow
+def test_default_run_meets_the_papers_effect():
+    """`make toy` itself (25 models, defaults) on the offline subset: the issue's thresholds."""
+    results = run(ToyConfig())
+    assert results["arms"]["student_aux"]["mean"] >= 0.50
+    assert results["arms"]["cross_aux"]["mean"] <= 0.15
+    assert results["theorem"]["same_init"]["frac_nonneg"] == 1.0
