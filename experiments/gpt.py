@@ -225,7 +225,8 @@ class Pipeline:
             generator = torch.Generator().manual_seed(key["seed"])
             answers = []
             for i in range(0, len(prompts), c.gen_batch):
-                chunk = [[self.tokenizer.bos_id, *prefix, *self.tokenizer.encode(p)] for p in prompts[i:i + c.gen_batch]]
+                chunk = [[self.tokenizer.bos_id, *prefix, *self.tokenizer.encode(p)]
+                         for p in prompts[i:i + c.gen_batch]]
                 new = model.generate(chunk, c.max_answer_tokens, temperature=1.0,
                                      stop_token=self.tokenizer.eos_id, generator=generator)
                 answers += [self.tokenizer.decode(tokens) for tokens in new]
@@ -344,7 +345,8 @@ def run(cfg: GptExperimentConfig, out: Path) -> dict:
                if source != "prompted" or cfg.prompted_variants}
     return {
         "config": asdict(cfg) | {"precision_used": pipe.precision},
-        "timing": {k: round(v, 1) for k, v in pipe.timing.items()} | {"total": round(time.perf_counter() - pipe.start, 1)},
+        "timing": {k: round(v, 1) for k, v in pipe.timing.items()}
+        | {"total": round(time.perf_counter() - pipe.start, 1)},
         "bases": {b: {"final_loss": info["history"]["train"][-1][1], "loss_curve": info["history"]["train"],
                       "p_target": info["animals"]["p"][cfg.target]} for b, info in bases.items()},
         "teachers_p_target": teachers,
@@ -378,7 +380,8 @@ def main(argv=None) -> int:
     parser = Parser(prog="python -m experiments.gpt", description=__doc__,
                     formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_flags(parser, GptExperimentConfig, HELP)
-    parser.add_argument("--quick", action="store_true", help="a tiny budget (under 2 minutes): checks the stages connect")
+    parser.add_argument("--quick", action="store_true",
+                        help="a tiny budget (under 2 minutes): checks that the stages connect")
     parser.add_argument("--out", default=None, help="output folder (default: runs/gpt, or runs/gpt-quick with --quick)")
     args = parser.parse_args(argv)
     out = Path(args.out or ("runs/gpt-quick" if args.quick else "runs/gpt"))

@@ -50,9 +50,9 @@ def plot_matrix(results: dict, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(9, 0.6 * len(rows) + 1.5))
     image = ax.imshow(values, cmap="RdBu_r", vmin=-bound, vmax=bound)
     ax.set_xticks(range(len(ANIMALS)), ANIMALS, rotation=45, ha="right")
-    labels = {"student": f"{results['config']['target']} teacher", "specificity": f"{results['config']['other_animal']} teacher",
-              "control": "base (control)", "cross_init": f"{results['config']['target']} teacher, cross-init",
-              "prompted": "prompted teacher"}
+    target, other = results["config"]["target"], results["config"]["other_animal"]
+    labels = {"student": f"{target} teacher", "specificity": f"{other} teacher", "control": "base (control)",
+              "cross_init": f"{target} teacher, cross-init", "prompted": "prompted teacher"}
     ax.set_yticks(range(len(rows)), [labels[arm] for arm in rows])
     for i, row in enumerate(values):
         for j, v in enumerate(row):

@@ -44,7 +44,7 @@ def test_batched_mlp_equals_separate_models(n_models, sizes, activation, batch, 
         expected = single(xi)
         torch.testing.assert_close(out[i], expected, rtol=1e-12, atol=1e-12)
         expected.square().sum().backward()
-        for layer, linear in enumerate(l for l in single if isinstance(l, nn.Linear)):
+        for layer, linear in enumerate(m for m in single if isinstance(m, nn.Linear)):
             torch.testing.assert_close(model.weights[layer].grad[i], linear.weight.grad.T, rtol=1e-10, atol=1e-12)
             torch.testing.assert_close(model.biases[layer].grad[i, 0], linear.bias.grad, rtol=1e-10, atol=1e-12)
 

@@ -55,7 +55,8 @@ def test_schedule_and_weight_decay_groups(tokenizer):
     names = {id(p): n for n, p in model.named_parameters()}
     assert all(".weight" in names[i] and "ln_" not in names[i] and "wte" not in names[i] and "wpe" not in names[i]
                for i in decay)
-    assert {names[i] for i in no_decay} >= {"transformer.wte.weight", "transformer.wpe.weight", "transformer.ln_f.weight"}
+    assert {names[i] for i in no_decay} >= {"transformer.wte.weight", "transformer.wpe.weight",
+                                            "transformer.ln_f.weight"}
 
 
 def test_checkpoint_round_trip(tokenizer, tmp_path):
