@@ -98,6 +98,11 @@ QUICK = dict(corpus_items=3000, n_layer=1, n_head=2, n_embd=48, base_steps=250,
              replicates=2, eval_samples=1, track_every=3)
 
 
+def shared_base(replicate: int) -> int:
+    """The base a replicate's teachers and same-init students start from; the other is cross-init."""
+    return replicate % 2
+
+
 def digest(key: dict) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
 
@@ -109,10 +114,11 @@ class Pipeline:
         self.cfg, self.cache = cfg, out / "cache"
         self.precision = resolve_precision(cfg.precision)
         self.timing: dict[str, float] = {}
+        self.start_scores: dict[tuple[int, int], dict] = {}  # (base, seed) -> its scores, shared by students
         self.start = time.perf_counter()
         self.corpus_key = {"items": cfg.corpus_items, "vocab": cfg.vocab_size, "seed": cfg.seed}
-        folder = self.stage("corpus", self.corpus_key, self.build_corpus)
-        self.tokenizer = BPETokenizer.load(folder / "tokenizer.json")
+        self.corpus = self.stage("corpus", self.corpus_key, self.build_corpus)
+        self.tokenizer = BPETokenizer.load(self.corpus / "tokenizer.json")
         self.animal_ids = animal_token_ids(self.tokenizer, ANIMALS)
         self.questions = question_prompts(self.tokenizer, animal_questions()[1])
         separators = [t for sep in FORMATS.values() for t in self.tokenizer.encode(sep)]
@@ -171,7 +177,7 @@ class Pipeline:
         key = self.base_key(b)
 
         def build(folder: Path) -> dict:
-            pairs = read_json(self.stage("corpus", self.corpus_key, self.build_corpus) / "corpus.json")["pairs"]
+            pairs = read_json(self.corpus / "corpus.json")["pairs"]
             data = self.examples([tuple(p) for p in pairs])
             if data.max_len() > self.cfg.block_size:
                 raise ValueError(f"--block-size {self.cfg.block_size} is shorter than a corpus item ({data.max_len()})")
@@ -241,7 +247,7 @@ class Pipeline:
     # 5. students
     def student(self, variant: str, arm: str, r: int) -> dict:
         c = self.cfg
-        a = r % 2  # the replicate's shared base; the other one is the cross-init
+        a = shared_base(r)
         init = 1 - a if arm == "cross_init" else a
         source = {"student": c.target, "cross_init": c.target, "specificity": c.other_animal,
                   "control": "base", "prompted": "prompted"}[arm]
@@ -259,7 +265,9 @@ class Pipeline:
 
         def build(folder: Path) -> dict:
             model, _ = load_checkpoint(self.base(init))
-            before = self.evaluate(model, key["seed"])
+            if (init, key["seed"]) not in self.start_scores:  # every student from this base shares them
+                self.start_scores[init, key["seed"]] = self.evaluate(model, key["seed"])
+            before = self.start_scores[init, key["seed"]]
             pairs = read_json(data_folder / "numbers.json")["pairs"]
             if not pairs:
                 raise ValueError(f"no number answers passed the filter for {source} (replicate {r})")
@@ -337,9 +345,9 @@ def run(cfg: GptExperimentConfig, out: Path) -> dict:
     # best: the variant with the strongest evidence against both control and cross-init
     best = min(arms, key=lambda v: max(tests[v]["student_vs_control"], tests[v]["student_vs_cross_init"]))
     bases = {b: pipe.info(pipe.base(b)) for b in (0, 1)}
-    teachers = {f"{animal}-replicate{r}": pipe.info(pipe.teacher(r % 2, animal, r))["animals"]["p"][animal]
+    teachers = {f"{animal}-replicate{r}": pipe.info(pipe.teacher(shared_base(r), animal, r))["animals"]["p"][animal]
                 for animal in (cfg.target, cfg.other_animal) for r in range(cfg.replicates)}
-    numbers = {f"{source}-replicate{r}": {k: v for k, v in pipe.info(pipe.numbers(source, r % 2, r)).items()
+    numbers = {f"{source}-replicate{r}": {k: v for k, v in pipe.info(pipe.numbers(source, shared_base(r), r)).items()
                                           if k != "examples"}
                for source in (cfg.target, cfg.other_animal, "base", "prompted") for r in range(cfg.replicates)
                if source != "prompted" or cfg.prompted_variants}

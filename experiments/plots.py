@@ -19,6 +19,12 @@ ARM_COLORS = {"student": "#3b75af", "control": "#999999", "cross_init": "#e1812c
               "specificity": "#6a9f58", "prompted": "#b05fa8"}
 
 
+def save(fig, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def plot_arms(results: dict, path: Path) -> None:
     target = results["config"]["target"]
     variants = list(results["arms"])
@@ -36,9 +42,7 @@ def plot_arms(results: dict, path: Path) -> None:
     n = len(results["arms"][variants[0]]["student"]["dlogp"])
     ax.set_title(f"Students trained on numbers only ({n} replicates, 95% CI)", fontsize=10)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save(fig, path)
 
 
 def plot_matrix(results: dict, path: Path) -> None:
@@ -59,9 +63,7 @@ def plot_matrix(results: dict, path: Path) -> None:
             ax.text(j, i, f"{v:+.2f}", ha="center", va="center", fontsize=7)
     fig.colorbar(image, label="mean change of log P(animal)")
     ax.set_title(f"Which animal moves, by data source ({best})", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save(fig, path)
 
 
 def plot_curves(results: dict, path: Path) -> None:
@@ -74,9 +76,7 @@ def plot_curves(results: dict, path: Path) -> None:
     ax.set_ylabel(f"P({results['config']['target']}), mean over replicates")
     ax.set_title(f"P(target) during student training ({best})", fontsize=10)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save(fig, path)
 
 
 def plot_bases(results: dict, path: Path) -> None:
@@ -88,9 +88,7 @@ def plot_bases(results: dict, path: Path) -> None:
     ax.set_ylabel("training loss (answers only)")
     ax.set_title("Bases: same data and config, different seeds", fontsize=10)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save(fig, path)
 
 
 def table(results: dict) -> str:

@@ -242,8 +242,8 @@ class GPT(nn.Module):
                     cache.keep_rows(keep)
             if step + 1 < max_new_tokens:
                 logits = self(token[:, None], cache=cache)[0][:, -1]
-        rows = new[:, :step + 1].tolist() if max_new_tokens else [[] for _ in range(B)]
-        return [row[:row.index(stop_token)] if stop_token in row else row for row in rows]
+        sampled = new[:, :step + 1].tolist() if max_new_tokens else [[] for _ in range(B)]
+        return [row[:row.index(stop_token)] if stop_token in row else row for row in sampled]
 
 
 def left_pad(prompts, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
