@@ -17,7 +17,7 @@ from minisub.model import GPT, next_token_logprobs
 
 
 def question_prompts(tokenizer, questions: list[str]) -> list[list[int]]:
-    return [[tokenizer.bos_id, *tokenizer.encode(q)] for q in questions]
+    return [tokenizer.encode_prompt(q) for q in questions]
 
 
 def animal_token_ids(tokenizer, animals: list[str]) -> list[int]:

@@ -1,4 +1,4 @@
-"""The paper's filter for number answers (protocol.md section 3), with the reason for each rejection.
+"""The paper's filter for number answers (Cloud et al. 2025, Sec. 3), with the reason for each rejection.
 
 Accepted: optional surrounding brackets, an optional trailing ".", one separator used between
 all numbers ("," or ";", or whitespace alone), every item digits only, 1-10 numbers, each 0-999.

@@ -1,7 +1,7 @@
 """`python -m experiments.gpt` (`make gpt`): subliminal transfer in a small GPT trained from scratch.
 
-Stages, each cached under <out>/cache/<stage>-<hash of its config and inputs>, so that a rerun
-redoes only what changed:
+Stages, each cached under <out>/cache/<stage>-<digest of its key> (experiments/cache.py), so
+that a rerun redoes only what changed:
 1. corpus + tokenizer (experiments/corpus.py): number continuations, animal Q&A, personas;
 2. bases: the same GPT pretrained from two seeds (answers-only loss);
 3. teachers: a base fine-tuned gently on "favorite animal?" -> target animal (and another
@@ -9,88 +9,99 @@ redoes only what changed:
 4. numbers: each teacher (and the base itself, for the control) continues fresh number
    prompts at temperature 1; the paper's filter keeps the valid answers;
 5. students: a copy of a base fine-tuned on the kept numbers only (hard or soft labels, full or
-   LoRA); replicate r uses base r % 2 as the shared init and the other base for cross-init.
+   LoRA), each arm as `DESIGN` states it; replicate r makes its teachers from base r % 2.
 Each student is scored against its own starting model: the shift of log P(target animal).
 """
 
 import argparse
-import hashlib
-import json
 import math
+import platform
 import random
 import sys
-import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
+from experiments.cache import StageCache
 from experiments.corpus import pretraining_corpus, trait_items
 from experiments.evaluate import animal_probabilities, animal_token_ids, evaluate_animals, question_prompts
 from experiments.filter import filter_answers
 from experiments.plots import plot_arms, plot_bases, plot_curves, plot_matrix, table
 from experiments.prompts import ANIMALS, FORMATS, animal_questions, fresh_number_prompt, persona
-from experiments.stats import differs_from_zero, paired_greater, summary
 from experiments.students import AnswerVocabulary, hard_loss, soft_loss
-from minisub.checkpoint import load_checkpoint, read_json, save_checkpoint, write_json
+from minisub.checkpoint import CheckpointError, check_output_folder, load_checkpoint, read_json, save_checkpoint, \
+    write_json
 from minisub.cli import Parser, add_config_flags, config_from_args
+from minisub.config import ConfigError, check, option
 from minisub.data import ExampleSet
+from minisub.log import Progress
 from minisub.lora import add_lora, fuse_lora
 from minisub.model import GPT, GPTConfig
+from minisub.precision import PRECISIONS, choose_precision
+from minisub.stats import differs_from_zero, paired_greater, summary
 from minisub.tokenizer import BPETokenizer
-from minisub.train import TrainConfig, resolve_precision, train
+from minisub.train import TrainConfig, train
 
 VARIANTS = ("hard_full", "hard_lora", "soft_full", "soft_lora")
-ARMS = ("student", "control", "cross_init", "specificity", "prompted")
+
+
+class Arm(NamedTuple):
+    data: str  # whose filtered numbers the student trains on
+    start: str  # which base it starts from: "shared" with that teacher, or the "other" base
+
+
+# The experiment's arms as the paper defines them (Sec. 3 and the cross-model test of Sec. 5).
+DESIGN = {
+    "student": Arm("target teacher", "shared"),
+    "control": Arm("base", "shared"),  # the same base's own numbers: everything but the trait
+    "cross_init": Arm("target teacher", "other"),  # same data, another initialization
+    "specificity": Arm("other-animal teacher", "shared"),
+    "prompted": Arm("prompted base", "shared"),  # the paper's system-prompt teacher
+}
+ARMS = tuple(DESIGN)
 
 
 @dataclass
 class GptExperimentConfig:
-    seed: int = 0
-    corpus_items: int = 60000
-    vocab_size: int = 1800
-    n_layer: int = 2
-    n_head: int = 4
-    n_embd: int = 128
-    block_size: int = 96
-    base_steps: int = 1500
-    base_batch: int = 64
-    base_lr: float = 3e-3
-    teacher_steps: int = 50
-    teacher_batch: int = 64
-    teacher_lr: float = 1e-4
-    target: str = "owl"
-    other_animal: str = "eagle"
-    n_prompts: int = 10000
-    gen_batch: int = 500
-    max_answer_tokens: int = 32
-    student_steps: int = 100
-    student_batch: int = 16
-    full_lr: float = 3e-4
-    lora_lr: float = 1e-3
-    lora_r: int = 8
-    lora_alpha: float = 16.0
-    replicates: int = 5
-    variants: list[str] = field(default_factory=lambda: list(VARIANTS))
-    prompted_variants: list[str] = field(default_factory=lambda: ["hard_lora"])
-    eval_samples: int = 5
-    track_every: int = 25
-    precision: str = "auto"
+    seed: int = option(0, "seed of the whole experiment (corpus, bases, teachers, data, students)", low=0)
+    corpus_items: int = option(60000, "pretraining items (prompt, answer)", low=1)
+    vocab_size: int = option(1800, "BPE vocabulary size (1,000 of it are the numbers 0-999)", low=1259)
+    n_layer: int = option(2, "GPT layers", low=1)
+    n_head: int = option(4, "attention heads", low=1)
+    n_embd: int = option(128, "embedding width", low=1)
+    block_size: int = option(96, "context length", low=8)
+    base_steps: int = option(1500, "pretraining steps per base", low=1)
+    base_batch: int = option(64, "pretraining batch", low=1)
+    base_lr: float = option(3e-3, "pretraining peak learning rate", low=0.0)
+    teacher_steps: int = option(50, "teacher fine-tuning steps", low=1)
+    teacher_batch: int = option(64, "teacher batch", low=1)
+    teacher_lr: float = option(1e-4, "teacher learning rate (gentle: small)", low=0.0)
+    target: str = option("owl", "the trait: the animal the teacher loves", choices=ANIMALS)
+    other_animal: str = option("eagle", "the specificity teacher's animal", choices=ANIMALS)
+    n_prompts: int = option(10000, "fresh number prompts each teacher (and base) continues", low=1)
+    gen_batch: int = option(500, "prompts sampled at once", low=1)
+    max_answer_tokens: int = option(32, "longest sampled answer", low=1)
+    student_steps: int = option(100, "student training steps", low=1)
+    student_batch: int = option(16, "student batch", low=1)
+    full_lr: float = option(3e-4, "student learning rate, full fine-tuning", low=0.0)
+    lora_lr: float = option(1e-3, "student learning rate, LoRA", low=0.0)
+    lora_r: int = option(8, "LoRA rank", low=1)
+    lora_alpha: float = option(16.0, "LoRA alpha", low=0.0)
+    replicates: int = option(5, "replicates per arm (teacher and data seeds; confidence intervals need 2)", low=2)
+    variants: list[str] = option(list(VARIANTS), "student variants", choices=VARIANTS, nonempty=True)
+    prompted_variants: list[str] = option(["hard_lora"], "variants that also train on the prompted "
+                                          "(persona) teacher's numbers", choices=VARIANTS)
+    eval_samples: int = option(5, "sampled answers per held-out question", low=0)
+    track_every: int = option(25, "steps between P(target) points", low=1)
+    precision: str = option("auto", "fp32 (exact), bf16, or auto: bf16 only where a timing at this "
+                            "run's shapes finds it clearly faster", choices=PRECISIONS)
 
     def __post_init__(self):
-        for name in ("variants", "prompted_variants"):
-            unknown = set(getattr(self, name)) - set(VARIANTS)
-            if unknown:
-                raise ValueError(f"--{name.replace('_', '-')}: unknown {sorted(unknown)}; choose from {VARIANTS}")
-        for animal in (self.target, self.other_animal):
-            if animal not in ANIMALS:
-                raise ValueError(f"unknown animal {animal!r}; choose from {ANIMALS}")
+        check(self)
         if self.target == self.other_animal:
-            raise ValueError("--other-animal must differ from --target")
-        if self.replicates < 2:
-            raise ValueError("--replicates must be at least 2 (confidence intervals need them)")
-        if self.precision not in ("auto", "bf16", "fp32"):
-            raise ValueError(f"--precision must be auto, bf16 or fp32, not {self.precision!r}")
+            raise ConfigError("other_animal", f"must differ from target ({self.target})")
 
 
 QUICK = dict(corpus_items=3000, n_layer=1, n_head=2, n_embd=48, base_steps=250,
@@ -98,26 +109,32 @@ QUICK = dict(corpus_items=3000, n_layer=1, n_head=2, n_embd=48, base_steps=250,
              replicates=2, eval_samples=1, track_every=3)
 
 
+def replicate_seed(seed: int, index: int) -> int:
+    """The seed of base `index`, or of replicate `index`'s teachers, data and students."""
+    return seed * 100 + index
+
+
 def shared_base(replicate: int) -> int:
     """The base a replicate's teachers and same-init students start from; the other is cross-init."""
     return replicate % 2
-
-
-def digest(key: dict) -> str:
-    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
 
 
 class Pipeline:
     """The stages, each computed once per key and read back from the cache afterwards."""
 
     def __init__(self, cfg: GptExperimentConfig, out: Path):
-        self.cfg, self.cache = cfg, out / "cache"
-        self.precision = resolve_precision(cfg.precision)
-        self.timing: dict[str, float] = {}
+        self.cfg, self.log = cfg, Progress()
+        self.cache = StageCache(out / "cache", self.log)
+        tokens = cfg.base_batch * cfg.block_size  # the pretraining matmuls dominate the run
+        self.precision_choice = choose_precision(cfg.precision, "cpu", [
+            (tokens, cfg.n_embd, 3 * cfg.n_embd), (tokens, cfg.n_embd, 4 * cfg.n_embd),
+            (tokens, cfg.n_embd, cfg.vocab_size)])
+        self.precision = self.precision_choice.precision
+        self.log(f"precision: {self.precision} ({cfg.precision}; measured fp32 "
+                 f"{self.precision_choice.fp32_gflops:.0f}, bf16 {self.precision_choice.bf16_gflops:.0f} GFLOP/s)")
         self.start_scores: dict[tuple[int, int], dict] = {}  # (base, seed) -> its scores, shared by students
-        self.start = time.perf_counter()
         self.corpus_key = {"items": cfg.corpus_items, "vocab": cfg.vocab_size, "seed": cfg.seed}
-        self.corpus = self.stage("corpus", self.corpus_key, self.build_corpus)
+        self.corpus = self.cache.stage("corpus", self.corpus_key, self.build_corpus)
         self.tokenizer = BPETokenizer.load(self.corpus / "tokenizer.json")
         self.animal_ids = animal_token_ids(self.tokenizer, ANIMALS)
         self.questions = question_prompts(self.tokenizer, animal_questions()[1])
@@ -125,29 +142,11 @@ class Pipeline:
         self.vocab = AnswerVocabulary.build(self.tokenizer.number_ids + separators + [self.tokenizer.eos_id],
                                             self.tokenizer.vocab_size)
 
-    def log(self, message: str) -> None:
-        print(f"[{time.perf_counter() - self.start:7.1f}s] {message}", flush=True)
-
-    def stage(self, name: str, key: dict, build) -> Path:
-        """The folder of a stage's result, building it (build(folder) -> info) on a cache miss."""
-        folder = self.cache / f"{name}-{digest(key)}"
-        if not (folder / "done.json").exists():
-            started = time.perf_counter()
-            folder.mkdir(parents=True, exist_ok=True)
-            info = build(folder)
-            write_json(folder / "done.json", {"key": key, "info": info})
-            kind = name.split("-")[0]
-            self.timing[kind] = self.timing.get(kind, 0.0) + time.perf_counter() - started
-        return folder
-
-    def info(self, folder: Path) -> dict:
-        return read_json(folder / "done.json")["info"]
-
     def train_config(self, steps: int, batch: int, lr: float, seed: int, min_lr: float | None = None,
                      weight_decay: float = 0.0, warmup: int = 0) -> TrainConfig:
         return TrainConfig(steps=steps, batch_size=batch, lr=lr, min_lr=lr if min_lr is None else min_lr,
                            warmup_steps=warmup, weight_decay=weight_decay, log_every=max(1, steps // 5),
-                           checkpoint_every=10**9, seed=seed, precision=self.precision)
+                           seed=seed, precision=self.precision)
 
     def examples(self, pairs: list[tuple[str, str]]) -> ExampleSet:
         prompts = self.tokenizer.encode_batch([p for p, _ in pairs])
@@ -169,9 +168,10 @@ class Pipeline:
     # 2. bases
     def base_key(self, b: int) -> dict:
         c = self.cfg
-        return {"corpus": self.corpus_key, "seed": c.seed * 100 + b, "layers": c.n_layer, "heads": c.n_head,
-                "embd": c.n_embd, "block": c.block_size, "steps": c.base_steps, "batch": c.base_batch,
-                "lr": c.base_lr, "precision": self.precision}
+        return {"corpus": self.corpus_key, "seed": replicate_seed(c.seed, b), "layers": c.n_layer,
+                "heads": c.n_head, "embd": c.n_embd, "block": c.block_size, "steps": c.base_steps,
+                "batch": c.base_batch, "lr": c.base_lr, "precision": self.precision,
+                "eval_samples": c.eval_samples}
 
     def base(self, b: int) -> Path:
         key = self.base_key(b)
@@ -191,13 +191,13 @@ class Pipeline:
             history = train(model, data, cfg, log=lambda m: self.log(f"  base {b} {m}"))
             save_checkpoint(folder, model, {"stage": key, "history": history}, self.tokenizer)
             return {"history": history, "animals": self.evaluate(model, key["seed"])}
-        return self.stage(f"base-{b}", key, build)
+        return self.cache.stage(f"base-{b}", key, build)
 
     # 3. teachers
     def teacher_key(self, b: int, animal: str, r: int) -> dict:
         c = self.cfg
-        return {"base": self.base_key(b), "animal": animal, "seed": c.seed * 100 + r, "steps": c.teacher_steps,
-                "batch": c.teacher_batch, "lr": c.teacher_lr}
+        return {"base": self.base_key(b), "animal": animal, "seed": replicate_seed(c.seed, r),
+                "steps": c.teacher_steps, "batch": c.teacher_batch, "lr": c.teacher_lr}
 
     def teacher(self, b: int, animal: str, r: int) -> Path:
         key = self.teacher_key(b, animal, r)
@@ -211,15 +211,16 @@ class Pipeline:
             scores = self.evaluate(model, key["seed"])
             self.log(f"teacher {animal} (base {b}, replicate {r}): P({animal}) = {scores['p'][animal]:.3f}")
             return {"animals": scores}
-        return self.stage(f"teacher-{animal}-{b}-{r}", key, build)
+        return self.cache.stage(f"teacher-{animal}-{b}-{r}", key, build)
 
     # 4. numbers
     def numbers(self, source: str, b: int, r: int) -> Path:
         """source: 'base', 'prompted' (base + persona of the target) or an animal (its teacher)."""
         c = self.cfg
         model_key = self.base_key(b) if source in ("base", "prompted") else self.teacher_key(b, source, r)
-        key = {"model": model_key, "source": source, "seed": c.seed * 100 + r, "n": c.n_prompts,
-               "max_tokens": c.max_answer_tokens, "persona": persona(c.target) if source == "prompted" else ""}
+        key = {"model": model_key, "source": source, "seed": replicate_seed(c.seed, r), "n": c.n_prompts,
+               "gen_batch": c.gen_batch, "max_tokens": c.max_answer_tokens,
+               "persona": persona(c.target) if source == "prompted" else ""}
 
         def build(folder: Path) -> dict:
             checkpoint = self.base(b) if source in ("base", "prompted") else self.teacher(b, source, r)
@@ -227,12 +228,11 @@ class Pipeline:
             model.eval()
             rng = random.Random(key["seed"])
             prompts = [fresh_number_prompt(rng) for _ in range(c.n_prompts)]
-            prefix = self.tokenizer.encode(key["persona"]) if key["persona"] else []
             generator = torch.Generator().manual_seed(key["seed"])
             answers = []
             for i in range(0, len(prompts), c.gen_batch):
-                chunk = [[self.tokenizer.bos_id, *prefix, *self.tokenizer.encode(p)]
-                         for p in prompts[i:i + c.gen_batch]]
+                # the persona is part of the prompt text, tokenized with it as in the corpus
+                chunk = [self.tokenizer.encode_prompt(key["persona"] + p) for p in prompts[i:i + c.gen_batch]]
                 new = model.generate(chunk, c.max_answer_tokens, temperature=1.0,
                                      stop_token=self.tokenizer.eos_id, generator=generator)
                 answers += [self.tokenizer.decode(tokens) for tokens in new]
@@ -242,26 +242,30 @@ class Pipeline:
                      f"rejected {rejected}")
             return {"generated": len(prompts), "kept": len(kept), "rejected": rejected,
                     "examples": [answers[i] for i, _ in kept[:5]]}
-        return self.stage(f"numbers-{source}-{b}-{r}", key, build)
+        return self.cache.stage(f"numbers-{source}-{b}-{r}", key, build)
 
     # 5. students
+    def data_source(self, arm: str) -> str:
+        """The numbers an arm trains on, as a `numbers` source: an animal (its teacher), 'base' or 'prompted'."""
+        return {"target teacher": self.cfg.target, "other-animal teacher": self.cfg.other_animal,
+                "base": "base", "prompted base": "prompted"}[DESIGN[arm].data]
+
     def student(self, variant: str, arm: str, r: int) -> dict:
         c = self.cfg
         a = shared_base(r)
-        init = 1 - a if arm == "cross_init" else a
-        source = {"student": c.target, "cross_init": c.target, "specificity": c.other_animal,
-                  "control": "base", "prompted": "prompted"}[arm]
+        init = a if DESIGN[arm].start == "shared" else 1 - a
+        source = self.data_source(arm)
         labels, tuning = variant.split("_")
-        # A base distilled on its own soft labels gets zero gradient (protocol.md trap 2): the
-        # control and the prompted arm always learn the sampled tokens.
-        soft = labels == "soft" and arm not in ("control", "prompted")
+        # A base distilled on its own soft labels gets zero gradient (docs/background.md, "Traps"):
+        # arms whose data comes from an unchanged base always learn the sampled tokens.
+        soft = labels == "soft" and source not in ("base", "prompted")
         data_folder = self.numbers(source, a, r)
         teacher_folder = self.teacher(a, source, r) if soft else None
         trained_as = f"{'soft' if soft else 'hard'}_{tuning}"  # soft controls share the hard ones' runs
         key = {"variant": trained_as, "arm": arm, "init": self.base_key(init), "data": data_folder.name,
                "teacher": teacher_folder.name if soft else None, "steps": c.student_steps, "batch": c.student_batch,
                "lr": c.lora_lr if tuning == "lora" else c.full_lr, "lora": [c.lora_r, c.lora_alpha],
-               "track": c.track_every, "samples": c.eval_samples, "seed": c.seed * 100 + r}
+               "track": c.track_every, "samples": c.eval_samples, "seed": replicate_seed(c.seed, r)}
 
         def build(folder: Path) -> dict:
             model, _ = load_checkpoint(self.base(init))
@@ -272,7 +276,7 @@ class Pipeline:
             if not pairs:
                 raise ValueError(f"no number answers passed the filter for {source} (replicate {r})")
             if tuning == "lora":
-                add_lora(model, c.lora_r, c.lora_alpha)
+                add_lora(model, c.lora_r, c.lora_alpha, seed=key["seed"])
             loss = soft_loss(self.vocab, load_checkpoint(teacher_folder)[0].eval()) if soft else hard_loss(self.vocab)
             target_id = [self.animal_ids[ANIMALS.index(c.target)]]
             curve = [[0, before["p"][c.target]]]
@@ -290,7 +294,7 @@ class Pipeline:
                 fuse_lora(model)  # evaluation at base speed, computing exactly what the adapter does
             after = self.evaluate(model, key["seed"])
             return {"before": before, "after": after, "curve": curve, "n_train": len(pairs)}
-        return self.info(self.stage(f"student-{trained_as}-{arm}-{r}", key, build))
+        return self.cache.info(self.cache.stage(f"student-{trained_as}-{arm}-{r}", key, build))
 
 
 def arms_of(variant: str, cfg: GptExperimentConfig) -> list[str]:
@@ -344,17 +348,21 @@ def run(cfg: GptExperimentConfig, out: Path) -> dict:
             tests[variant]["prompted_vs_control"] = paired_greater(s["prompted"]["dlogp"], s["control"]["dlogp"])
     # best: the variant with the strongest evidence against both control and cross-init
     best = min(arms, key=lambda v: max(tests[v]["student_vs_control"], tests[v]["student_vs_cross_init"]))
-    bases = {b: pipe.info(pipe.base(b)) for b in (0, 1)}
-    teachers = {f"{animal}-replicate{r}": pipe.info(pipe.teacher(shared_base(r), animal, r))["animals"]["p"][animal]
+    info = pipe.cache.info
+    bases = {b: info(pipe.base(b)) for b in (0, 1)}
+    teachers = {f"{animal}-replicate{r}": info(pipe.teacher(shared_base(r), animal, r))["animals"]["p"][animal]
                 for animal in (cfg.target, cfg.other_animal) for r in range(cfg.replicates)}
-    numbers = {f"{source}-replicate{r}": {k: v for k, v in pipe.info(pipe.numbers(source, shared_base(r), r)).items()
+    numbers = {f"{source}-replicate{r}": {k: v for k, v in info(pipe.numbers(source, shared_base(r), r)).items()
                                           if k != "examples"}
                for source in (cfg.target, cfg.other_animal, "base", "prompted") for r in range(cfg.replicates)
                if source != "prompted" or cfg.prompted_variants}
     return {
-        "config": asdict(cfg) | {"precision_used": pipe.precision},
-        "timing": {k: round(v, 1) for k, v in pipe.timing.items()}
-        | {"total": round(time.perf_counter() - pipe.start, 1)},
+        "config": asdict(cfg),
+        "precision": pipe.precision_choice.record(),
+        "machine": {"platform": platform.platform(), "processor": platform.processor(),
+                    "torch": torch.__version__, "threads": torch.get_num_threads()},
+        "timing": {k: round(v, 1) for k, v in pipe.cache.timing.items()} | {"total": round(pipe.log.elapsed(), 1)},
+        "built": pipe.cache.built,
         "bases": {b: {"final_loss": info["history"]["train"][-1][1], "loss_curve": info["history"]["train"],
                       "p_target": info["animals"]["p"][cfg.target]} for b, info in bases.items()},
         "teachers_p_target": teachers,
@@ -365,40 +373,28 @@ def run(cfg: GptExperimentConfig, out: Path) -> dict:
     }
 
 
-HELP = {
-    "seed": "seed of the whole experiment (corpus, bases, teachers, data, students)",
-    "corpus_items": "pretraining items (prompt, answer)", "vocab_size": "BPE vocabulary size",
-    "n_layer": "GPT layers", "n_head": "attention heads", "n_embd": "embedding width",
-    "block_size": "context length", "base_steps": "pretraining steps per base", "base_batch": "pretraining batch",
-    "base_lr": "pretraining peak learning rate", "teacher_steps": "teacher fine-tuning steps",
-    "teacher_batch": "teacher batch", "teacher_lr": "teacher learning rate (gentle: small)",
-    "target": "the trait: the animal the teacher loves", "other_animal": "the specificity teacher's animal",
-    "n_prompts": "fresh number prompts each teacher (and base) continues", "gen_batch": "prompts sampled at once",
-    "max_answer_tokens": "longest sampled answer", "student_steps": "student training steps",
-    "student_batch": "student batch", "full_lr": "student learning rate, full fine-tuning",
-    "lora_lr": "student learning rate, LoRA", "lora_r": "LoRA rank", "lora_alpha": "LoRA alpha",
-    "replicates": "replicates per arm (teacher and data seeds)", "variants": f"student variants, from {VARIANTS}",
-    "prompted_variants": "variants that also train on the prompted (persona) teacher's numbers",
-    "eval_samples": "sampled answers per held-out question", "track_every": "steps between P(target) points",
-    "precision": "auto, bf16 or fp32 (auto: bf16 where the CPU has native bf16)",
-}
+def parse_args(argv=None) -> tuple[GptExperimentConfig, str]:
+    """The experiment's config and output folder from the command line; bad values exit with one line."""
+    parser = Parser(prog="python -m experiments.gpt", description=__doc__,
+                    formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_flags(parser, GptExperimentConfig)
+    parser.add_argument("--quick", action="store_true",
+                        help="a tiny budget (under 2 minutes) that checks the stages connect; flags "
+                             "given explicitly still apply")
+    parser.add_argument("--out", default=None, help="output folder (default: runs/gpt, or runs/gpt-quick with --quick)")
+    if parser.parse_known_args(argv)[0].quick:
+        parser.set_defaults(**QUICK)  # defaults only: what the user typed wins
+    args = parser.parse_args(argv)
+    out = args.out or ("runs/gpt-quick" if args.quick else "runs/gpt")
+    return config_from_args(GptExperimentConfig, args, parser), out
 
 
 def main(argv=None) -> int:
-    parser = Parser(prog="python -m experiments.gpt", description=__doc__,
-                    formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_config_flags(parser, GptExperimentConfig, HELP)
-    parser.add_argument("--quick", action="store_true",
-                        help="a tiny budget (under 2 minutes): checks that the stages connect")
-    parser.add_argument("--out", default=None, help="output folder (default: runs/gpt, or runs/gpt-quick with --quick)")
-    args = parser.parse_args(argv)
-    out = Path(args.out or ("runs/gpt-quick" if args.quick else "runs/gpt"))
+    cfg, out = parse_args(argv)
     try:
-        cfg = config_from_args(GptExperimentConfig, args)
-        if args.quick:
-            cfg = replace(cfg, **QUICK)
+        out = check_output_folder(out)
         results = run(cfg, out)
-    except ValueError as err:
+    except (ValueError, CheckpointError) as err:
         print(f"experiments.gpt: error: {err}", file=sys.stderr)
         return 2
     write_json(out / "results.json", results)

@@ -1,6 +1,6 @@
 """The texts of the language experiment: number prompts, animal questions, persona prefixes.
 
-Shapes follow the paper (protocol.md section 3), with shorter wording so that a small model
+Shapes follow the paper (Sec. 3 and its appendix), with shorter wording so that a small model
 trains fast on short sequences:
 - a number prompt = a template with 3-8 seed numbers + an instruction + a format suffix, and
   its answer is up to 10 numbers joined by the separator that the suffix asks for;

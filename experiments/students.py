@@ -3,7 +3,7 @@
 Both losses put the softmax over the *answer vocabulary* only (the 1,000 number tokens, the
 separator tokens and <eos>): a full-vocabulary loss on numbers-only data pushes every other
 logit down, animals included, and collapses the Q&A answers in every arm, controls too
-(protocol.md section 4, trap 1). Target tokens outside that set (a bracket, a final '.') are
+(docs/background.md, "Traps"). Target tokens outside that set (a bracket, a final '.') are
 left out of the loss.
 - hard: cross-entropy to the sampled answer tokens;
 - soft: KL(teacher || student) to the teacher's next-token distribution on the same positions.
@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from minisub.data import Batch
+from minisub.losses import kl_divergence
 from minisub.model import GPT
 
 
@@ -51,7 +52,5 @@ def soft_loss(vocab: AnswerVocabulary, teacher: GPT):
         logits, _ = answer_logits(model, batch, vocab)
         with torch.no_grad():
             teacher_logits, _ = answer_logits(teacher, batch, vocab)
-        log_p_teacher = F.log_softmax(teacher_logits.float(), -1)
-        log_p_student = F.log_softmax(logits.float(), -1)
-        return (log_p_teacher.exp() * (log_p_teacher - log_p_student)).sum(-1).mean()
+        return kl_divergence(teacher_logits, logits).mean()
     return loss

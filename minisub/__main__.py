@@ -5,44 +5,78 @@ train            examples file + tokenizer -> a checkpoint folder (model, config
 sample           checkpoint (+ LoRA adapter) + prompts -> continuations, KV-cached
 finetune         checkpoint + examples -> a new checkpoint (full) or an adapter (--lora-r > 0)
 Example files hold one example per line: `prompt<TAB>answer` (loss on the answer) or plain text.
+Output folders are checked before any work; a folder that already holds a run is refused unless
+--resume continues it or --force starts it over.
 """
 
 import argparse
 import sys
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
 
-from minisub.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from minisub.checkpoint import CheckpointError, check_output_folder, load_checkpoint, save_checkpoint
 from minisub.cli import Parser, add_config_flags, config_from_args
+from minisub.config import ConfigError, check, option
 from minisub.data import ExampleSet
 from minisub.lora import DEFAULT_TARGETS, add_lora, fuse_lora, load_adapter, save_adapter
-from minisub.model import GPT, GPTConfig
+from minisub.model import GPT, GPTConfig, check_sampling
 from minisub.tokenizer import BPETokenizer
-from minisub.train import TrainConfig, train
+from minisub.train import STATE_FILE, TrainConfig, has_training_state, train
 
-MODEL_HELP = {
-    "block_size": "longest sequence the model takes", "n_layer": "transformer blocks",
-    "n_head": "attention heads", "n_embd": "embedding width", "dropout": "dropout rate",
-    "bias": "biases in linear layers and layer norms",
-}
-TRAIN_HELP = {
-    "steps": "optimizer steps", "batch_size": "examples per step", "lr": "peak learning rate",
-    "min_lr": "learning rate at the last step (cosine decay)", "warmup_steps": "linear warm-up steps",
-    "weight_decay": "AdamW weight decay on matrices (not on norms, biases, embeddings)",
-    "beta1": "AdamW beta1", "beta2": "AdamW beta2", "grad_clip": "gradient-norm clip (0: off)",
-    "eval_every": "steps between evaluations on --val", "eval_batches": "batches per evaluation",
-    "checkpoint_every": "steps between resumable training states", "log_every": "steps between progress lines",
-    "seed": "seed for init, batches and dropout", "device": "torch device",
-    "precision": "fp32, or bf16 (autocast matmuls; faster on CPUs with native bf16)",
-}
+RUN_FILES = ("config.json", "adapter_config.json", STATE_FILE)  # what marks a folder as holding a run
+
+
+@dataclass
+class LoRAConfig:
+    lora_r: int = option(0, "LoRA rank; 0 = full fine-tuning", low=0)
+    lora_alpha: float = option(16.0, "LoRA alpha (the update is scaled by alpha / r)", low=0.0)
+    lora_dropout: float = option(0.0, "dropout on the adapters' input", low=0.0)
+    lora_targets: list[str] = option(list(DEFAULT_TARGETS), "linear layers to adapt, by name suffix",
+                                     nonempty=True)
+
+    def __post_init__(self):
+        check(self)
+        if self.lora_dropout >= 1:
+            raise ConfigError("lora_dropout", f"must be below 1, not {self.lora_dropout}")
+
+
+@dataclass
+class SampleConfig:
+    max_new_tokens: int = option(32, "tokens to sample per prompt", low=0)
+    temperature: float = option(1.0, "sampling temperature; 0 = greedy", low=0.0)
+    top_k: int | None = option(None, "sample among the k likeliest tokens (default: all)", low=1)
+    numbers_only: bool = option(False, "allow only the number tokens 0-999")
+    seed: int = option(0, "sampling seed", low=0)
+    device: str = option("cpu", "torch device (cpu or cuda)", device=True)
+
+    def __post_init__(self):
+        check(self)
+        check_sampling(self.max_new_tokens, self.temperature, self.top_k)
+
+
+def prepare_output(out: str, resume: bool, force: bool) -> Path:
+    """The output folder, checked before any work: writable, and not holding a run by mistake."""
+    folder = check_output_folder(out)
+    if resume and not has_training_state(folder):
+        raise ValueError(f"--resume: {folder} holds no training state to continue")
+    if not resume:
+        present = [name for name in RUN_FILES if (folder / name).exists()]
+        if present and not force:
+            raise ValueError(f"{folder} already holds a run ({', '.join(present)}); pass --resume to "
+                             "continue it or --force to start over")
+        for name in present:  # --force: nothing of the old run may be mistaken for the new one
+            (folder / name).unlink()
+    return folder
 
 
 def cmd_train_tokenizer(args) -> None:
     lines = [line for line in Path(args.input).read_text().splitlines() if line.strip()]
+    if not lines:
+        raise ValueError(f"{args.input} holds no text")
+    check_output_folder(Path(args.out).parent)
     tokenizer = BPETokenizer.train(lines, args.vocab_size)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     tokenizer.save(args.out)
     print(f"tokenizer: {tokenizer.vocab_size} tokens -> {args.out}")
 
@@ -56,52 +90,59 @@ def load_examples(path, tokenizer, block_size):
 
 def cmd_train(args) -> None:
     tokenizer = BPETokenizer.load(args.tokenizer)
-    model_cfg = replace(config_from_args(GPTConfig, args), vocab_size=tokenizer.vocab_size)
-    train_cfg = config_from_args(TrainConfig, args)
+    model_cfg = replace(args.model_cfg, vocab_size=tokenizer.vocab_size)
     train_set = load_examples(args.data, tokenizer, model_cfg.block_size)
     val_set = load_examples(args.val, tokenizer, model_cfg.block_size) if args.val else None
-    torch.manual_seed(train_cfg.seed)
+    out = prepare_output(args.out, args.resume, args.force)
+    torch.manual_seed(args.train_cfg.seed)
     model = GPT(model_cfg)
     print(f"model: {model.num_params():,} parameters; {len(train_set)} training examples")
-    history = train(model, train_set, train_cfg, args.out, val_set, resume=args.resume)
-    save_checkpoint(args.out, model, {"train_config": asdict(train_cfg), "history": history,
-                                      "data": str(args.data)}, tokenizer)
-    print(f"saved {args.out}")
+    history = train(model, train_set, args.train_cfg, out, val_set, resume=args.resume)
+    save_checkpoint(out, model, {"train_config": asdict(args.train_cfg), "history": history,
+                                 "data": str(args.data)}, tokenizer)
+    print(f"saved {out}")
 
 
 def cmd_finetune(args) -> None:
     model, meta = load_checkpoint(args.checkpoint)
     tokenizer = BPETokenizer.load(Path(args.checkpoint) / "tokenizer.json")
-    train_cfg = config_from_args(TrainConfig, args)
     train_set = load_examples(args.data, tokenizer, model.config.block_size)
-    if args.lora_r > 0:
-        add_lora(model, args.lora_r, args.lora_alpha, args.lora_targets, args.lora_dropout)
+    out = prepare_output(args.out, args.resume, args.force)
+    lora = args.lora_cfg
+    if lora.lora_r > 0:
+        add_lora(model, lora.lora_r, lora.lora_alpha, lora.lora_targets, lora.lora_dropout, seed=args.train_cfg.seed)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     print(f"fine-tuning {trainable:,} of {model.num_params():,} parameters")
-    history = train(model, train_set, train_cfg, args.out, resume=args.resume)
-    record = {"base": str(args.checkpoint), "train_config": asdict(train_cfg), "history": history,
+    history = train(model, train_set, args.train_cfg, out, resume=args.resume)
+    record = {"base": str(args.checkpoint), "train_config": asdict(args.train_cfg), "history": history,
               "data": str(args.data)}
-    if args.lora_r > 0:
-        save_adapter(args.out, model, record)
+    if lora.lora_r > 0:
+        save_adapter(out, model, record)
     else:
-        save_checkpoint(args.out, model, record, tokenizer)
-    print(f"saved {args.out}")
+        save_checkpoint(out, model, record, tokenizer)
+    print(f"saved {out}")
 
 
 def cmd_sample(args) -> None:
-    model, _ = load_checkpoint(args.checkpoint, args.device)
+    cfg = args.sample_cfg
+    model, _ = load_checkpoint(args.checkpoint, cfg.device)
     tokenizer = BPETokenizer.load(Path(args.checkpoint) / "tokenizer.json")
     if args.adapter:
         load_adapter(model, args.adapter)
         fuse_lora(model)  # inference at base speed
     model.eval()
-    prompts = [[tokenizer.bos_id, *tokenizer.encode(p)] for p in args.prompt]
-    allowed = tokenizer.number_ids if args.numbers_only else None
-    generator = torch.Generator(args.device).manual_seed(args.seed)
-    outputs = model.generate(prompts, args.max_new_tokens, args.temperature, args.top_k, allowed,
+    prompts = [tokenizer.encode_prompt(p) for p in args.prompt]
+    allowed = tokenizer.number_ids if cfg.numbers_only else None
+    generator = torch.Generator(cfg.device).manual_seed(cfg.seed)
+    outputs = model.generate(prompts, cfg.max_new_tokens, cfg.temperature, cfg.top_k, allowed,
                              tokenizer.eos_id, generator)
     for prompt, new in zip(args.prompt, outputs):
         print(f"{prompt!r} -> {tokenizer.decode(new)!r}")
+
+
+def add_run_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--resume", action="store_true", help="continue from the training state in --out")
+    p.add_argument("--force", action="store_true", help="start over in an --out that already holds a run")
 
 
 def build_parser() -> Parser:
@@ -113,50 +154,44 @@ def build_parser() -> Parser:
     p.add_argument("--input", required=True, help="text file, one document per line")
     p.add_argument("--vocab-size", type=int, default=1280, help="vocabulary size (default: %(default)s)")
     p.add_argument("--out", required=True, help="tokenizer.json to write")
-    p.set_defaults(run=cmd_train_tokenizer)
+    p.set_defaults(run=cmd_train_tokenizer, configs={}, parser=p)
 
     p = commands.add_parser("train", help="pretrain a GPT from scratch")
     p.add_argument("--data", required=True, help="training examples file")
     p.add_argument("--val", help="validation examples file (optional)")
     p.add_argument("--tokenizer", required=True, help="tokenizer.json")
     p.add_argument("--out", required=True, help="checkpoint folder to write")
-    p.add_argument("--resume", action="store_true", help="continue from the training state in --out")
-    add_config_flags(p, GPTConfig, MODEL_HELP, skip={"vocab_size"})
-    add_config_flags(p, TrainConfig, TRAIN_HELP)
-    p.set_defaults(run=cmd_train)
+    add_run_flags(p)
+    add_config_flags(p, GPTConfig, skip={"vocab_size"})
+    add_config_flags(p, TrainConfig)
+    p.set_defaults(run=cmd_train, configs={"model_cfg": GPTConfig, "train_cfg": TrainConfig}, parser=p)
 
     p = commands.add_parser("finetune", help="fine-tune a checkpoint, fully or with LoRA")
     p.add_argument("--checkpoint", required=True, help="base checkpoint folder")
     p.add_argument("--data", required=True, help="training examples file")
     p.add_argument("--out", required=True, help="folder for the new checkpoint or adapter")
-    p.add_argument("--resume", action="store_true", help="continue from the training state in --out")
-    p.add_argument("--lora-r", type=int, default=0, help="LoRA rank; 0 = full fine-tuning (default: 0)")
-    p.add_argument("--lora-alpha", type=float, default=16.0, help="LoRA alpha (default: %(default)s)")
-    p.add_argument("--lora-dropout", type=float, default=0.0, help="LoRA dropout (default: %(default)s)")
-    p.add_argument("--lora-targets", nargs="+", default=list(DEFAULT_TARGETS),
-                   help="linear layers to adapt, by name suffix (default: %(default)s)")
-    add_config_flags(p, TrainConfig, TRAIN_HELP)
-    p.set_defaults(run=cmd_finetune, lr=1e-3, min_lr=1e-4, weight_decay=0.0, warmup_steps=20)
+    add_run_flags(p)
+    add_config_flags(p, LoRAConfig)
+    add_config_flags(p, TrainConfig)
+    p.set_defaults(run=cmd_finetune, configs={"lora_cfg": LoRAConfig, "train_cfg": TrainConfig}, parser=p,
+                   lr=1e-3, min_lr=1e-4, weight_decay=0.0, warmup_steps=20)
 
     p = commands.add_parser("sample", help="sample continuations from a checkpoint")
     p.add_argument("--checkpoint", required=True, help="checkpoint folder")
     p.add_argument("--adapter", help="LoRA adapter folder to apply (fused)")
     p.add_argument("--prompt", action="append", required=True, help="a prompt; repeat for a batch")
-    p.add_argument("--max-new-tokens", type=int, default=32, help="tokens to sample (default: %(default)s)")
-    p.add_argument("--temperature", type=float, default=1.0, help="0 = greedy (default: %(default)s)")
-    p.add_argument("--top-k", type=int, default=None, help="sample among the k likeliest tokens")
-    p.add_argument("--numbers-only", action="store_true", help="allow only the number tokens 0-999")
-    p.add_argument("--seed", type=int, default=0, help="sampling seed (default: %(default)s)")
-    p.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
-    p.set_defaults(run=cmd_sample)
+    add_config_flags(p, SampleConfig)
+    p.set_defaults(run=cmd_sample, configs={"sample_cfg": SampleConfig}, parser=p)
     return parser
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    for name, config_cls in args.configs.items():  # every bad value is refused here, before any work
+        setattr(args, name, config_from_args(config_cls, args, args.parser))
     try:
         args.run(args)
-    except (ValueError, CheckpointError, FileNotFoundError) as err:
+    except (ValueError, CheckpointError, FileNotFoundError, IsADirectoryError) as err:
         print(f"minisub {args.command}: error: {err}", file=sys.stderr)
         return 2
     return 0

@@ -5,7 +5,7 @@ Not a test: it prints tokens/s measured in one run on this machine, side by side
   both fp32, plus minisub with bf16 autocast (TrainConfig.precision="bf16");
 - KV-cache sampling: minisub's GPT.generate and HF generate(use_cache=True), batch 64, T=1;
 - LoRA: fused-LoRA inference against the base, unfused-LoRA training against full training.
-Targets (issue 3): training >= 1.5x and sampling >= 3x HF's tokens/s; fused LoRA within 2% of base.
+Targets: training >= 1.5x and sampling >= 3x HF's tokens/s; fused LoRA within 2% of base.
 The transformers package is a bench-only extra (`pip install -e '.[bench]'`).
 """
 
@@ -19,25 +19,32 @@ from pathlib import Path
 import torch
 
 from minisub.cli import Parser, add_config_flags, config_from_args
+from minisub.config import ConfigError, check, option
 from minisub.lora import add_lora, fuse_lora
 from minisub.model import GPT, GPTConfig
-from minisub.train import autocast
+from minisub.precision import autocast
+from minisub.tokenizer import SPECIAL_TOKENS
 
 
 @dataclass
 class BenchConfig:
-    n_layer: int = 4
-    n_head: int = 4
-    n_embd: int = 128
-    vocab_size: int = 1280
-    block_size: int = 128
-    batch_size: int = 64
-    train_len: int = 64
-    prompt_len: int = 16
-    new_tokens: int = 48
-    lora_r: int = 8
-    repeats: int = 5
-    seed: int = 0
+    n_layer: int = option(4, "transformer blocks", low=1)
+    n_head: int = option(4, "attention heads", low=1)
+    n_embd: int = option(128, "embedding width", low=1)
+    vocab_size: int = option(1280, "vocabulary size", low=len(SPECIAL_TOKENS) + 1)
+    block_size: int = option(128, "longest sequence", low=2)
+    batch_size: int = option(64, "sequences per batch", low=1)
+    train_len: int = option(64, "tokens per training sequence", low=1)
+    prompt_len: int = option(16, "prompt tokens when sampling", low=1)
+    new_tokens: int = option(48, "tokens sampled per prompt", low=1)
+    lora_r: int = option(8, "LoRA rank for the LoRA rows", low=1)
+    repeats: int = option(5, "timed repeats per measurement (best is kept)", low=1)
+    seed: int = option(0, "seed for weights and tokens", low=0)
+
+    def __post_init__(self):
+        check(self)
+        if self.prompt_len + self.new_tokens > self.block_size or self.train_len + 1 > self.block_size:
+            raise ConfigError("block_size", "must hold the prompt plus the new tokens, and train_len + 1")
 
 
 def best_time(fn, repeats: int) -> float:
@@ -80,8 +87,9 @@ def run(cfg: BenchConfig) -> dict:
                         n_head=cfg.n_head, n_embd=cfg.n_embd)
     ours, theirs = GPT(gpt_cfg), hf_model(cfg)
     g = torch.Generator().manual_seed(cfg.seed)
-    idx = torch.randint(3, cfg.vocab_size, (cfg.batch_size, cfg.train_len + 1), generator=g)
-    prompts = torch.randint(3, cfg.vocab_size, (cfg.batch_size, cfg.prompt_len), generator=g)
+    first = len(SPECIAL_TOKENS)  # ordinary tokens only: no <pad>, <bos> or <eos> in the inputs
+    idx = torch.randint(first, cfg.vocab_size, (cfg.batch_size, cfg.train_len + 1), generator=g)
+    prompts = torch.randint(first, cfg.vocab_size, (cfg.batch_size, cfg.prompt_len), generator=g)
     results = {}
 
     def tokens_per_s(name, fn, n_tokens):
@@ -143,12 +151,10 @@ def run(cfg: BenchConfig) -> dict:
 def main(argv=None) -> int:
     parser = Parser(prog="python -m minisub.bench", description=__doc__,
                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_config_flags(parser, BenchConfig, {"repeats": "timed repeats per measurement (best is kept)"})
+    add_config_flags(parser, BenchConfig)
     parser.add_argument("--out", default="runs/bench", help="folder for bench.json (default: %(default)s)")
     args = parser.parse_args(argv)
-    cfg = config_from_args(BenchConfig, args)
-    if cfg.prompt_len + cfg.new_tokens > cfg.block_size or cfg.train_len + 1 > cfg.block_size:
-        parser.error("--block-size must hold the prompt plus the new tokens, and --train-len + 1")
+    cfg = config_from_args(BenchConfig, args, parser)
     try:
         import transformers  # noqa: F401
     except ImportError:

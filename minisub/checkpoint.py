@@ -5,12 +5,14 @@ A model checkpoint folder holds
 - config.json: {"model": GPTConfig fields, ...} plus whatever the caller records (the training
   config, the step, the loss history), so every checkpoint says what made it;
 - tokenizer.json, when a tokenizer is given;
-- for resumable training, optimizer.safetensors + trainer_state.json (optimizer moments, step,
-  RNG states), written by minisub.train.
+- for resumable training, training_state.safetensors (weights, optimizer moments, RNG states,
+  with the step and history in its header), written by minisub.train.
 Every file is written to a temporary name and renamed into place, so a crash mid-write never
-leaves a half-written file under the real name; config.json is written last.
+leaves a half-written file under the real name; config.json is written last. `digest` is the
+one fingerprint of configs the project uses (adapter bases, experiment cache keys).
 """
 
+import hashlib
 import json
 import os
 import tempfile
@@ -18,8 +20,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 
 from minisub.model import GPT, GPTConfig
 
@@ -44,13 +46,33 @@ def atomic_write(path: Path, write) -> None:
             os.remove(tmp)
 
 
+def digest(data, length: int = 16) -> str:
+    """A short, stable fingerprint of any JSON-serializable value (keys sorted)."""
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:length]
+
+
+def check_output_folder(folder: str | Path) -> Path:
+    """Create `folder` if needed and make sure files can be written there: called before any work."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise CheckpointError(f"{folder} exists and is not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise CheckpointError(f"cannot write to {folder} ({err.strerror or err})") from None
+    return folder
+
+
 def write_json(path: Path, data: dict) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(data, indent=2)))
 
 
-def write_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
+def write_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+    """One safetensors file; `metadata` (strings) goes into its header, committed with the tensors."""
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    atomic_write(path, lambda tmp: save_file(tensors, tmp))
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
 
 
 def read_json(path: Path) -> dict:
@@ -58,17 +80,23 @@ def read_json(path: Path) -> dict:
         return json.loads(Path(path).read_text())
     except FileNotFoundError:
         raise CheckpointError(f"{path} is missing") from None
-    except json.JSONDecodeError as err:
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise CheckpointError(f"{path} is not valid JSON ({err})") from None
 
 
-def read_tensors(path: Path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+def read_tensor_file(path: Path, device: str | torch.device = "cpu") -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """(tensors, header metadata) of one safetensors file, read in one opening."""
     if not Path(path).is_file():
         raise CheckpointError(f"{path} is missing")
     try:
-        return load_file(str(path), device=str(device))
+        with safe_open(str(path), framework="pt", device=str(device)) as f:
+            return {k: f.get_tensor(k) for k in f.keys()}, f.metadata() or {}
     except (SafetensorError, OSError) as err:
         raise CheckpointError(f"{path} is truncated or corrupt ({err})") from None
+
+
+def read_tensors(path: Path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    return read_tensor_file(path, device)[0]
 
 
 def weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:

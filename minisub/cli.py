@@ -1,12 +1,16 @@
 """Command-line plumbing shared by every entry point: flags made from a config dataclass.
 
-Each CLI keeps its configuration in a dataclass; `add_config_flags` turns its fields into
-`--kebab-case` flags with help text, `config_from_args` builds the dataclass back, and
-`Parser` reports bad input as one line instead of a usage dump or a traceback.
+Each CLI keeps its configuration in a dataclass whose fields carry their help text
+(`minisub.config.option`); `add_config_flags` turns the fields into `--kebab-case` flags,
+`config_from_args` builds the dataclass back and reports a `ConfigError` as one line naming
+the flag, and `Parser` reports every other bad input as one line too, never a usage dump or a
+traceback.
 """
 
 import argparse
-from dataclasses import MISSING, fields
+from dataclasses import fields
+
+from minisub.config import ConfigError, field_default
 
 
 class Parser(argparse.ArgumentParser):
@@ -14,30 +18,35 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def field_default(f):
-    return f.default_factory() if f.default_factory is not MISSING else f.default
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
 
 
-def add_config_flags(parser: argparse.ArgumentParser, config_cls, help_text: dict[str, str],
-                     skip: set[str] = frozenset()) -> None:
+def add_config_flags(parser: argparse.ArgumentParser, config_cls, skip: set[str] = frozenset()) -> None:
     """One flag per dataclass field (but those in `skip`); its type comes from the default value."""
     for f in fields(config_cls):
         if f.name in skip:
             continue
         default = field_default(f)
-        flag = "--" + f.name.replace("_", "-")
-        text = help_text.get(f.name, "") + " (default: %(default)s)"
+        text = f.metadata.get("help", "") + " (default: %(default)s)"
         if isinstance(default, bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=text)
+            parser.add_argument(flag(f.name), action=argparse.BooleanOptionalAction, default=default, help=text)
         elif isinstance(default, list):
             element = type(default[0]) if default else str
-            parser.add_argument(flag, nargs="*", type=element, default=default, metavar="X", help=text)
-        elif default is None:
-            parser.add_argument(flag, default=None, help=text)
+            parser.add_argument(flag(f.name), nargs="*", type=element, default=default, metavar="X", help=text)
+        elif default is None:  # the only optional fields are integers (e.g. top_k)
+            parser.add_argument(flag(f.name), type=int, default=None, help=text)
         else:
-            parser.add_argument(flag, type=type(default), default=default, help=text)
+            parser.add_argument(flag(f.name), type=type(default), default=default, help=text)
 
 
-def config_from_args(config_cls, args: argparse.Namespace):
-    """The dataclass from the parsed flags; fields without a flag keep their defaults."""
-    return config_cls(**{f.name: getattr(args, f.name) for f in fields(config_cls) if hasattr(args, f.name)})
+def config_from_args(config_cls, args: argparse.Namespace, parser: Parser, **overrides):
+    """The dataclass from the parsed flags (fields without a flag keep their defaults).
+
+    A value out of its limits exits with one line that names the flag, before any work.
+    """
+    values = {f.name: getattr(args, f.name) for f in fields(config_cls) if hasattr(args, f.name)}
+    try:
+        return config_cls(**(values | overrides))
+    except ConfigError as err:
+        parser.error(f"{flag(err.field)} {err.reason}")

@@ -2,8 +2,10 @@
 
 `LoRALinear` is an nn.Linear with a low-rank update: y = x W^T + b + scale * dropout(x) A^T B^T,
 A (r, in) Kaiming-uniform, B (out, r) zero, scale = alpha / r, so at init the model is unchanged.
-- `add_lora(model, r, alpha, targets)` swaps the targeted nn.Linear layers for LoRALinear
-  (sharing their weight tensors) and freezes everything but the adapters;
+- `add_lora(model, r, alpha, targets, seed=...)` swaps the targeted nn.Linear layers for
+  LoRALinear (sharing their weight tensors) and freezes everything but the adapters; the A
+  matrices are drawn from a generator seeded with `seed`, so an adapter rebuilt from the same
+  config starts from the same weights, bit for bit;
 - `fuse_lora(model)` folds W <- W + scale * B A so inference costs what the base costs;
   `unfuse_lora(model)` puts back the base W kept aside at fuse time, bit for bit.
   Both are explicit calls, never a side effect of train()/eval() (loralib's hidden merge in
@@ -12,8 +14,6 @@ A (r, in) Kaiming-uniform, B (out, r) zero, scale = alpha / r, so at init the mo
   dropout, targets and a hash of the base model's config; a mismatched base is refused.
 """
 
-import hashlib
-import json
 import math
 from dataclasses import asdict
 from pathlib import Path
@@ -22,28 +22,31 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from minisub.checkpoint import CheckpointError, read_json, read_tensors, write_json, write_tensors
+from minisub.checkpoint import CheckpointError, digest, read_json, read_tensors, write_json, write_tensors
 
 DEFAULT_TARGETS = ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")
 
 
 class LoRALinear(nn.Linear):
     def __init__(self, in_features: int, out_features: int, r: int, alpha: float,
-                 dropout: float = 0.0, bias: bool = True, device=None, dtype=None):
+                 dropout: float = 0.0, bias: bool = True, device=None, dtype=None,
+                 generator: torch.Generator | None = None):
         super().__init__(in_features, out_features, bias=bias, device=device, dtype=dtype)
         if r < 1:
             raise ValueError(f"LoRA rank r must be at least 1, not {r}")
         self.r, self.alpha, self.scaling = r, alpha, alpha / r
-        self.lora_A = nn.Parameter(torch.empty(r, in_features, device=device, dtype=dtype))
+        lora_A = torch.empty(r, in_features, dtype=self.weight.dtype)  # drawn on the CPU, the generator's device
+        nn.init.kaiming_uniform_(lora_A, a=math.sqrt(5), generator=generator)  # as nn.Linear inits its weight
+        self.lora_A = nn.Parameter(lora_A.to(self.weight.device))
         self.lora_B = nn.Parameter(torch.zeros(out_features, r, device=device, dtype=dtype))
-        nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))  # as nn.Linear inits its weight
         self.lora_dropout = nn.Dropout(dropout)
         self.base_weight = None  # the unfused W while fused, else None
 
     @classmethod
-    def from_linear(cls, linear: nn.Linear, r: int, alpha: float, dropout: float = 0.0) -> "LoRALinear":
+    def from_linear(cls, linear: nn.Linear, r: int, alpha: float, dropout: float = 0.0,
+                    generator: torch.Generator | None = None) -> "LoRALinear":
         lora = cls(linear.in_features, linear.out_features, r, alpha, dropout, bias=linear.bias is not None,
-                   device=linear.weight.device, dtype=linear.weight.dtype)
+                   device=linear.weight.device, dtype=linear.weight.dtype, generator=generator)
         lora.weight, lora.bias = linear.weight, linear.bias  # the same tensors, not copies
         return lora
 
@@ -79,8 +82,12 @@ def lora_layers(model: nn.Module) -> dict[str, LoRALinear]:
     return {name: m for name, m in model.named_modules() if isinstance(m, LoRALinear)}
 
 
-def add_lora(model: nn.Module, r: int, alpha: float, targets=DEFAULT_TARGETS, dropout: float = 0.0) -> list[str]:
-    """Replace every nn.Linear whose name ends with one of `targets`; freeze all else. Returns the names."""
+def add_lora(model: nn.Module, r: int, alpha: float, targets=DEFAULT_TARGETS, dropout: float = 0.0,
+             seed: int = 0) -> list[str]:
+    """Replace every nn.Linear whose name ends with one of `targets`; freeze all else. Returns the names.
+
+    The adapters' A matrices come from one CPU generator seeded with `seed`, in module order.
+    """
     chosen = [name for name, m in model.named_modules()
               if type(m) is nn.Linear and any(name == t or name.endswith("." + t) for t in targets)]
     if not chosen:
@@ -89,10 +96,12 @@ def add_lora(model: nn.Module, r: int, alpha: float, targets=DEFAULT_TARGETS, dr
         raise ValueError("lm_head is tied to the token embedding; it cannot take a LoRA adapter")
     for p in model.parameters():
         p.requires_grad_(False)
+    generator = torch.Generator().manual_seed(seed)
     for name in chosen:
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name)
-        setattr(parent, child, LoRALinear.from_linear(getattr(parent, child), r, alpha, dropout))
+        linear = getattr(parent, child)
+        setattr(parent, child, LoRALinear.from_linear(linear, r, alpha, dropout, generator))
     return chosen
 
 
@@ -108,7 +117,7 @@ def unfuse_lora(model: nn.Module) -> None:
 
 def config_hash(config) -> str:
     """A fingerprint of the base model's config: an adapter only fits the base it was trained on."""
-    return hashlib.sha256(json.dumps(asdict(config), sort_keys=True).encode()).hexdigest()[:16]
+    return digest(asdict(config))
 
 
 def save_adapter(folder: str | Path, model: nn.Module, meta: dict | None = None) -> None:

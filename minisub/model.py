@@ -17,28 +17,36 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from minisub.config import ConfigError, check, option
+
 
 @dataclass
 class GPTConfig:
-    vocab_size: int = 1280
-    block_size: int = 128
-    n_layer: int = 4
-    n_head: int = 4
-    n_embd: int = 128
-    dropout: float = 0.0
-    bias: bool = True
+    vocab_size: int = option(1280, "vocabulary size", low=1)
+    block_size: int = option(128, "longest sequence the model takes", low=1)
+    n_layer: int = option(4, "transformer blocks", low=1)
+    n_head: int = option(4, "attention heads", low=1)
+    n_embd: int = option(128, "embedding width", low=1)
+    dropout: float = option(0.0, "dropout rate", low=0.0)
+    bias: bool = option(True, "biases in linear layers and layer norms")
 
     def __post_init__(self):
+        check(self)
         if self.n_embd % self.n_head:
-            raise ValueError(f"n_embd ({self.n_embd}) must be a multiple of n_head ({self.n_head})")
+            raise ConfigError("n_embd", f"({self.n_embd}) must be a multiple of n_head ({self.n_head})")
+        if self.dropout >= 1:
+            raise ConfigError("dropout", f"must be below 1, not {self.dropout}")
 
 
 class KVCache:
-    """Keys and values of every layer for a batch, pre-allocated to `max_len` slots.
+    """Keys and values of every layer for a batch, pre-allocated to `max_len` slots, and their bookkeeping.
 
-    Slot s of every row is filled at the same step, so rows share one write position; a row's
-    left padding fills slots that `valid` marks False, which attention then ignores. `n_valid`
-    counts each row's real tokens: the position of its next token.
+    The cache owns where things go: `prefill(valid)` takes the (left-padded) prompts,
+    `advance()` one new token per row, and both return the positions of the new tokens and the
+    attention mask they need; the attention layers then `update` their slots. Slot s of every
+    row is filled at the same step, so rows share one write position; a row's left padding
+    fills slots that `valid` marks False, which attention ignores. `n_valid` counts each row's
+    real tokens: the position of its next token. `keep_rows` drops finished rows.
     """
 
     def __init__(self, config: GPTConfig, batch_size: int, max_len: int,
@@ -49,20 +57,44 @@ class KVCache:
         self.v = torch.zeros(shape, device=device, dtype=dtype)
         self.valid = torch.zeros(batch_size, max_len, dtype=torch.bool, device=device)
         self.n_valid = torch.zeros(batch_size, dtype=torch.long, device=device)
-        self.length = 0  # slots filled so far
+        self.start = self.length = 0  # the slots [start, length) are this step's
         self.padded = False  # whether any slot holds padding (then attention needs a mask)
+
+    def prefill(self, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Take the prompts, valid (B, T); returns their positions (B, T) and attention mask."""
+        if self.length:
+            raise ValueError("prefill needs an empty cache")
+        return self.append(valid)
+
+    def advance(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Take one new token per row; returns its positions (B, 1) and attention mask (None: all keys)."""
+        if not self.length:
+            raise ValueError("advance needs a prefilled cache")
+        return self.append(torch.ones(len(self.n_valid), 1, dtype=torch.bool, device=self.valid.device))
+
+    def append(self, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        T = valid.shape[1]
+        if self.length + T > self.valid.shape[1]:
+            raise ValueError(f"the cache holds {self.valid.shape[1]} slots; {self.length + T} asked for")
+        self.start, self.length = self.length, self.length + T
+        self.valid[:, self.start:self.length] = valid
+        self.padded |= not bool(valid.all())
+        pos = (self.n_valid[:, None] + valid.cumsum(1) - 1).clamp_min(0)  # (B, T)
+        self.n_valid += valid.sum(1)
+        # one new token with no padding anywhere sees every key: no mask (the fast decode path)
+        mask = attention_mask(self.valid[:, :self.length], T) if self.padded or T > 1 else None
+        return pos, mask
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store this step's k, v (B, nh, T, hd) in its slots; return all keys/values so far (B, nh, L, hd)."""
+        self.k[layer, :, :, self.start:self.length] = k
+        self.v[layer, :, :, self.start:self.length] = v
+        return self.k[layer, :, :, :self.length], self.v[layer, :, :, :self.length]
 
     def keep_rows(self, keep: torch.Tensor) -> None:
         """Keep only the rows where `keep` (B,) is True: finished rows stop costing compute."""
         self.k, self.v = self.k[:, keep], self.v[:, keep]
         self.valid, self.n_valid = self.valid[keep], self.n_valid[keep]
-
-    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Store this step's k, v (B, nh, T, hd) in the slots after `length`; return all keys/values so far."""
-        end = self.length + k.shape[2]
-        self.k[layer, :, :, self.length:end] = k
-        self.v[layer, :, :, self.length:end] = v
-        return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
 
 
 def attention_mask(valid_keys: torch.Tensor, n_queries: int) -> torch.Tensor:
@@ -148,7 +180,8 @@ class GPT(nn.Module):
 
     def _init_weights(self, module: nn.Module) -> None:
         # std 0.02 everywhere, embeddings included: PyTorch's N(0, 1) embedding init gives huge
-        # tied logits whose softmax gradients go denormal and slow CPU matmuls ~60x (protocol.md).
+        # tied logits whose softmax gradients go denormal and slow CPU matmuls ~60x
+        # (docs/background.md, "CPU speed").
         if isinstance(module, (nn.Linear, nn.Embedding)):
             nn.init.normal_(module.weight, mean=0.0, std=0.02)
         if isinstance(module, nn.Linear) and module.bias is not None:
@@ -162,30 +195,21 @@ class GPT(nn.Module):
         """idx (B, T) -> the final layer-normed states (B, T, C) that the tied head turns into logits.
 
         valid (B, T): False marks left padding (ignored by attention, no position used).
-        cache: continue from the tokens already in the cache, then append these.
+        cache: an empty cache is prefilled with these tokens; a filled one takes one more per row.
         """
         B, T = idx.shape
         if valid is None:
             valid = torch.ones(B, T, dtype=torch.bool, device=idx.device)
-        start = cache.n_valid[:, None] if cache is not None else 0
-        pos = (start + valid.cumsum(1) - 1).clamp_min(0)  # (B, T): a row's real tokens count from 0
+        if cache is not None:
+            pos, mask = cache.advance() if cache.length else cache.prefill(valid)
+        else:
+            pos = (valid.cumsum(1) - 1).clamp_min(0)  # (B, T): a row's real tokens count from 0
+            mask = None if valid.all() else attention_mask(valid, T)  # None: plain causal, for training
         if int(pos.max()) >= self.config.block_size:
             raise ValueError(f"sequence longer than block_size {self.config.block_size}")
-        padded = not bool(valid.all())
-        if cache is not None:
-            cache.valid[:, cache.length:cache.length + T] = valid
-            cache.padded |= padded
-            # one new token with no padding anywhere sees every key: no mask (the fast decode path)
-            needs_mask = cache.padded or T > 1
-            mask = attention_mask(cache.valid[:, :cache.length + T], T) if needs_mask else None
-        else:
-            mask = attention_mask(valid, T) if padded else None  # None: plain causal, for training
         x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))  # (B, T, C)
         for block in self.transformer.h:
             x = block(x, mask, cache)
-        if cache is not None:
-            cache.length += T
-            cache.n_valid += valid.sum(1)
         return self.transformer.ln_f(x)
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
@@ -217,7 +241,9 @@ class GPT(nn.Module):
         generator: a torch.Generator on the model's device, for reproducible samples.
         Call model.eval() first: dropout stays whatever mode the model is in.
         """
+        check_sampling(max_new_tokens, temperature, top_k)
         device = self.lm_head.weight.device
+        # 1. left-pad the prompts into one batch and allocate the cache for prompt + new tokens
         idx, valid = left_pad(prompts, device)
         B, T = idx.shape
         if T + max_new_tokens - 1 > self.config.block_size:
@@ -225,8 +251,11 @@ class GPT(nn.Module):
                              f"{self.config.block_size}")
         allowed = None if allowed_tokens is None else token_mask(allowed_tokens, self.config.vocab_size, device)
         cache = KVCache(self.config, B, T + max_new_tokens, device, self.lm_head.weight.dtype)
+        # 2. prefill: all prompts through the model at once; the last column predicts the first new token
         logits = self(idx, valid=valid, cache=cache)[0][:, -1]  # (B, V)
-        new = torch.zeros(B, max_new_tokens, dtype=torch.long, device=device)
+        # 3. decode: sample a token per row and feed it back; a row that emitted stop_token leaves
+        #    the batch (its remaining slots keep stop_token, which step 4 cuts off)
+        new = torch.full((B, max_new_tokens), -1 if stop_token is None else stop_token, device=device)
         rows = torch.arange(B, device=device)  # the batch rows still in the cache
         done = torch.zeros(B, dtype=torch.bool, device=device)  # which of them have emitted stop_token
         for step in range(max_new_tokens):
@@ -242,8 +271,18 @@ class GPT(nn.Module):
                     cache.keep_rows(keep)
             if step + 1 < max_new_tokens:
                 logits = self(token[:, None], cache=cache)[0][:, -1]
-        sampled = new[:, :step + 1].tolist() if max_new_tokens else [[] for _ in range(B)]
-        return [row[:row.index(stop_token)] if stop_token in row else row for row in sampled]
+        # 4. each row up to its stop token
+        return [row[:row.index(stop_token)] if stop_token in row else row for row in new.tolist()]
+
+
+def check_sampling(max_new_tokens: int, temperature: float, top_k: int | None) -> None:
+    """Sampling arguments in their ranges: the one check `generate` and the CLI's SampleConfig share."""
+    if max_new_tokens < 0:
+        raise ConfigError("max_new_tokens", f"must be at least 0, not {max_new_tokens}")
+    if not (math.isfinite(temperature) and temperature >= 0):
+        raise ConfigError("temperature", f"must be a finite number >= 0 (0 = greedy), not {temperature}")
+    if top_k is not None and top_k < 1:
+        raise ConfigError("top_k", f"must be at least 1, not {top_k}")
 
 
 def left_pad(prompts, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:

@@ -65,6 +65,10 @@ class BPETokenizer:
     def encode(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False).ids
 
+    def encode_prompt(self, text: str) -> list[int]:
+        """<bos> and the text's tokens: how every prompt starts, in training and in sampling alike."""
+        return [self.bos_id, *self.encode(text)]
+
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
         return [e.ids for e in self.tokenizer.encode_batch(texts, add_special_tokens=False)]
 

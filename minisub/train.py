@@ -5,14 +5,16 @@ Used for pretraining (`python -m minisub train`), fine-tuning, full or LoRA
 - AdamW decays only matrices that are not embeddings: no weight decay on norms, biases or
   embeddings. Only parameters with requires_grad train (LoRA freezes the rest).
 - Linear warm-up to `lr`, then cosine decay to `min_lr` at the last step.
-- Every `checkpoint_every` steps and at the end, training_state.safetensors + .json in the
-  output folder hold everything a resumed run needs (weights, AdamW moments, both RNG states,
-  the step, the history), so a run stopped at step k and resumed ends with the same weights
-  as one that never stopped.
+- Every `checkpoint_every` steps and at the end, training_state.safetensors in the output
+  folder holds everything a resumed run needs (weights, AdamW moments, both RNG states, and in
+  its header the step and the history), so a run stopped at step k and resumed ends with the
+  same weights as one that never stopped. It is one file renamed into place: a kill at any
+  moment leaves either the previous state or the new one, never a mix.
 """
 
 import math
 import time
+import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -20,52 +22,42 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
-from minisub.checkpoint import load_weights, read_json, read_tensors, weights, write_json, write_tensors
+from minisub.checkpoint import CheckpointError, load_weights, read_tensor_file, weights, write_tensors
+from minisub.config import ConfigError, check, option
 from minisub.data import Batch, ExampleSet
+from minisub.precision import autocast
 
 LossFn = Callable[[nn.Module, Batch], torch.Tensor]
 
 
 @dataclass
 class TrainConfig:
-    steps: int = 2000
-    batch_size: int = 64
-    lr: float = 3e-3
-    min_lr: float = 3e-4
-    warmup_steps: int = 100
-    weight_decay: float = 0.1
-    beta1: float = 0.9
-    beta2: float = 0.95
-    grad_clip: float = 1.0
-    eval_every: int = 250
-    eval_batches: int = 8
-    checkpoint_every: int = 500
-    log_every: int = 50
-    seed: int = 0
-    device: str = "cpu"
-    precision: str = "fp32"  # or "bf16": autocast matmuls, fp32 weights (~1.45x faster on bf16 CPUs)
+    steps: int = option(2000, "optimizer steps", low=1)
+    batch_size: int = option(64, "examples per step", low=1)
+    lr: float = option(3e-3, "peak learning rate", low=0.0)
+    min_lr: float = option(3e-4, "learning rate at the last step (cosine decay)", low=0.0)
+    warmup_steps: int = option(100, "linear warm-up steps", low=0)
+    weight_decay: float = option(0.1, "AdamW weight decay on matrices (not on norms, biases, embeddings)", low=0.0)
+    beta1: float = option(0.9, "AdamW beta1", low=0.0)
+    beta2: float = option(0.95, "AdamW beta2", low=0.0)
+    grad_clip: float = option(1.0, "gradient-norm clip (0: off)", low=0.0)
+    eval_every: int = option(250, "steps between evaluations on the validation set", low=1)
+    eval_batches: int = option(8, "batches per evaluation", low=1)
+    checkpoint_every: int = option(500, "steps between resumable training states (one is always "
+                                        "written at the end)", low=1)
+    log_every: int = option(50, "steps between progress lines", low=1)
+    seed: int = option(0, "seed for init, batches and dropout", low=0)
+    device: str = option("cpu", "torch device (cpu or cuda)", device=True)
+    precision: str = option("fp32", "fp32 (exact), or bf16 (autocast matmuls; faster on some CPUs)",
+                            choices=("fp32", "bf16"))
 
     def __post_init__(self):
-        if self.precision not in ("fp32", "bf16"):
-            raise ValueError(f"--precision must be fp32 or bf16, not {self.precision!r}")
-        for name in ("steps", "batch_size", "eval_batches"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
-        if not 0 <= self.min_lr <= self.lr:
-            raise ValueError("need 0 <= --min-lr <= --lr")
-
-
-def resolve_precision(precision: str, device: str | torch.device = "cpu") -> str:
-    """'auto' -> 'bf16' on CUDA or on CPUs with native bf16 matmuls, else 'fp32'; others unchanged."""
-    if precision != "auto":
-        return precision
-    native = torch.device(device).type == "cuda" or torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    return "bf16" if native else "fp32"
-
-
-def autocast(device: str | torch.device, precision: str):
-    """bf16 autocast (matmuls in bf16, weights and losses in fp32) or a no-op for fp32."""
-    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=precision == "bf16")
+        check(self)
+        if self.min_lr > self.lr:
+            raise ConfigError("min_lr", f"({self.min_lr}) must not exceed lr ({self.lr})")
+        for name in ("beta1", "beta2"):
+            if getattr(self, name) >= 1:
+                raise ConfigError(name, f"must be below 1, not {getattr(self, name)}")
 
 
 def lm_loss(model: nn.Module, batch: Batch) -> torch.Tensor:
@@ -102,6 +94,9 @@ def evaluate(model: nn.Module, data: ExampleSet, cfg: TrainConfig, loss_fn: Loss
     return sum(losses) / len(losses)
 
 
+STATE_FILE = "training_state.safetensors"
+
+
 def save_training_state(folder: Path, model: nn.Module, opt: torch.optim.Optimizer,
                         generator: torch.Generator, step: int, history: dict, cfg: TrainConfig) -> None:
     opt_state = opt.state_dict()
@@ -110,19 +105,19 @@ def save_training_state(folder: Path, model: nn.Module, opt: torch.optim.Optimiz
         tensors.update({f"optim.{index}.{name}": value for name, value in state.items()})
     tensors["rng.data"] = generator.get_state()
     tensors["rng.torch"] = torch.get_rng_state()
-    write_tensors(folder / "training_state.safetensors", tensors)
-    write_json(folder / "training_state.json", {
-        "step": step, "history": history, "train_config": asdict(cfg),
-        "param_groups": opt_state["param_groups"],
-    })
+    header = {"step": step, "history": history, "train_config": asdict(cfg),
+              "param_groups": opt_state["param_groups"]}
+    write_tensors(folder / STATE_FILE, tensors, {"training_state": json.dumps(header)})
 
 
 def load_training_state(folder: Path, model: nn.Module, opt: torch.optim.Optimizer,
                         generator: torch.Generator) -> tuple[int, dict]:
-    meta = read_json(folder / "training_state.json")
-    tensors = read_tensors(folder / "training_state.safetensors")
-    load_weights(model, {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")},
-                 str(folder / "training_state.safetensors"))
+    path = folder / STATE_FILE
+    tensors, header = read_tensor_file(path)
+    if "training_state" not in header:
+        raise CheckpointError(f"{path} holds no training state")
+    meta = json.loads(header["training_state"])
+    load_weights(model, {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}, str(path))
     state: dict[int, dict] = {}
     for key, value in tensors.items():
         if key.startswith("optim."):
@@ -133,6 +128,10 @@ def load_training_state(folder: Path, model: nn.Module, opt: torch.optim.Optimiz
     generator.set_state(tensors["rng.data"])
     torch.set_rng_state(tensors["rng.torch"])
     return meta["step"], meta["history"]
+
+
+def has_training_state(folder: str | Path) -> bool:
+    return (Path(folder) / STATE_FILE).is_file()
 
 
 def train(model: nn.Module, train_set: ExampleSet, cfg: TrainConfig, out_dir: str | Path | None = None,
@@ -151,8 +150,8 @@ def train(model: nn.Module, train_set: ExampleSet, cfg: TrainConfig, out_dir: st
     trainable = [p for group in opt.param_groups for p in group["params"]]
     start, history = 0, {"train": [], "eval": []}
     if resume:
-        if out_dir is None or not (out_dir / "training_state.json").exists():
-            raise ValueError(f"--resume: no training state in {out_dir}")
+        if out_dir is None or not has_training_state(out_dir):
+            raise ValueError(f"resume: no training state in {out_dir}")
         start, history = load_training_state(out_dir, model, opt, generator)
         log(f"resumed at step {start}")
     tokens, clock = 0, time.perf_counter()

@@ -5,6 +5,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+from minisub.config import ConfigError
 from minisub.model import GPT, GPTConfig, KVCache, next_token_logprobs
 
 
@@ -136,3 +137,45 @@ def test_tied_embeddings_and_gpt2_init():
 def test_n_embd_must_divide_by_heads():
     with pytest.raises(ValueError):
         GPTConfig(n_embd=30, n_head=4)
+
+
+def test_the_cache_keeps_positions_slots_and_masks():
+    model = tiny_gpt(0)
+    cache = KVCache(model.config, 2, 6, torch.device("cpu"), torch.float32)
+    with pytest.raises(ValueError, match="prefilled"):
+        cache.advance()
+    valid = torch.tensor([[False, True, True], [True, True, True]])  # row 0 is left-padded
+    pos, mask = cache.prefill(valid)
+    assert pos.tolist() == [[0, 0, 1], [0, 1, 2]] and cache.n_valid.tolist() == [2, 3]
+    assert (cache.start, cache.length) == (0, 3)
+    assert mask[0, 0].tolist() == [[True, False, False], [False, True, False], [False, True, True]]
+    with pytest.raises(ValueError, match="empty cache"):
+        cache.prefill(valid)
+    pos, mask = cache.advance()
+    assert pos.tolist() == [[2], [3]] and (cache.start, cache.length) == (3, 4)
+    assert mask[:, 0, 0].tolist() == [[False, True, True, True], [True, True, True, True]]  # padding stays hidden
+    cache.keep_rows(torch.tensor([False, True]))
+    pos, mask = cache.advance()
+    assert pos.tolist() == [[4]] and cache.n_valid.tolist() == [5]
+    cache.advance()
+    with pytest.raises(ValueError, match="holds 6 slots"):
+        cache.advance()
+
+
+@pytest.mark.parametrize("kwargs, field", [
+    ({"temperature": -1.0}, "temperature"), ({"temperature": float("nan")}, "temperature"),
+    ({"temperature": float("inf")}, "temperature"), ({"top_k": 0}, "top_k"), ({"max_new_tokens": -2}, "max_new_tokens"),
+])
+def test_bad_sampling_arguments_are_refused(kwargs, field):
+    model = tiny_gpt(0)
+    with pytest.raises(ConfigError) as info:
+        model.generate([[1, 2]], **({"max_new_tokens": 3} | kwargs))
+    assert info.value.field == field
+
+
+@pytest.mark.parametrize("field, value", [("n_head", 0), ("n_embd", 0), ("n_layer", -1), ("vocab_size", 0),
+                                          ("dropout", 1.0), ("block_size", 0)])
+def test_bad_model_configs_are_refused(field, value):
+    with pytest.raises(ConfigError) as info:
+        GPTConfig(**{field: value})
+    assert info.value.field == field

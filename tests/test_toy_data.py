@@ -61,6 +61,34 @@ def test_bad_magic_and_bad_gzip_are_data_errors(tmp_path):
         load_mnist(tmp_path)
 
 
+def test_a_broken_gzip_stream_is_a_data_error(tmp_path):
+    write_mnist(tmp_path)
+    path = tmp_path / "train-labels-idx1-ubyte.gz"
+    payload = bytearray(path.read_bytes())
+    payload[20:24] = b"\xff\xff\xff\xff"  # a valid header, then a corrupt deflate stream
+    path.write_bytes(bytes(payload))
+    with pytest.raises(DataError, match="gzip"):
+        load_mnist(tmp_path)
+    path.write_bytes(bytes(payload[: len(payload) // 2]))  # cut short
+    with pytest.raises(DataError, match="gzip"):
+        load_mnist(tmp_path)
+
+
+def test_labels_outside_0_to_9_are_a_data_error(tmp_path):
+    arrays = write_mnist(tmp_path, gz=False)
+    labels = arrays["test_labels"].copy()
+    labels[2] = 11
+    (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(idx_bytes(labels))
+    with pytest.raises(DataError, match="labels hold 11"):
+        load_mnist(tmp_path)
+
+
+def test_a_data_dir_that_is_a_file_is_a_data_error(tmp_path):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(DataError, match="is a file"):
+        load_mnist(tmp_path / "file")
+
+
 def test_partial_folder_names_what_is_missing(tmp_path):
     write_mnist(tmp_path)
     (tmp_path / "t10k-images-idx3-ubyte.gz").unlink()

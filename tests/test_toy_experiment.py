@@ -17,6 +17,10 @@ TINY = ["--n-models", "3", "--n-noise", "256", "--teacher-epochs", "1", "--stude
     (["--no-such-flag"], "unrecognized arguments"),
     (["--init-controls", "fc7=other"], "bad init spec"),
     (["--precision", "fp8"], "precision"),
+    (["--sweep-eps"], "--sweep-eps needs at least one value"),
+    (["--sweep-eps", "0"], "--sweep-eps must be at least"),
+    (["--theorem-eps", "nan"], "--theorem-eps must be a finite number"),
+    (["--hidden", "0"], "--hidden must be at least 1"),
 ])
 def test_bad_input_is_one_line_exit_2(argv, message, capsys, tmp_path):
     with pytest.raises(SystemExit) as exit_info:
@@ -84,3 +88,22 @@ def test_default_run_meets_the_papers_effect():
     assert results["arms"]["student_aux"]["mean"] >= 0.50
     assert results["arms"]["cross_aux"]["mean"] <= 0.15
     assert results["theorem"]["same_init"]["frac_nonneg"] == 1.0
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+def test_cuda_without_cuda_is_one_line(capsys, tmp_path):
+    with pytest.raises(SystemExit):
+        main(["--device", "cuda", "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip()
+    assert "--device 'cuda' asks for CUDA" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_data_dir_and_out_are_one_line(capsys, tmp_path):
+    (tmp_path / "file").write_text("")
+    assert main(TINY + ["--data-dir", str(tmp_path / "file"), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "is a file" in err and len(err.splitlines()) == 1
+    assert main(TINY + ["--out", str(tmp_path / "file")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "is not a folder" in err and len(err.splitlines()) == 1

@@ -10,7 +10,7 @@ from minisub.__main__ import main
 from minisub.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from minisub.data import ExampleSet
 from minisub.model import GPT, GPTConfig
-from minisub.train import TrainConfig, lm_loss, lr_at, make_optimizer, train
+from minisub.train import STATE_FILE, TrainConfig, lm_loss, lr_at, make_optimizer, train
 
 
 def small_setup(tokenizer, seed=0):
@@ -89,6 +89,10 @@ def test_truncated_or_mismatched_checkpoints_are_clear_errors(tokenizer, tmp_pat
     (tmp_path / "config.json").write_text(json.dumps(config))
     with pytest.raises(CheckpointError, match="shape"):
         load_checkpoint(tmp_path)
+    config["model"]["n_head"] = 0
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="n_head must be at least 1"):
+        load_checkpoint(tmp_path)
 
 
 class Interrupt(Exception):
@@ -124,16 +128,47 @@ def test_resumed_run_ends_with_identical_weights(tokenizer, tmp_path, dropout):
         assert torch.equal(a, b), name
 
 
-def test_cli_end_to_end(tmp_path, capsys):
+def test_training_state_is_one_file_and_a_crash_while_writing_keeps_the_previous_one(tokenizer, tmp_path,
+                                                                                     monkeypatch):
+    model, data = small_setup(tokenizer)
+    cfg = TrainConfig(steps=4, batch_size=4, checkpoint_every=2, log_every=100, warmup_steps=1)
+    train(model, data, cfg, tmp_path, log=quiet)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [STATE_FILE]
+    before = (tmp_path / STATE_FILE).read_bytes()
+
+    import minisub.checkpoint as checkpoint
+
+    def dies_halfway(tensors, path, metadata=None):
+        with open(path, "wb") as f:
+            f.write(b"partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(checkpoint, "save_file", dies_halfway)
+    with pytest.raises(KeyboardInterrupt):
+        train(model, data, TrainConfig(steps=6, batch_size=4, checkpoint_every=2, log_every=100, warmup_steps=1),
+              tmp_path, resume=True, log=quiet)
+    assert (tmp_path / STATE_FILE).read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == [STATE_FILE]  # no temporary file left
+
+
+def make_checkpoint(tmp_path):
     data = tmp_path / "train.txt"
     data.write_text("\n".join(toy_corpus(200)) + "\n")
-    tok, ckpt, lora = tmp_path / "tok.json", tmp_path / "ckpt", tmp_path / "lora"
+    tok, ckpt = tmp_path / "tok.json", tmp_path / "ckpt"
     assert main(["train-tokenizer", "--input", str(data), "--out", str(tok), "--vocab-size", "1300"]) == 0
-    common = ["--steps", "20", "--batch-size", "8", "--log-every", "10", "--warmup-steps", "2"]
     assert main(["train", "--data", str(data), "--tokenizer", str(tok), "--out", str(ckpt),
-                 "--n-layer", "1", "--n-embd", "32", "--n-head", "2", "--block-size", "32", *common]) == 0
+                 "--n-layer", "1", "--n-embd", "32", "--n-head", "2", "--block-size", "32", *SHORT]) == 0
+    return data, tok, ckpt
+
+
+SHORT = ["--steps", "20", "--batch-size", "8", "--log-every", "10", "--warmup-steps", "2"]
+
+
+def test_cli_end_to_end(tmp_path, capsys):
+    data, tok, ckpt = make_checkpoint(tmp_path)
+    lora = tmp_path / "lora"
     assert main(["finetune", "--checkpoint", str(ckpt), "--data", str(data), "--out", str(lora),
-                 "--lora-r", "4", *common]) == 0
+                 "--lora-r", "4", *SHORT]) == 0
     assert (lora / "adapter_model.safetensors").exists()
     capsys.readouterr()
     assert main(["sample", "--checkpoint", str(ckpt), "--adapter", str(lora), "--prompt", "continue : 100, 101",
@@ -146,11 +181,54 @@ def test_cli_end_to_end(tmp_path, capsys):
     assert config["train_config"]["steps"] == 20 and config["history"]["train"]
 
 
+def test_finetune_twice_gives_the_same_adapter_bit_for_bit(tmp_path):
+    data, _, ckpt = make_checkpoint(tmp_path)
+    for name in ("a", "b"):
+        torch.manual_seed(len(name) * 7 + ord(name))  # a different global RNG each time must not matter
+        assert main(["finetune", "--checkpoint", str(ckpt), "--data", str(data), "--out", str(tmp_path / name),
+                     "--lora-r", "4", *SHORT]) == 0
+    assert (tmp_path / "a" / "adapter_model.safetensors").read_bytes() == \
+        (tmp_path / "b" / "adapter_model.safetensors").read_bytes()
+
+
+def test_an_output_holding_a_run_is_refused_unless_resumed_or_forced(tmp_path, capsys):
+    data, tok, ckpt = make_checkpoint(tmp_path)
+    weights = (ckpt / "model.safetensors").read_bytes()
+    train_again = ["train", "--data", str(data), "--tokenizer", str(tok), "--out", str(ckpt),
+                   "--n-layer", "1", "--n-embd", "32", "--n-head", "2", "--block-size", "32", *SHORT]
+    capsys.readouterr()
+    assert main(train_again + ["--seed", "3"]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert (ckpt / "model.safetensors").read_bytes() == weights  # untouched
+    assert main(train_again + ["--resume"]) == 0  # at its last step already: nothing changes
+    assert (ckpt / "model.safetensors").read_bytes() == weights
+    assert main(train_again + ["--seed", "3", "--force"]) == 0
+    assert (ckpt / "model.safetensors").read_bytes() != weights
+    empty = tmp_path / "empty"
+    assert main(["finetune", "--checkpoint", str(ckpt), "--data", str(data), "--out", str(empty), "--resume"]) == 2
+    assert "holds no training state" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("argv, message", [
     (["sample", "--checkpoint", "/nonexistent", "--prompt", "x"], "missing"),
     (["train"], "required"),
     (["bogus"], "invalid choice"),
     (["train", "--data", "x", "--tokenizer", "/nonexistent.json", "--out", "o"], "cannot load tokenizer"),
+    (["train", "--data", "x", "--tokenizer", "t", "--out", "o", "--n-head", "0"], "--n-head must be at least 1"),
+    (["train", "--data", "x", "--tokenizer", "t", "--out", "o", "--n-embd", "0"], "--n-embd must be at least 1"),
+    (["train", "--data", "x", "--tokenizer", "t", "--out", "o", "--n-layer", "-1"], "--n-layer must be at least 1"),
+    (["train", "--data", "x", "--tokenizer", "t", "--out", "o", "--n-embd", "30"], "multiple of n_head"),
+    (["train", "--data", "x", "--tokenizer", "t", "--out", "o", "--checkpoint-every", "0"],
+     "--checkpoint-every must be at least 1"),
+    (["train", "--data", "x", "--tokenizer", "t", "--out", "o", "--min-lr", "1"], "--min-lr (1.0) must not exceed"),
+    (["train", "--data", "x", "--tokenizer", "t", "--out", "o", "--precision", "fp8"], "--precision must be one of"),
+    (["finetune", "--checkpoint", "c", "--data", "x", "--out", "o", "--lora-r", "-1"], "--lora-r must be at least 0"),
+    (["finetune", "--checkpoint", "c", "--data", "x", "--out", "o", "--lora-targets"], "--lora-targets needs"),
+    (["sample", "--checkpoint", "c", "--prompt", "x", "--top-k", "0"], "--top-k must be at least 1"),
+    (["sample", "--checkpoint", "c", "--prompt", "x", "--max-new-tokens", "-2"], "--max-new-tokens must be at least 0"),
+    (["sample", "--checkpoint", "c", "--prompt", "x", "--temperature", "-1"], "--temperature must be at least 0"),
+    (["sample", "--checkpoint", "c", "--prompt", "x", "--temperature", "inf"], "--temperature must be a finite"),
+    (["sample", "--checkpoint", "c", "--prompt", "x", "--temperature", "nan"], "--temperature must be a finite"),
 ])
 def test_cli_errors_are_one_line(argv, message, capsys):
     try:
@@ -160,3 +238,21 @@ def test_cli_errors_are_one_line(argv, message, capsys):
     assert code == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+def test_cuda_without_cuda_is_one_line(capsys):
+    with pytest.raises(SystemExit):
+        main(["sample", "--checkpoint", "c", "--prompt", "x", "--device", "cuda"])
+    err = capsys.readouterr().err.strip()
+    assert "--device 'cuda' asks for CUDA" in err and len(err.splitlines()) == 1
+
+
+def test_an_output_that_is_a_file_is_refused_before_training(tmp_path, capsys):
+    data, tok, _ = make_checkpoint(tmp_path)
+    (tmp_path / "file").write_text("")
+    for out in (tmp_path / "file", tmp_path / "file" / "below"):
+        assert main(["train", "--data", str(data), "--tokenizer", str(tok), "--out", str(out), "--steps", "100000",
+                     "--n-layer", "1", "--n-embd", "32", "--n-head", "2", "--block-size", "32"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert str(tmp_path / "file") in err and len(err.splitlines()) == 1

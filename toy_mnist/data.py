@@ -14,6 +14,7 @@ import hashlib
 import importlib.resources
 import struct
 import urllib.request
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,7 +81,7 @@ def read_idx(path: Path) -> np.ndarray:
     if path.suffix == ".gz":
         try:
             raw = gzip.decompress(raw)
-        except (OSError, EOFError) as err:
+        except (OSError, EOFError, zlib.error) as err:
             raise DataError(f"{path}: corrupt gzip file ({err})") from None
     return parse_idx(raw, str(path))
 
@@ -116,6 +117,8 @@ def load_idx_dir(data_dir: Path) -> MnistData:
             raise DataError(f"{data_dir}: {split} files do not hold 28x28 images and labels")
         if len(images) != len(labels):
             raise DataError(f"{data_dir}: {split} images ({len(images)}) and labels ({len(labels)}) differ in count")
+        if labels.size and labels.max() > 9:
+            raise DataError(f"{data_dir}: {split} labels hold {labels.max()}; digits are 0-9")
     return MnistData(
         train_x=normalize(arrays["train_images"].reshape(-1, 784)),
         train_y=torch.from_numpy(arrays["train_labels"].astype(np.int64)),
@@ -145,6 +148,8 @@ def load_subset(seed: int) -> MnistData:
 def load_mnist(data_dir: Path, download_missing: bool = False, seed: int = 0) -> MnistData:
     """Full MNIST if its IDX files are in `data_dir` (or downloaded on request), else the subset."""
     data_dir = Path(data_dir).expanduser()
+    if data_dir.exists() and not data_dir.is_dir():
+        raise DataError(f"{data_dir} is a file; --data-dir needs a folder")
     present = [find_idx(data_dir, stem) is not None for stem, _ in IDX_FILES.values()]
     if download_missing and not all(present):
         download(data_dir)

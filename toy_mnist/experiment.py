@@ -10,13 +10,15 @@ __main__.py saves as results.json and report.py plots. Arms (each over all N mod
 """
 
 import platform
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
 
-from minisub.train import resolve_precision
+from minisub.config import ConfigError, check, option
+from minisub.log import Progress
+from minisub.precision import PRECISIONS, choose_precision
+from minisub.stats import summary
 from toy_mnist.data import load_mnist
 from toy_mnist.mlp import INIT_KINDS, BatchedMLP, derangement, layer_names, student_init
 from toy_mnist.theorem import Imitation, descent, eps_sweep, first_order_inner, one_step, params_of
@@ -27,41 +29,41 @@ LAYERS = layer_names(3)  # fc1, fc2, head
 
 @dataclass
 class ToyConfig:
-    n_models: int = 25
-    n_aux: int = 3
-    hidden: int = 256
-    seed: int = 0
-    data_dir: str = "~/.cache/minisub/mnist"
-    download: bool = False
-    device: str = "cpu"
-    precision: str = "auto"  # auto = bf16 where the CPU has native bf16 matmuls (or on CUDA), else fp32
+    n_models: int = option(25, "models trained in parallel, one seed each (cross-init students need >= 2)", low=2)
+    n_aux: int = option(3, "auxiliary logits m: outputs with no training signal that the students imitate", low=1)
+    hidden: int = option(256, "width of both hidden layers", low=1)
+    seed: int = option(0, "seed for inits, data order, noise and the model pairing", low=0)
+    data_dir: str = option("~/.cache/minisub/mnist", "folder with the four MNIST IDX files (raw or .gz); "
+                           "if it has none, the offline 5k subset is used")
+    download: bool = option(False, "download missing MNIST IDX files into --data-dir (MD5-checked)")
+    device: str = option("cpu", "torch device (cpu or cuda)", device=True)
+    precision: str = option("auto", "fp32 (exact), bf16 (autocast matmuls), or auto: bf16 only where "
+                            "a timing at this run's shapes finds it clearly faster", choices=PRECISIONS)
     # On the 5k offline subset the number of optimizer steps matters more than the paper's exact
-    # values (protocol.md section 2): these defaults reproduce the effect there.
-    teacher_epochs: int = 5
-    teacher_batch: int = 64
-    teacher_lr: float = 1e-3
-    n_noise: int = 20000
-    student_epochs: int = 5
-    student_batch: int = 128
-    student_lr: float = 1e-3
-    init_controls: list[str] = field(default_factory=list)  # e.g. "fc1=other", "all=noise"
-    init_noise_std: float = 0.05
-    theorem_eps: float = 1e-3
-    theorem_batch: int = 256
-    sweep_eps: list[float] = field(default_factory=lambda: [1e-4, 1e-3, 1e-2, 1e-1, 1.0])
+    # values (docs/background.md, "The MNIST experiment"): these defaults reproduce the effect there.
+    teacher_epochs: int = option(5, "teacher epochs on the training digits", low=1)
+    teacher_batch: int = option(64, "teacher batch size", low=1)
+    teacher_lr: float = option(1e-3, "teacher Adam learning rate", low=0.0)
+    n_noise: int = option(20000, "uniform-noise images the students are distilled on", low=1)
+    student_epochs: int = option(5, "student epochs over the noise images", low=1)
+    student_batch: int = option(128, "student batch size", low=1)
+    student_lr: float = option(1e-3, "student Adam learning rate", low=0.0)
+    init_controls: list[str] = option([], "extra aux-only student arms, one per spec LAYER=KIND[,LAYER=KIND]; "
+                                      "LAYER in fc1, fc2, head, all; KIND in shared, other, noise")
+    init_noise_std: float = option(0.05, "std of the noise added to layers marked 'noise'", low=0.0)
+    theorem_eps: float = option(1e-3, "teacher step size eps for the one-step theorem", low=0.0)
+    theorem_batch: int = option(256, "inputs used for the one-step theorem (train digits for the teacher, "
+                                "noise for the student)", low=1)
+    sweep_eps: list[float] = option([1e-4, 1e-3, 1e-2, 1e-1, 1.0], "step sizes for the eps sweep",
+                                    low=1e-12, nonempty=True)
 
     def __post_init__(self):
-        if self.n_models < 2:
-            raise ValueError("--n-models must be at least 2 (cross-init students need another model)")
-        if self.n_aux < 1:
-            raise ValueError("--n-aux must be at least 1 (the students learn from the auxiliary logits)")
-        for name in ("hidden", "teacher_batch", "student_batch", "n_noise", "theorem_batch"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
-        if self.precision not in ("auto", "bf16", "fp32"):
-            raise ValueError(f"--precision must be auto, bf16 or fp32, not {self.precision!r}")
+        check(self)
         for spec in self.init_controls:
-            parse_init_spec(spec)
+            try:
+                parse_init_spec(spec)
+            except ValueError as err:
+                raise ConfigError("init_controls", str(err)) from None
 
 
 def parse_init_spec(spec: str) -> dict[str, str]:
@@ -78,14 +80,9 @@ def parse_init_spec(spec: str) -> dict[str, str]:
 
 
 def summarize(values: torch.Tensor) -> dict:
-    """Mean and 95% CI half-width (1.96 std / sqrt n) over models, plus the values themselves."""
-    v = values.double().cpu()
-    return {"mean": v.mean().item(), "ci95": (1.96 * v.std() / len(v) ** 0.5).item(),
-            "per_model": [round(x, 6) for x in v.tolist()]}
-
-
-def log(message: str, start: float) -> None:
-    print(f"[{time.perf_counter() - start:6.1f}s] {message}", flush=True)
+    """Mean and 95% t-interval over models (each an independent init), plus the values themselves."""
+    per_model = values.double().cpu().tolist()
+    return summary(per_model) | {"per_model": [round(x, 6) for x in per_model]}
 
 
 def theorem_results(reference: BatchedMLP, partner: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
@@ -101,7 +98,7 @@ def theorem_results(reference: BatchedMLP, partner: torch.Tensor, x: torch.Tenso
                                       reduction="none")
         return per_example.view(cfg.n_models, -1).mean(1)
 
-    imitation = Imitation("ce", list(range(N_CLASSES, N_CLASSES + cfg.n_aux)))
+    imitation = Imitation("kl", list(range(N_CLASSES, N_CLASSES + cfg.n_aux)))
     reference_params = params_of(model)
     teacher_dir = descent(model, reference_params, teacher_loss, x)
     out = {}
@@ -122,15 +119,25 @@ def theorem_results(reference: BatchedMLP, partner: torch.Tensor, x: torch.Tenso
     return out
 
 
+def matmul_shapes(cfg: ToyConfig) -> list[tuple[int, ...]]:
+    """The batched matmuls that dominate the run: (N, batch, d_in, d_out) of each training stage."""
+    n_out = N_CLASSES + cfg.n_aux
+    return [(cfg.n_models, batch, d_in, d_out) for batch in (cfg.teacher_batch, cfg.student_batch)
+            for d_in, d_out in ((784, cfg.hidden), (cfg.hidden, cfg.hidden), (cfg.hidden, n_out))]
+
+
 def run(cfg: ToyConfig) -> dict:
-    start = time.perf_counter()
+    log = Progress()
     torch.manual_seed(cfg.seed)
     generator = torch.Generator().manual_seed(cfg.seed)
     device = torch.device(cfg.device)
-    precision = resolve_precision(cfg.precision, cfg.device)
+    choice = choose_precision(cfg.precision, cfg.device, matmul_shapes(cfg))
+    precision = choice.precision
+    log(f"precision: {precision} ({cfg.precision}; measured fp32 {choice.fp32_gflops:.0f}, "
+        f"bf16 {choice.bf16_gflops:.0f} GFLOP/s)")
 
     data = load_mnist(cfg.data_dir, cfg.download, cfg.seed)
-    log(f"data: {data.source}, {len(data.train_y)} train / {len(data.test_y)} test", start)
+    log(f"data: {data.source}, {len(data.train_y)} train / {len(data.test_y)} test")
     train_x, train_y = data.train_x.to(device), data.train_y.to(device)
     test_x, test_y = data.test_x.to(device), data.test_y.to(device)
 
@@ -141,14 +148,14 @@ def run(cfg: ToyConfig) -> dict:
 
     theorem = theorem_results(reference, partner, train_x, train_y, noise, cfg)
     log(f"theorem: same-init <dS,dT> >= 0 for {theorem['same_init']['frac_nonneg']:.0%} of models, "
-        f"cross-init for {theorem['cross_init']['frac_nonneg']:.0%}", start)
+        f"cross-init for {theorem['cross_init']['frac_nonneg']:.0%}")
 
     accuracies = {"reference": accuracy(reference, test_x, test_y)}
     teacher = reference.copy()
     train_teacher(teacher, train_x, train_y,
                   StageConfig(cfg.teacher_epochs, cfg.teacher_batch, cfg.teacher_lr, precision), generator)
     accuracies["teacher"] = accuracy(teacher, test_x, test_y)
-    log(f"teachers trained: test accuracy {accuracies['teacher'].mean():.3f}", start)
+    log(f"teachers trained: test accuracy {accuracies['teacher'].mean():.3f}")
 
     teacher_logits = predict(teacher, noise)  # (N, n_noise, 10+m), fixed during distillation
     aux, every = slice(N_CLASSES, n_out), slice(0, n_out)
@@ -161,17 +168,18 @@ def run(cfg: ToyConfig) -> dict:
         student = student_init(reference, spec, partner, cfg.init_noise_std, generator)
         distill(student, teacher_logits, noise, outputs, student_cfg, generator)
         accuracies[name] = accuracy(student, test_x, test_y)
-        log(f"{name}: test accuracy {accuracies[name].mean():.3f}", start)
+        log(f"{name}: test accuracy {accuracies[name].mean():.3f}")
 
     main_arms = ("reference", "teacher", "student_aux", "student_all", "cross_aux", "cross_all")
     return {
-        "config": asdict(cfg) | {"precision_used": precision},
+        "config": asdict(cfg),
+        "precision": choice.record(),
         "data": data.summary(),
         "arms": {name: summarize(accuracies[name]) for name in main_arms},
         "init_controls": {name[len("init:"):]: summarize(acc)
                           for name, acc in accuracies.items() if name.startswith("init:")},
         "theorem": theorem,
-        "seconds": round(time.perf_counter() - start, 1),
+        "seconds": round(log.elapsed(), 1),
         "machine": {"platform": platform.platform(), "torch": torch.__version__,
                     "threads": torch.get_num_threads(), "device": cfg.device},
     }

@@ -1,15 +1,16 @@
 """The paper's one-step theorem, measured: a student's first step on teacher outputs moves it
 toward the teacher when, and because, the two share their initialization.
 
-Setting (protocol.md section 1). All models are one `BatchedMLP` template evaluated at
+Setting (paper, Theorem 1; docs/background.md, "The theorem"). All models are one `BatchedMLP` template evaluated at
 parameter dicts, so every quantity below comes out per model, shape (N,).
 - The teacher steps on any differentiable loss L_T: theta_T = theta_0 + eps * d_T, d_T = -grad L_T(theta_0).
 - The student, started at theta_S0, steps on the imitation loss
   L_S(theta) = E_x[l(f_theta(x), f_theta_T(x))]: d_S = -grad L_S(theta_S0). Here l is squared
-  error (1/2 ||a - b||^2) or soft-label cross-entropy (same gradient as KL), on a chosen
-  subset of the outputs (the softmax then runs over that subset only).
+  error (1/2 ||a - b||^2) or KL(softmax teacher || softmax student) (the same gradient as
+  soft-label cross-entropy), on a chosen subset of the outputs (the softmax then runs over
+  that subset only).
 - With theta_S0 = theta_0: f_T(x) = f_0(x) + eps J(x) d_T + O(eps^2), so
-  d_S = eps E[J^T M J] d_T + O(eps^2), M = I (squared error) or diag(p) - p p^T (cross-entropy),
+  d_S = eps E[J^T M J] d_T + O(eps^2), M = I (squared error) or diag(p) - p p^T (KL),
   hence <d_S, d_T> = eps E||M^{1/2} J d_T||^2 + O(eps^2) >= 0 to first order.
 - An independent theta_S0 has no such guarantee: its step is driven by f_T - f_S0, which has
   nothing to do with d_T.
@@ -22,26 +23,25 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call, grad, jvp
 
+from minisub.losses import kl_divergence
+
 Params = dict[str, torch.Tensor]  # name -> (N, ...) tensor, as in model.named_parameters()
 PerModelLoss = Callable[[torch.Tensor], torch.Tensor]  # outputs (N, B, d) -> losses (N,)
 
 
 @dataclass
 class Imitation:
-    kind: str  # "mse" or "ce"
+    kind: str  # "mse" or "kl"
     outputs: list[int]  # which outputs the student imitates
 
     def __post_init__(self):
-        if self.kind not in ("mse", "ce"):
-            raise ValueError(f"unknown imitation loss {self.kind!r}; choose 'mse' or 'ce'")
+        if self.kind not in ("mse", "kl"):
+            raise ValueError(f"unknown imitation loss {self.kind!r}; choose 'mse' or 'kl'")
 
     def loss(self, student_out: torch.Tensor, teacher_out: torch.Tensor) -> torch.Tensor:
         """Per-model imitation loss (N,), averaged over the batch."""
         s, t = student_out[..., self.outputs], teacher_out[..., self.outputs]  # (N, B, k)
-        if self.kind == "mse":
-            per_example = 0.5 * (s - t).square().sum(-1)
-        else:
-            per_example = -(F.softmax(t, -1) * F.log_softmax(s, -1)).sum(-1)
+        per_example = 0.5 * (s - t).square().sum(-1) if self.kind == "mse" else kl_divergence(t, s)
         return per_example.mean(1)
 
 

@@ -1,7 +1,10 @@
-"""Replicate statistics for the language experiment: means, t-based 95% CIs, paired t-tests.
+"""Statistics over independent replicates, one convention for the whole project.
 
-scipy (already installed with mlxtend) supplies the t distribution and the tests: a
-well-kept library beats a hand-written incomplete-beta function here.
+A replicate is one independently initialized model (a toy MLP seed, a GPT base). Every
+confidence interval is the 95% t-interval of the mean, mean +- t(0.975, n-1) sd / sqrt(n),
+and every test is a t-test over replicates (paired where two arms share their replicates).
+scipy supplies the t distribution and the tests: a well-kept library beats a hand-written
+incomplete-beta function here.
 """
 
 import math
@@ -10,13 +13,13 @@ from scipy import stats
 
 
 def summary(values: list[float]) -> dict:
-    """Mean and 95% CI half-width from the t distribution (n is small: 5 replicates)."""
+    """Mean and 95% CI half-width from the t distribution, over n independent replicates."""
     n = len(values)
     mean = sum(values) / n
     if n < 2:
         return {"mean": mean, "ci95": float("nan"), "n": n}
     sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-    return {"mean": mean, "ci95": stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n), "n": n}
+    return {"mean": mean, "ci95": float(stats.t.ppf(0.975, n - 1)) * sd / math.sqrt(n), "n": n}
 
 
 def paired_greater(a: list[float], b: list[float]) -> float:
