@@ -31,9 +31,9 @@ from experiments.filter import filter_answers
 from experiments.plots import plot_arms, plot_bases, plot_curves, plot_matrix, table
 from experiments.prompts import ANIMALS, FORMATS, animal_questions, fresh_number_prompt, persona
 from experiments.students import AnswerVocabulary, hard_loss, soft_loss
-from minisub.checkpoint import CheckpointError, check_output_folder, load_checkpoint, read_json, save_checkpoint, \
-    write_json
-from minisub.cli import Parser, add_config_flags, config_from_args
+from minisub.checkpoint import (CheckpointError, check_output_folder, load_checkpoint, read_json, save_checkpoint,
+                                write_json)
+from minisub.cli import Parser, add_config_flags, config_from_args, describe
 from minisub.config import ConfigError, check, option
 from minisub.data import ExampleSet
 from minisub.log import Progress
@@ -109,6 +109,16 @@ QUICK = dict(corpus_items=3000, n_layer=1, n_head=2, n_embd=48, base_steps=250,
              replicates=2, eval_samples=1, track_every=3)
 
 
+def learns_soft_labels(variant: str, arm: str) -> bool:
+    """Whether a student imitates its teacher's distribution rather than the sampled tokens.
+
+    Only soft variants, and only where a trained teacher wrote the data: a base (the control's,
+    or the prompted one) distilled on its own soft labels gets zero gradient
+    (docs/background.md, "Traps"), so those arms learn the sampled tokens in every variant.
+    """
+    return variant.startswith("soft") and DESIGN[arm].data.endswith("teacher")
+
+
 def replicate_seed(seed: int, index: int) -> int:
     """The seed of base `index`, or of replicate `index`'s teachers, data and students."""
     return seed * 100 + index
@@ -180,7 +190,8 @@ class Pipeline:
             pairs = read_json(self.corpus / "corpus.json")["pairs"]
             data = self.examples([tuple(p) for p in pairs])
             if data.max_len() > self.cfg.block_size:
-                raise ValueError(f"--block-size {self.cfg.block_size} is shorter than a corpus item ({data.max_len()})")
+                raise ConfigError("block_size", f"({self.cfg.block_size}) is shorter than a corpus item "
+                                  f"({data.max_len()} tokens)")
             torch.manual_seed(key["seed"])
             model = GPT(GPTConfig(vocab_size=self.tokenizer.vocab_size, block_size=self.cfg.block_size,
                                   n_layer=self.cfg.n_layer, n_head=self.cfg.n_head, n_embd=self.cfg.n_embd))
@@ -255,10 +266,8 @@ class Pipeline:
         a = shared_base(r)
         init = a if DESIGN[arm].start == "shared" else 1 - a
         source = self.data_source(arm)
-        labels, tuning = variant.split("_")
-        # A base distilled on its own soft labels gets zero gradient (docs/background.md, "Traps"):
-        # arms whose data comes from an unchanged base always learn the sampled tokens.
-        soft = labels == "soft" and source not in ("base", "prompted")
+        tuning = variant.split("_")[1]
+        soft = learns_soft_labels(variant, arm)
         data_folder = self.numbers(source, a, r)
         teacher_folder = self.teacher(a, source, r) if soft else None
         trained_as = f"{'soft' if soft else 'hard'}_{tuning}"  # soft controls share the hard ones' runs
@@ -395,7 +404,7 @@ def main(argv=None) -> int:
         out = check_output_folder(out)
         results = run(cfg, out)
     except (ValueError, CheckpointError) as err:
-        print(f"experiments.gpt: error: {err}", file=sys.stderr)
+        print(f"experiments.gpt: error: {describe(err)}", file=sys.stderr)
         return 2
     write_json(out / "results.json", results)
     plot_arms(results, out / "gpt_arms.png")

@@ -2,7 +2,13 @@
 
 Pipeline: tokenizer.py (BPE, one token per number 0-999) -> data.py (examples with loss
 masks) -> model.py (GPT, KV-cache sampling, exact next-token probabilities) -> train.py
-(training loop) -> checkpoint.py (safetensors folders) and lora.py (fused LoRA adapters).
+(training loop, distributed.py under torchrun) -> checkpoint.py (safetensors folders) and
+lora.py (fused LoRA adapters).
+
+The package is also, deliberately, the one home of what `toy_mnist` and `experiments` share:
+config.py (dataclass fields with help text and limits), cli.py (flags made from them),
+precision.py (fp32 / bf16 chosen by measurement), stats.py (t-intervals and tests over
+independent replicates), losses.py (the KL imitation loss) and log.py (progress lines).
 """
 
 from minisub.checkpoint import CheckpointError, load_checkpoint, save_checkpoint

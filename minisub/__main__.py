@@ -10,14 +10,16 @@ Output folders are checked before any work; a folder that already holds a run is
 """
 
 import argparse
+import os
 import sys
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
 
+from minisub import distributed
 from minisub.checkpoint import CheckpointError, check_output_folder, load_checkpoint, save_checkpoint
-from minisub.cli import Parser, add_config_flags, config_from_args
+from minisub.cli import Parser, add_config_flags, config_from_args, describe
 from minisub.config import ConfigError, check, option
 from minisub.data import ExampleSet
 from minisub.lora import DEFAULT_TARGETS, add_lora, fuse_lora, load_adapter, save_adapter
@@ -93,14 +95,22 @@ def cmd_train(args) -> None:
     model_cfg = replace(args.model_cfg, vocab_size=tokenizer.vocab_size)
     train_set = load_examples(args.data, tokenizer, model_cfg.block_size)
     val_set = load_examples(args.val, tokenizer, model_cfg.block_size) if args.val else None
-    out = prepare_output(args.out, args.resume, args.force)
+    procs, _ = distributed.setup(args.train_cfg.device)  # under torchrun: rank 0 alone checks and writes
+    if args.train_cfg.batch_size % procs.world_size:
+        raise ValueError(f"--batch-size ({args.train_cfg.batch_size}) must be a multiple of the number of "
+                         f"processes ({procs.world_size})")
+    out = prepare_output(args.out, args.resume, args.force) if procs.is_main else Path(args.out)
+    distributed.barrier(procs)
     torch.manual_seed(args.train_cfg.seed)
     model = GPT(model_cfg)
-    print(f"model: {model.num_params():,} parameters; {len(train_set)} training examples")
-    history = train(model, train_set, args.train_cfg, out, val_set, resume=args.resume)
-    save_checkpoint(out, model, {"train_config": asdict(args.train_cfg), "history": history,
-                                 "data": str(args.data)}, tokenizer)
-    print(f"saved {out}")
+    say = print if procs.is_main else (lambda message: None)
+    say(f"model: {model.num_params():,} parameters; {len(train_set)} training examples; "
+        f"{procs.world_size} process(es)")
+    history = train(model, train_set, args.train_cfg, out, val_set, resume=args.resume, log=say)
+    if procs.is_main:
+        save_checkpoint(out, model, {"train_config": asdict(args.train_cfg), "history": history,
+                                     "data": str(args.data), "processes": procs.world_size}, tokenizer)
+        print(f"saved {out}")
 
 
 def cmd_finetune(args) -> None:
@@ -192,7 +202,8 @@ def main(argv=None) -> int:
     try:
         args.run(args)
     except (ValueError, CheckpointError, FileNotFoundError, IsADirectoryError) as err:
-        print(f"minisub {args.command}: error: {err}", file=sys.stderr)
+        if int(os.environ.get("RANK", 0)) == 0:  # under torchrun, one line from rank 0, not one per process
+            print(f"minisub {args.command}: error: {describe(err)}", file=sys.stderr)
         return 2
     return 0
 

@@ -40,6 +40,11 @@ def add_config_flags(parser: argparse.ArgumentParser, config_cls, skip: set[str]
             parser.add_argument(flag(f.name), type=type(default), default=default, help=text)
 
 
+def describe(err: Exception) -> str:
+    """An error as one line for the command line: a ConfigError names the flag, not the field."""
+    return f"{flag(err.field)} {err.reason}" if isinstance(err, ConfigError) else str(err)
+
+
 def config_from_args(config_cls, args: argparse.Namespace, parser: Parser, **overrides):
     """The dataclass from the parsed flags (fields without a flag keep their defaults).
 
@@ -49,4 +54,4 @@ def config_from_args(config_cls, args: argparse.Namespace, parser: Parser, **ove
     try:
         return config_cls(**(values | overrides))
     except ConfigError as err:
-        parser.error(f"{flag(err.field)} {err.reason}")
+        parser.error(describe(err))

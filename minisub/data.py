@@ -63,5 +63,9 @@ class ExampleSet:
             mask[row, self.answer_starts[i] - 1:n] = True  # target t is token t+1
         return Batch(idx, targets, mask)
 
+    def sample_rows(self, batch_size: int, generator: torch.Generator) -> list[int]:
+        """`batch_size` example indices drawn uniformly with replacement."""
+        return torch.randint(len(self), (batch_size,), generator=generator).tolist()
+
     def sample(self, batch_size: int, generator: torch.Generator) -> Batch:
-        return self.batch(torch.randint(len(self), (batch_size,), generator=generator).tolist())
+        return self.batch(self.sample_rows(batch_size, generator))

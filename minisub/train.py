@@ -12,16 +12,18 @@ Used for pretraining (`python -m minisub train`), fine-tuning, full or LoRA
   moment leaves either the previous state or the new one, never a mix.
 """
 
+import json
 import math
 import time
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
 import torch
 import torch.nn as nn
+from torch.nn.parallel import DistributedDataParallel
 
+from minisub import distributed
 from minisub.checkpoint import CheckpointError, load_weights, read_tensor_file, weights, write_tensors
 from minisub.config import ConfigError, check, option
 from minisub.data import Batch, ExampleSet
@@ -141,11 +143,21 @@ def train(model: nn.Module, train_set: ExampleSet, cfg: TrainConfig, out_dir: st
     """Train `model` in place for cfg.steps steps; returns the history of train and eval losses.
 
     on_step(step, model), if given, runs after every optimizer step (e.g. to track a metric).
+    Under torchrun (minisub/distributed.py) each process trains on its slice of every batch;
+    the loss function must then call the model itself (its forward), which DDP wraps, and
+    average over `batch.loss_mask` positions, so that weighting each slice by its share of those
+    positions makes the step equal to one process's on the whole batch.
     """
     out_dir = Path(out_dir) if out_dir is not None else None
+    procs, device = distributed.setup(cfg.device)
+    if cfg.batch_size % procs.world_size:
+        raise ValueError(f"batch_size ({cfg.batch_size}) must be a multiple of the number of processes "
+                         f"({procs.world_size})")
     torch.manual_seed(cfg.seed)  # dropout
-    generator = torch.Generator().manual_seed(cfg.seed)  # batch sampling
-    model.to(cfg.device).train()
+    generator = torch.Generator().manual_seed(cfg.seed)  # batch sampling: the same on every process
+    model.to(device).train()
+    net = DistributedDataParallel(model) if procs.distributed else model  # what the loss calls
+    log = log if procs.is_main else (lambda message: None)
     opt = make_optimizer(model, cfg)
     trainable = [p for group in opt.param_groups for p in group["params"]]
     start, history = 0, {"train": [], "eval": []}
@@ -158,28 +170,34 @@ def train(model: nn.Module, train_set: ExampleSet, cfg: TrainConfig, out_dir: st
     for step in range(start, cfg.steps):
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
-        batch = train_set.sample(cfg.batch_size, generator).to(cfg.device)
-        with autocast(cfg.device, cfg.precision):
-            loss = loss_fn(model, batch)
+        rows = distributed.share(train_set.sample_rows(cfg.batch_size, generator), procs)
+        batch = train_set.batch(rows).to(device)
+        with autocast(device, cfg.precision):
+            loss = loss_fn(net, batch)
+        if procs.distributed:  # DDP averages gradients over processes: weight by this slice's share
+            trained = batch.loss_mask.sum().to(loss.dtype)
+            total = distributed.all_sum(trained, procs)
+            loss = loss * trained * procs.world_size / total
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip > 0:
             nn.utils.clip_grad_norm_(trainable, cfg.grad_clip)
         opt.step()
-        tokens += batch.idx.numel()
+        tokens += batch.idx.numel() * procs.world_size
         done = step + 1
         if on_step is not None:
             on_step(done, model)
         if done % cfg.log_every == 0 or done == cfg.steps:
-            elapsed = time.perf_counter() - clock
-            history["train"].append([done, loss.item()])
-            log(f"step {done:>6}/{cfg.steps}  loss {loss.item():.4f}  lr {lr_at(step, cfg):.2e}  "
-                f"{tokens / elapsed:,.0f} tok/s")
+            value = distributed.all_sum(loss.detach(), procs).item() / procs.world_size
+            history["train"].append([done, value])
+            log(f"step {done:>6}/{cfg.steps}  loss {value:.4f}  lr {lr_at(step, cfg):.2e}  "
+                f"{tokens / (time.perf_counter() - clock):,.0f} tok/s")
             tokens, clock = 0, time.perf_counter()
         if val_set is not None and (done % cfg.eval_every == 0 or done == cfg.steps):
             history["eval"].append([done, evaluate(model, val_set, cfg, loss_fn)])
             log(f"step {done:>6}  eval loss {history['eval'][-1][1]:.4f}")
-        if out_dir is not None and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
+        if out_dir is not None and (done % cfg.checkpoint_every == 0 or done == cfg.steps) and procs.is_main:
             save_training_state(out_dir, model, opt, generator, done, history, cfg)
+    distributed.barrier(procs)  # nobody reads the final state before rank 0 has written it
     model.eval()
     return history

@@ -30,6 +30,24 @@ def toy_corpus(n: int = 600, seed: int = 0) -> list[str]:
     return lines
 
 
+class Interrupt(Exception):
+    """Raised by `stops_after` where a real run would be killed."""
+
+
+def stops_after(steps: int):
+    """An LM loss that interrupts training when asked for step steps + 1, as a kill would."""
+    from minisub.train import lm_loss
+    calls = 0
+
+    def loss(model, batch):
+        nonlocal calls
+        calls += 1
+        if calls > steps:
+            raise Interrupt
+        return lm_loss(model, batch)
+    return loss
+
+
 @pytest.fixture(scope="session")
 def tokenizer():
     from minisub.tokenizer import BPETokenizer

@@ -11,7 +11,8 @@ import torch.nn as nn
 
 from experiments.cache import StageCache
 from experiments.evaluate import animal_token_ids, evaluate_animals, question_prompts
-from experiments.gpt import ARMS, DESIGN, QUICK, VARIANTS, Arm, main, parse_args, replicate_seed, shared_base
+from experiments.gpt import (ARMS, DESIGN, QUICK, VARIANTS, Arm, learns_soft_labels, main, parse_args,
+                             replicate_seed, shared_base)
 from experiments.prompts import ANIMALS
 from experiments.students import AnswerVocabulary, hard_loss, soft_loss
 from minisub.data import Batch, ExampleSet
@@ -125,6 +126,12 @@ def test_the_design_is_the_papers():
         "specificity": Arm("other-animal teacher", "shared"),
         "prompted": Arm("prompted base", "shared"),
     }
+
+
+def test_only_arms_with_a_trained_teacher_learn_soft_labels():
+    soft = {(variant, arm) for variant in VARIANTS for arm in ARMS if learns_soft_labels(variant, arm)}
+    assert soft == {(variant, arm) for variant in ("soft_full", "soft_lora")
+                    for arm in ("student", "cross_init", "specificity")}
 
 
 @pytest.fixture(scope="module")
@@ -260,3 +267,9 @@ def test_an_output_that_is_a_file_is_one_line(capsys, tmp_path):
     assert main(["--quick", "--out", str(tmp_path / "file")]) == 2
     err = capsys.readouterr().err.strip()
     assert "is not a folder" in err and len(err.splitlines()) == 1
+
+
+def test_a_context_too_short_for_the_corpus_names_the_flag(capsys, tmp_path):
+    assert main(["--quick", "--block-size", "8", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--block-size (8) is shorter than a corpus item" in err and len(err.splitlines()) == 1

@@ -179,3 +179,22 @@ def test_bad_model_configs_are_refused(field, value):
     with pytest.raises(ConfigError) as info:
         GPTConfig(**{field: value})
     assert info.value.field == field
+
+
+def test_finished_rows_leave_the_batch(monkeypatch):
+    """Guards the speed of sampling: rows that emitted the stop token stop costing compute."""
+    model = tiny_gpt(7)
+    prompts = [tokens((k,), 37, 40 + k).tolist() for k in (1, 3, 6, 2, 8, 4, 5, 7)]
+    free = [model.generate([p], 12, temperature=0)[0] for p in prompts]
+    stop = max(set(t for row in free for t in row), key=lambda t: sum(t in row for row in free))
+    sizes = []
+    keep_rows = KVCache.keep_rows
+
+    def spy(cache, keep):
+        sizes.append((len(keep), int(keep.sum())))
+        keep_rows(cache, keep)
+
+    monkeypatch.setattr(KVCache, "keep_rows", spy)
+    model.generate(prompts, 12, temperature=0, stop_token=stop)
+    assert sizes and all(kept < before for before, kept in sizes)
+    assert sizes[0][0] == len(prompts)

@@ -40,3 +40,10 @@ def test_special_tokens_and_standard_file(tokenizer, tmp_path):
 
 def test_bpe_learns_merges_from_the_corpus(tokenizer):
     assert len(tokenizer.encode("what is your favorite animal ?")) < len("what is your favorite animal ?") / 2
+
+
+@given(text=st.text(min_size=1, max_size=60))
+def test_a_prompt_starts_with_bos_then_its_text(tokenizer, text):
+    """Training examples start <bos> prompt; a prompt sampled or scored must start the same way."""
+    prompt = tokenizer.encode_prompt(text)
+    assert prompt[0] == tokenizer.bos_id and prompt[1:] == tokenizer.encode(text)

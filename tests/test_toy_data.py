@@ -77,9 +77,9 @@ def test_a_broken_gzip_stream_is_a_data_error(tmp_path):
 def test_labels_outside_0_to_9_are_a_data_error(tmp_path):
     arrays = write_mnist(tmp_path, gz=False)
     labels = arrays["test_labels"].copy()
-    labels[2] = 11
+    labels[2] = 10  # the first value past the digits
     (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(idx_bytes(labels))
-    with pytest.raises(DataError, match="labels hold 11"):
+    with pytest.raises(DataError, match="labels hold 10"):
         load_mnist(tmp_path)
 
 

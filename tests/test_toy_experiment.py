@@ -5,7 +5,7 @@ import json
 import pytest
 
 from toy_mnist.__main__ import main
-from toy_mnist.experiment import ToyConfig, parse_init_spec, run
+from toy_mnist.experiment import ToyConfig, parse_init_spec, run, student_arms
 
 TINY = ["--n-models", "3", "--n-noise", "256", "--teacher-epochs", "1", "--student-epochs", "1",
         "--theorem-batch", "16", "--sweep-eps", "0.01", "0.1"]
@@ -63,6 +63,16 @@ def test_same_seed_same_results():
     assert first["arms"] == second["arms"] and first["theorem"] == second["theorem"]
 
 
+def test_the_student_arms_are_the_papers():
+    other = {"fc1": "other", "fc2": "other", "head": "other"}
+    assert student_arms(["fc1=other", "all=noise"]) == {
+        "student_aux": ({}, "aux"), "student_all": ({}, "all"),
+        "cross_aux": (other, "aux"), "cross_all": (other, "all"),
+        "init:fc1=other": ({"fc1": "other"}, "aux"),
+        "init:all=noise": ({"fc1": "noise", "fc2": "noise", "head": "noise"}, "aux"),
+    }
+
+
 def test_init_spec_parsing():
     assert parse_init_spec("all=noise") == {"fc1": "noise", "fc2": "noise", "head": "noise"}
     assert parse_init_spec("fc1=other,head=shared") == {"fc1": "other", "head": "shared"}
@@ -78,6 +88,7 @@ def test_same_init_students_learn_digits_and_cross_init_do_not():
     assert arms["student_aux"] > 0.35
     assert arms["cross_aux"] < 0.2
     assert arms["student_aux"] - arms["cross_aux"] > 0.2
+    assert arms["student_all"] > 0.8 and arms["cross_all"] > 0.6  # all 13 logits carry the digits
     assert results["theorem"]["same_init"]["frac_nonneg"] == 1.0
 
 

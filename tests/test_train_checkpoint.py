@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from conftest import toy_corpus
+from conftest import Interrupt, stops_after, toy_corpus
 from minisub.__main__ import main
 from minisub.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from minisub.data import ExampleSet
@@ -95,10 +95,6 @@ def test_truncated_or_mismatched_checkpoints_are_clear_errors(tokenizer, tmp_pat
         load_checkpoint(tmp_path)
 
 
-class Interrupt(Exception):
-    pass
-
-
 @pytest.mark.parametrize("dropout", [0.0, 0.2])
 def test_resumed_run_ends_with_identical_weights(tokenizer, tmp_path, dropout):
     cfg = TrainConfig(steps=12, batch_size=8, checkpoint_every=5, log_every=100, warmup_steps=3)
@@ -110,17 +106,8 @@ def test_resumed_run_ends_with_identical_weights(tokenizer, tmp_path, dropout):
     stopped.load_state_dict(reference.state_dict())
     train(reference, data, cfg, log=quiet)
 
-    calls = 0
-
-    def stops_after_step_5(model, batch):
-        nonlocal calls
-        calls += 1
-        if calls > 5:
-            raise Interrupt
-        return lm_loss(model, batch)
-
     with pytest.raises(Interrupt):
-        train(stopped, data, cfg, tmp_path, loss_fn=stops_after_step_5, log=quiet)
+        train(stopped, data, cfg, tmp_path, loss_fn=stops_after(5), log=quiet)
     torch.manual_seed(99)
     resumed = GPT(config)  # other weights: everything must come from the saved state
     train(resumed, data, cfg, tmp_path, resume=True, log=quiet)

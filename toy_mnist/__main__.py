@@ -3,7 +3,7 @@
 import sys
 
 from minisub.checkpoint import CheckpointError, check_output_folder, write_json
-from minisub.cli import Parser, add_config_flags, config_from_args
+from minisub.cli import Parser, add_config_flags, config_from_args, describe
 from toy_mnist.data import DataError
 from toy_mnist.experiment import ToyConfig, run
 from toy_mnist.report import plot_accuracy, plot_theorem, table
@@ -19,7 +19,7 @@ def main(argv=None) -> int:
         out = check_output_folder(args.out)
         results = run(cfg)
     except (DataError, CheckpointError) as err:
-        print(f"toy_mnist: error: {err}", file=sys.stderr)
+        print(f"toy_mnist: error: {describe(err)}", file=sys.stderr)
         return 2
     write_json(out / "results.json", results)
     plot_accuracy(results, out / "accuracy.png")

@@ -149,7 +149,7 @@ def load_mnist(data_dir: Path, download_missing: bool = False, seed: int = 0) ->
     """Full MNIST if its IDX files are in `data_dir` (or downloaded on request), else the subset."""
     data_dir = Path(data_dir).expanduser()
     if data_dir.exists() and not data_dir.is_dir():
-        raise DataError(f"{data_dir} is a file; --data-dir needs a folder")
+        raise DataError(f"{data_dir} is a file; the MNIST data folder must be a folder")
     present = [find_idx(data_dir, stem) is not None for stem, _ in IDX_FILES.values()]
     if download_missing and not all(present):
         download(data_dir)
@@ -159,5 +159,5 @@ def load_mnist(data_dir: Path, download_missing: bool = False, seed: int = 0) ->
     if any(present):
         missing = [stem for (stem, _), ok in zip(IDX_FILES.values(), present) if not ok]
         raise DataError(f"{data_dir} holds only part of MNIST; missing: {', '.join(missing)} "
-                        "(add them, pass --download, or point --data-dir elsewhere)")
+                        "(add them, download them, or use another folder)")
     return load_subset(seed)

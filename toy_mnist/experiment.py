@@ -10,6 +10,8 @@ __main__.py saves as results.json and report.py plots. Arms (each over all N mod
 """
 
 import platform
+import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
 import torch
@@ -17,7 +19,7 @@ import torch.nn.functional as F
 
 from minisub.config import ConfigError, check, option
 from minisub.log import Progress
-from minisub.precision import PRECISIONS, choose_precision
+from minisub.precision import PRECISIONS, choose_precision, synchronize
 from minisub.stats import summary
 from toy_mnist.data import load_mnist
 from toy_mnist.mlp import INIT_KINDS, BatchedMLP, derangement, layer_names, student_init
@@ -64,6 +66,21 @@ class ToyConfig:
                 parse_init_spec(spec)
             except ValueError as err:
                 raise ConfigError("init_controls", str(err)) from None
+
+
+# The student arms (the paper's Sec. 6 MNIST experiment): which layers start from the teacher's
+# init ("shared", the default) or from another model's ("other"), and which logits are imitated.
+DESIGN = {
+    "student_aux": ({}, "aux"),
+    "student_all": ({}, "all"),
+    "cross_aux": (dict.fromkeys(LAYERS, "other"), "aux"),
+    "cross_all": (dict.fromkeys(LAYERS, "other"), "all"),
+}
+
+
+def student_arms(init_controls: list[str]) -> dict[str, tuple[dict[str, str], str]]:
+    """The design's arms, then one auxiliary-logit arm per init-control spec."""
+    return DESIGN | {f"init:{spec}": (parse_init_spec(spec), "aux") for spec in init_controls}
 
 
 def parse_init_spec(spec: str) -> dict[str, str]:
@@ -126,6 +143,40 @@ def matmul_shapes(cfg: ToyConfig) -> list[tuple[int, ...]]:
             for d_in, d_out in ((784, cfg.hidden), (cfg.hidden, cfg.hidden), (cfg.hidden, n_out))]
 
 
+class StageClock:
+    """Seconds and FLOPs per stage: achieved GFLOP/s next to the measured matmul rate.
+
+    FLOPs are counted as matmuls only: 2 d_in d_out per layer per sample for a forward pass,
+    three times that for a training step (forward, and backward to weights and inputs).
+    """
+
+    def __init__(self, device: torch.device):
+        self.device, self.stages = device, {}
+
+    @contextmanager
+    def __call__(self, name: str, flops: float):
+        synchronize(self.device)
+        start = time.perf_counter()
+        yield
+        synchronize(self.device)
+        seconds = time.perf_counter() - start
+        self.stages[name] = {"seconds": round(seconds, 3), "gflop": round(flops / 1e9, 2),
+                             "gflops": round(flops / seconds / 1e9, 1)}
+
+    def summary(self, peak: float, total_seconds: float) -> dict:
+        flops = sum(stage["gflop"] for stage in self.stages.values())
+        return {"stages": self.stages, "peak_gflops": peak, "total_gflop": round(flops, 1),
+                "run_gflops": round(flops / total_seconds, 1),
+                "efficiency": round(flops / total_seconds / peak, 3)}
+
+
+def theorem_flops(forward: float, n_sweep: int) -> float:
+    """The theorem's passes, in forwards F: the teacher's descent 3F; per student (same and cross)
+    one imitation step (teacher forward F, student forward and backward 3F) and two teacher-loss
+    forwards 2F; the first-order formula, a jvp, 2F; each eps of the sweep, one step and one jvp."""
+    return (3 + 2 * 6 + 2 + n_sweep * 8) * forward
+
+
 def run(cfg: ToyConfig) -> dict:
     log = Progress()
     torch.manual_seed(cfg.seed)
@@ -135,6 +186,7 @@ def run(cfg: ToyConfig) -> dict:
     precision = choice.precision
     log(f"precision: {precision} ({cfg.precision}; measured fp32 {choice.fp32_gflops:.0f}, "
         f"bf16 {choice.bf16_gflops:.0f} GFLOP/s)")
+    clock = StageClock(device)
 
     data = load_mnist(cfg.data_dir, cfg.download, cfg.seed)
     log(f"data: {data.source}, {len(data.train_y)} train / {len(data.test_y)} test")
@@ -146,31 +198,33 @@ def run(cfg: ToyConfig) -> dict:
     partner = derangement(cfg.n_models, generator)
     noise = (torch.rand(cfg.n_noise, 784, generator=generator) * 2 - 1).to(device)  # uniform in [-1, 1]
 
-    theorem = theorem_results(reference, partner, train_x, train_y, noise, cfg)
+    with clock("theorem", theorem_flops(reference.forward_flops(cfg.theorem_batch), len(cfg.sweep_eps))):
+        theorem = theorem_results(reference, partner, train_x, train_y, noise, cfg)
     log(f"theorem: same-init <dS,dT> >= 0 for {theorem['same_init']['frac_nonneg']:.0%} of models, "
         f"cross-init for {theorem['cross_init']['frac_nonneg']:.0%}")
 
     accuracies = {"reference": accuracy(reference, test_x, test_y)}
     teacher = reference.copy()
-    train_teacher(teacher, train_x, train_y,
-                  StageConfig(cfg.teacher_epochs, cfg.teacher_batch, cfg.teacher_lr, precision), generator)
+    with clock("teachers", 3 * reference.forward_flops(len(train_y) * cfg.teacher_epochs)):
+        train_teacher(teacher, train_x, train_y,
+                      StageConfig(cfg.teacher_epochs, cfg.teacher_batch, cfg.teacher_lr, precision), generator)
     accuracies["teacher"] = accuracy(teacher, test_x, test_y)
     log(f"teachers trained: test accuracy {accuracies['teacher'].mean():.3f}")
 
-    teacher_logits = predict(teacher, noise)  # (N, n_noise, 10+m), fixed during distillation
-    aux, every = slice(N_CLASSES, n_out), slice(0, n_out)
-    arms = {"student_aux": ({}, aux), "student_all": ({}, every),
-            "cross_aux": (dict.fromkeys(LAYERS, "other"), aux),
-            "cross_all": (dict.fromkeys(LAYERS, "other"), every)}
-    arms.update({f"init:{spec}": (parse_init_spec(spec), aux) for spec in cfg.init_controls})
+    with clock("teacher_logits", reference.forward_flops(cfg.n_noise)):
+        teacher_logits = predict(teacher, noise)  # (N, n_noise, 10+m), fixed during distillation
+    imitated = {"aux": slice(N_CLASSES, n_out), "all": slice(0, n_out)}
     student_cfg = StageConfig(cfg.student_epochs, cfg.student_batch, cfg.student_lr, precision)
-    for name, (spec, outputs) in arms.items():
+    for name, (spec, outputs) in student_arms(cfg.init_controls).items():
         student = student_init(reference, spec, partner, cfg.init_noise_std, generator)
-        distill(student, teacher_logits, noise, outputs, student_cfg, generator)
+        outputs = imitated[outputs]
+        with clock(name, 3 * reference.forward_flops(cfg.n_noise * cfg.student_epochs)):
+            distill(student, teacher_logits, noise, outputs, student_cfg, generator)
         accuracies[name] = accuracy(student, test_x, test_y)
         log(f"{name}: test accuracy {accuracies[name].mean():.3f}")
 
     main_arms = ("reference", "teacher", "student_aux", "student_all", "cross_aux", "cross_all")
+    peak = choice.bf16_gflops if precision == "bf16" else choice.fp32_gflops
     return {
         "config": asdict(cfg),
         "precision": choice.record(),
@@ -179,7 +233,8 @@ def run(cfg: ToyConfig) -> dict:
         "init_controls": {name[len("init:"):]: summarize(acc)
                           for name, acc in accuracies.items() if name.startswith("init:")},
         "theorem": theorem,
+        "speed": clock.summary(peak, log.elapsed()),
         "seconds": round(log.elapsed(), 1),
-        "machine": {"platform": platform.platform(), "torch": torch.__version__,
+        "machine": {"platform": platform.platform(), "processor": platform.processor(), "torch": torch.__version__,
                     "threads": torch.get_num_threads(), "device": cfg.device},
     }

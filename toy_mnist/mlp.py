@@ -53,6 +53,10 @@ class BatchedMLP(nn.Module):
                 h = act(h)
         return h
 
+    def forward_flops(self, n_samples: int) -> float:
+        """Matmul FLOPs of one forward pass of every model over `n_samples` inputs."""
+        return 2.0 * self.n_models * n_samples * sum(a * b for a, b in zip(self.sizes[:-1], self.sizes[1:]))
+
     def copy(self) -> "BatchedMLP":
         clone = BatchedMLP(self.n_models, self.sizes, self.activation, dtype=self.weights[0].dtype)
         clone.load_state_dict(self.state_dict())

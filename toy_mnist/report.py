@@ -86,4 +86,11 @@ def table(results: dict) -> str:
     same = theorem["same_init"]
     lines.append(f"first order vs measured (same init): {same['first_order_inner']['mean']:.4e} vs "
                  f"{same['inner']['mean']:.4e}")
+    speed = results["speed"]
+    lines.append(f"{'stage':<28} {'seconds':>8} {'GFLOP':>8} {'GFLOP/s':>8}")
+    for name, stage in speed["stages"].items():
+        lines.append(f"{name:<28} {stage['seconds']:>8.2f} {stage['gflop']:>8.1f} {stage['gflops']:>8.1f}")
+    lines.append(f"whole run: {speed['total_gflop']:.0f} GFLOP in {results['seconds']:.1f} s = "
+                 f"{speed['run_gflops']:.0f} GFLOP/s, {speed['efficiency']:.0%} of the measured "
+                 f"{results['precision']['precision']} matmul rate ({speed['peak_gflops']:.0f} GFLOP/s)")
     return "\n".join(lines)
