@@ -4,9 +4,10 @@ Shared by the engine, `toy_mnist` and `experiments`. `--precision fp32` computes
 throughout and is the reference for reproducibility; `bf16` autocasts matmuls to bfloat16
 (weights, optimizer state and losses stay float32). `auto` does not trust CPU flags: some CPUs
 that report native bf16 run bf16 matmuls at half their fp32 speed. It times fp32 and bf16
-matmuls at the shapes the run will use (about a tenth of a second, once per process and set of
-shapes) and picks bf16 only where it is at least `BF16_MIN_SPEEDUP` times faster. The choice
-and both measured rates go into every results.json (`PrecisionChoice.record`).
+matmuls at the shapes the run will use (about half a second after a short warm-up, once per
+process and set of shapes, the two interleaved so that other load slows both alike) and picks
+bf16 only where it is at least `BF16_MIN_SPEEDUP` times faster. The choice and both measured
+rates go into every results.json (`PrecisionChoice.record`).
 """
 
 import math
@@ -18,7 +19,9 @@ import torch
 
 PRECISIONS = ("auto", "fp32", "bf16")
 BF16_MIN_SPEEDUP = 1.3  # below this, bf16's rounding is not worth its speed
-TIMING_SECONDS = 0.02  # per precision and shape
+TIMING_SECONDS = 0.4  # for all shapes and both precisions together
+WARMUP_SECONDS = 0.15
+DTYPES = (torch.float32, torch.bfloat16)
 
 
 @dataclass(frozen=True)
@@ -37,34 +40,40 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def matmul_gflops(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> float:
-    """Best rate of (*batch, m, k) @ (*batch, k, n) over repeated calls for TIMING_SECONDS."""
+def best_seconds(shape: tuple[int, ...], device: torch.device, budget: float) -> dict[torch.dtype, float]:
+    """Fastest (*batch, m, k) @ (*batch, k, n) per dtype, fp32 and bf16 calls interleaved for
+    `budget` seconds so that a burst of other load on the machine slows both alike."""
     *batch, m, k, n = shape
     g = torch.Generator().manual_seed(0)
-    a = torch.randn(*batch, m, k, generator=g).to(device, dtype)
-    b = torch.randn(*batch, k, n, generator=g).to(device, dtype)
-    torch.matmul(a, b)  # warm-up: first calls pick kernels and allocate
-    best, spent = float("inf"), 0.0
-    while spent < TIMING_SECONDS:
-        synchronize(device)
-        start = time.perf_counter()
+    a32, b32 = torch.randn(*batch, m, k, generator=g), torch.randn(*batch, k, n, generator=g)
+    operands = {dtype: (a32.to(device, dtype), b32.to(device, dtype)) for dtype in DTYPES}
+    for a, b in operands.values():  # warm-up: the first calls pick kernels and allocate
         torch.matmul(a, b)
-        synchronize(device)
-        elapsed = time.perf_counter() - start
-        best, spent = min(best, elapsed), spent + elapsed
-    return 2 * math.prod(shape) / best / 1e9
+        torch.matmul(a, b)
+    best, spent = dict.fromkeys(DTYPES, float("inf")), 0.0
+    while spent < budget:
+        for dtype, (a, b) in operands.items():
+            synchronize(device)
+            start = time.perf_counter()
+            torch.matmul(a, b)
+            synchronize(device)
+            elapsed = time.perf_counter() - start
+            best[dtype], spent = min(best[dtype], elapsed), spent + elapsed
+    return best
 
 
-@lru_cache(maxsize=None)
-def measure(shapes: tuple[tuple[int, ...], ...], device: str) -> tuple[float, float]:
-    """(fp32, bf16) GFLOP/s summed over `shapes` as one workload: total flops / total best time."""
-    dev = torch.device(device)
-    rates = {}
-    for dtype in (torch.float32, torch.bfloat16):
-        flops = [2 * math.prod(s) for s in shapes]
-        seconds = [f / (matmul_gflops(s, dtype, dev) * 1e9) for f, s in zip(flops, shapes)]
-        rates[dtype] = sum(flops) / sum(seconds) / 1e9
-    return rates[torch.float32], rates[torch.bfloat16]
+def time_matmuls(shapes: tuple[tuple[int, ...], ...], device: str) -> tuple[float, float]:
+    """(fp32, bf16) GFLOP/s over `shapes` as one workload: total flops / total best time."""
+    flops = sum(2 * math.prod(shape) for shape in shapes)
+    best_seconds(shapes[0], torch.device(device), WARMUP_SECONDS)  # a fresh process runs its first matmuls slowly
+    seconds = dict.fromkeys(DTYPES, 0.0)
+    for shape in shapes:
+        for dtype, best in best_seconds(shape, torch.device(device), TIMING_SECONDS / len(shapes)).items():
+            seconds[dtype] += best
+    return flops / seconds[torch.float32] / 1e9, flops / seconds[torch.bfloat16] / 1e9
+
+
+measure = lru_cache(maxsize=None)(time_matmuls)  # once per process and set of shapes
 
 
 def choose_precision(requested: str, device: str, shapes: list[tuple[int, ...]]) -> PrecisionChoice:
