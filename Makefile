@@ -22,7 +22,6 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
-	$(PY) -m pip install --quiet -e '.[dev,bench]'
 	$(PY) -m minisub.bench $(ARGS)
 
 test-slow: $(STAMP)

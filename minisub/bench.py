@@ -1,27 +1,28 @@
 """`python -m minisub.bench` (`make bench`): minisub's speed next to HF transformers' GPT-2, same shape.
 
 Not a test: it prints tokens/s measured in one run on this machine, side by side:
-- training (forward + backward + AdamW step) of minisub.GPT and transformers.GPT2LMHeadModel,
-  both fp32, plus minisub with bf16 autocast (TrainConfig.precision="bf16");
+- first, parity: HF's GPT-2 built with the exact GELU, its weights copied into minisub
+  (`minisub/hf.py`), must give the same logits, so that the timings compare one function;
+- training (forward + backward + AdamW step) of both, fp32, at the batch and half of it, plus
+  minisub with bf16 autocast (TrainConfig.precision="bf16");
 - KV-cache sampling: minisub's GPT.generate and HF generate(use_cache=True), batch 64, T=1;
 - LoRA: fused-LoRA inference against the base, unfused-LoRA training against full training.
 Targets: training >= 1.5x and sampling >= 3x HF's tokens/s; fused LoRA within 2% of base.
-The transformers package is a bench-only extra (`pip install -e '.[bench]'`).
+transformers comes with the dev extra (`pip install -e '.[dev]'`), as the parity tests need it.
 """
 
 import argparse
-import json
 import platform
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import torch
 
+from minisub.checkpoint import check_output_folder, write_json
 from minisub.cli import Parser, add_config_flags, config_from_args
 from minisub.config import ConfigError, check, option
+from minisub.hf import from_hf_gpt2
 from minisub.lora import add_lora, fuse_lora
-from minisub.model import GPT, GPTConfig
 from minisub.precision import autocast
 from minisub.tokenizer import SPECIAL_TOKENS
 
@@ -74,34 +75,41 @@ def train_step_fn(model, loss_of, n_tokens: int, precision: str = "fp32", steps:
 
 
 def hf_model(cfg: BenchConfig):
+    """HF's GPT-2 with the exact GELU (its default is the tanh approximation) and no dropout."""
     from transformers import GPT2Config, GPT2LMHeadModel
     hf_cfg = GPT2Config(vocab_size=cfg.vocab_size, n_positions=cfg.block_size, n_embd=cfg.n_embd,
-                        n_layer=cfg.n_layer, n_head=cfg.n_head, resid_pdrop=0.0, embd_pdrop=0.0,
-                        attn_pdrop=0.0, pad_token_id=0, eos_token_id=None, bos_token_id=None)
+                        n_layer=cfg.n_layer, n_head=cfg.n_head, activation_function="gelu", resid_pdrop=0.0,
+                        embd_pdrop=0.0, attn_pdrop=0.0, pad_token_id=0, eos_token_id=None, bos_token_id=None)
     return GPT2LMHeadModel(hf_cfg)
 
 
 def run(cfg: BenchConfig) -> dict:
     torch.manual_seed(cfg.seed)
-    gpt_cfg = GPTConfig(vocab_size=cfg.vocab_size, block_size=cfg.block_size, n_layer=cfg.n_layer,
-                        n_head=cfg.n_head, n_embd=cfg.n_embd)
-    ours, theirs = GPT(gpt_cfg), hf_model(cfg)
+    theirs = hf_model(cfg)
+    ours = from_hf_gpt2(theirs)  # the same weights: both compute the same function
     g = torch.Generator().manual_seed(cfg.seed)
     first = len(SPECIAL_TOKENS)  # ordinary tokens only: no <pad>, <bos> or <eos> in the inputs
     idx = torch.randint(first, cfg.vocab_size, (cfg.batch_size, cfg.train_len + 1), generator=g)
     prompts = torch.randint(first, cfg.vocab_size, (cfg.batch_size, cfg.prompt_len), generator=g)
+    inputs, targets = idx[:, :-1], idx[:, 1:]  # (B, train_len) each
+    with torch.no_grad():
+        gap = (ours(inputs)[0] - theirs.eval()(input_ids=inputs).logits).abs().max().item()
+    print(f"parity: max |logit difference| with HF GPT-2 (exact GELU, copied weights) = {gap:.2e}", flush=True)
+    if gap > 1e-4:
+        raise SystemExit("parity failed: the speed comparison would not compare the same function")
     results = {}
 
     def tokens_per_s(name, fn, n_tokens):
         results[name] = round(n_tokens / best_time(fn, cfg.repeats))
         print(f"{name:<34} {results[name]:>10,} tok/s", flush=True)
 
-    inputs, targets = idx[:, :-1], idx[:, 1:]  # (B, train_len) each
-    minisub_loss = lambda model: model(inputs, targets)[1]  # noqa: E731
-    tokens_per_s("train minisub", *train_step_fn(ours, minisub_loss, inputs.numel()))
-    tokens_per_s("train minisub bf16 autocast", *train_step_fn(ours, minisub_loss, inputs.numel(), "bf16"))
-    hf_loss = lambda model: model(input_ids=inputs, labels=inputs).loss  # noqa: E731 (HF shifts labels)
-    tokens_per_s("train hf-gpt2", *train_step_fn(theirs, hf_loss, inputs.numel()))
+    for batch in sorted({cfg.batch_size // 2, cfg.batch_size}):
+        x, y = inputs[:batch], targets[:batch]
+        tokens_per_s(f"train minisub b{batch}", *train_step_fn(ours, lambda m: m(x, y)[1], x.numel()))
+        tokens_per_s(f"train hf-gpt2 b{batch}", *train_step_fn(
+            theirs, lambda m: m(input_ids=x, labels=x).loss, x.numel()))  # HF shifts the labels itself
+    tokens_per_s("train minisub bf16 autocast", *train_step_fn(
+        ours, lambda m: m(inputs, targets)[1], inputs.numel(), "bf16"))
 
     ours.eval()
     theirs.eval()
@@ -120,8 +128,7 @@ def run(cfg: BenchConfig) -> dict:
         return fn
 
     tokens_per_s("inference base", forward_fn(ours), inputs.numel())
-    with_lora = GPT(gpt_cfg)
-    with_lora.load_state_dict(ours.state_dict())
+    with_lora = from_hf_gpt2(theirs)
     add_lora(with_lora, cfg.lora_r, 2.0 * cfg.lora_r)
     fuse_lora(with_lora)
     with_lora.eval()
@@ -129,21 +136,23 @@ def run(cfg: BenchConfig) -> dict:
     tokens_per_s("sample fused LoRA (kv cache)", lambda: with_lora.generate(
         prompts, cfg.new_tokens, temperature=1.0, generator=torch.Generator().manual_seed(0)), sampled)
 
-    trained = GPT(gpt_cfg)
+    trained = from_hf_gpt2(theirs)
     add_lora(trained, cfg.lora_r, 2.0 * cfg.lora_r)
-    tokens_per_s("train unfused LoRA", *train_step_fn(trained, minisub_loss, inputs.numel()))
+    tokens_per_s("train unfused LoRA", *train_step_fn(trained, lambda m: m(inputs, targets)[1], inputs.numel()))
 
+    b = cfg.batch_size
     ratios = {
-        "train_vs_hf": results["train minisub"] / results["train hf-gpt2"],
-        "train_bf16_vs_hf_fp32": results["train minisub bf16 autocast"] / results["train hf-gpt2"],
+        **{f"train_vs_hf_b{n}": results[f"train minisub b{n}"] / results[f"train hf-gpt2 b{n}"]
+           for n in sorted({b // 2, b})},
+        "train_bf16_vs_hf_fp32": results["train minisub bf16 autocast"] / results[f"train hf-gpt2 b{b}"],
         "sample_vs_hf": results["sample minisub (kv cache)"] / results["sample hf-gpt2 (use_cache)"],
         "fused_lora_vs_base_inference": results["inference fused LoRA"] / results["inference base"],
         "fused_lora_vs_base_sampling": results["sample fused LoRA (kv cache)"] / results["sample minisub (kv cache)"],
-        "lora_training_vs_full": results["train unfused LoRA"] / results["train minisub"],
+        "lora_training_vs_full": results["train unfused LoRA"] / results[f"train minisub b{b}"],
     }
     for name, value in ratios.items():
         print(f"{name:<34} {value:>10.2f}x")
-    return {"config": asdict(cfg), "tokens_per_s": results, "ratios": ratios,
+    return {"config": asdict(cfg), "parity_max_logit_gap": gap, "tokens_per_s": results, "ratios": ratios,
             "machine": {"platform": platform.platform(), "processor": platform.processor(),
                         "torch": torch.__version__, "threads": torch.get_num_threads()}}
 
@@ -158,11 +167,10 @@ def main(argv=None) -> int:
     try:
         import transformers  # noqa: F401
     except ImportError:
-        parser.error("the benchmark needs the bench extra: pip install -e '.[bench]' (make bench does it)")
+        parser.error("the benchmark needs transformers: pip install -e '.[dev]' (make bench does it)")
+    out = check_output_folder(args.out)
     results = run(cfg)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "bench.json").write_text(json.dumps(results, indent=2))
+    write_json(out / "bench.json", results)
     print(f"wrote {out}/bench.json")
     return 0
 

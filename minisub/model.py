@@ -217,17 +217,19 @@ class GPT(nn.Module):
                 cache: KVCache | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """idx (B, T) -> logits (B, T, V), and the mean cross-entropy if targets (B, T) are given.
 
-        loss_mask (B, T): only positions where it is True count in the loss.
+        loss_mask (B, T): only positions where it is True count in the loss, and the head runs at
+        those positions only (the experiments train on answers, a fraction of each sequence):
+        the logits returned are then theirs, (N, V), in row-major order of the mask.
         valid, cache: as in hidden_states.
         """
-        logits = self.lm_head(self.hidden_states(idx, valid, cache))  # (B, T, V)
+        x = self.hidden_states(idx, valid, cache)  # (B, T, C)
         if targets is None:
-            return logits, None
-        losses = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none")
-        if loss_mask is None:
-            return logits, losses.mean()
-        weights = loss_mask.flatten().to(losses.dtype)
-        return logits, (losses * weights).sum() / weights.sum().clamp_min(1)
+            return self.lm_head(x), None
+        if loss_mask is not None:
+            x, targets = x[loss_mask], targets[loss_mask]  # (N, C), (N,)
+        logits = self.lm_head(x)
+        losses = F.cross_entropy(logits.flatten(0, -2).float(), targets.flatten(), reduction="sum")
+        return logits, losses / max(1, targets.numel())  # an empty mask gives 0, not NaN
 
     @torch.no_grad()
     def generate(self, prompts, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,

@@ -116,15 +116,18 @@ def test_too_long_generation_is_an_error():
         model(torch.zeros(1, 9, dtype=torch.long))
 
 
-def test_loss_mask_selects_positions():
-    model = tiny_gpt(6)
-    idx, targets = tokens((2, 10), 37, 0), tokens((2, 10), 37, 1)
-    mask = torch.zeros(2, 10, dtype=torch.bool)
-    mask[:, 6:] = True
-    logits, masked = model(idx, targets, mask)
-    per_token = torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none")
-    torch.testing.assert_close(masked, per_token.view(2, 10)[:, 6:].mean())
-    torch.testing.assert_close(model(idx, targets)[1], per_token.mean())
+@given(seed=st.integers(0, 10**6), T=st.integers(1, 12), data=st.data())
+def test_masked_head_equals_the_full_head_at_the_masked_positions(seed, T, data):
+    model = tiny_gpt(seed % 7)
+    idx, targets = tokens((2, T), 37, seed), tokens((2, T), 37, seed + 1)
+    mask = torch.tensor(data.draw(st.lists(st.booleans(), min_size=2 * T, max_size=2 * T))).view(2, T)
+    full, _ = model(idx)
+    logits, loss = model(idx, targets, mask)
+    torch.testing.assert_close(logits, full[mask], rtol=0, atol=1e-5)
+    per_token = torch.nn.functional.cross_entropy(full.flatten(0, 1), targets.flatten(), reduction="none")
+    expected = per_token[mask.flatten()].mean() if mask.any() else torch.tensor(0.0)
+    torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(model(idx, targets)[1], per_token.mean(), rtol=1e-5, atol=1e-6)
 
 
 def test_tied_embeddings_and_gpt2_init():
