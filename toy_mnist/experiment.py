@@ -173,8 +173,9 @@ class StageClock:
 def theorem_flops(forward: float, n_sweep: int) -> float:
     """The theorem's passes, in forwards F: the teacher's descent 3F; per student (same and cross)
     one imitation step (teacher forward F, student forward and backward 3F) and two teacher-loss
-    forwards 2F; the first-order formula, a jvp, 2F; each eps of the sweep, one step and one jvp."""
-    return (3 + 2 * 6 + 2 + n_sweep * 8) * forward
+    forwards 2F; the first-order formula, a jvp, 2F, once for the check and once for the sweep;
+    each eps of the sweep, one imitation step 6F."""
+    return (3 + 2 * 6 + 2 * 2 + n_sweep * 6) * forward
 
 
 def run(cfg: ToyConfig) -> dict:
