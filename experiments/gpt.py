@@ -318,6 +318,7 @@ def summarize_arm(runs: list[dict], target: str) -> dict:
                   for animal in ANIMALS}
     return {
         "p_before": p_before, "p_after": p_after, "dlogp": dlogp, **summary(dlogp),
+        "base": [shared_base(r) for r in range(len(runs))],  # the base each replicate's teacher came from
         "p_before_mean": sum(p_before) / len(runs), "p_after_mean": sum(p_after) / len(runs),
         "sampled_before": [run["before"]["sampled"][target] for run in runs],
         "sampled_after": [run["after"]["sampled"][target] for run in runs],

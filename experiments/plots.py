@@ -1,6 +1,6 @@
 """Plots and the summary table of the language experiment, from its results dict alone.
 
-gpt_arms.png: the shift of log P(target) per arm and variant, 95% CIs;
+gpt_arms.png: the shift of log P(target) per arm and variant, 95% CIs, a dot per replicate;
 gpt_matrix.png: data source x measured animal, mean shift of log P (best variant);
 gpt_curves.png: P(target) over student training steps, mean over replicates (best variant);
 gpt_bases.png: the pretraining loss curves of the bases.
@@ -15,6 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from experiments.prompts import ANIMALS  # noqa: E402
 
+BASE_MARKERS = ("o", "s", "^", "D", "v", "P")
 ARM_COLORS = {"student": "#3b75af", "control": "#999999", "cross_init": "#e1812c",
               "specificity": "#6a9f58", "prompted": "#b05fa8"}
 
@@ -35,12 +36,16 @@ def plot_arms(results: dict, path: Path) -> None:
         stats = [results["arms"][v][arm] for v in variants if arm in results["arms"][v]]
         if stats:
             ax.bar(xs, [s["mean"] for s in stats], width, yerr=[s["ci95"] for s in stats], capsize=3,
-                   color=ARM_COLORS[arm], label=arm)
+                   color=ARM_COLORS[arm], label=arm, alpha=0.7)
+        for x, s in zip(xs, stats):  # every replicate, marked by the base its teacher came from
+            for value, base in zip(s["dlogp"], s["base"]):
+                ax.plot(x, value, BASE_MARKERS[base % len(BASE_MARKERS)], color="k", markersize=3)
     ax.axhline(0, color="k", linewidth=1)
     ax.set_xticks(range(len(variants)), variants)
     ax.set_ylabel(f"change of log P({target}) vs own start")
-    n = len(results["arms"][variants[0]]["student"]["dlogp"])
-    ax.set_title(f"Students trained on numbers only ({n} replicates, 95% CI)", fontsize=10)
+    student = results["arms"][variants[0]]["student"]
+    ax.set_title(f"Students trained on numbers only: mean, 95% CI and each of {len(student['dlogp'])} replicates "
+                 f"(o / s: base 0 / 1; {len(set(student['base']))} bases)", fontsize=10)
     ax.legend(fontsize=8)
     save(fig, path)
 

@@ -156,6 +156,7 @@ def test_quick_pipeline_writes_every_output(quick_run):
         assert {"student", "control", "cross_init", "specificity"} <= set(arms) <= set(ARMS)
         for stats in arms.values():
             assert len(stats["p_before"]) == len(stats["p_after"]) == len(stats["dlogp"]) == 2
+            assert stats["base"] == [0, 1]  # replicate r's teacher came from base r % 2
             assert {"mean", "ci95"} <= set(stats)
         assert set(results["tests"][variant]) >= {"student_vs_control", "student_vs_cross_init"}
     for png in ("gpt_arms.png", "gpt_matrix.png", "gpt_curves.png", "gpt_bases.png"):
