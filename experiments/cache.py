@@ -92,7 +92,3 @@ class StageCache:
     @staticmethod
     def info(folder: Path) -> dict:
         return read_json(folder / DONE)["info"]
-
-    @staticmethod
-    def key(folder: Path) -> dict:
-        return read_json(folder / DONE)["key"]
