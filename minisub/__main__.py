@@ -48,7 +48,7 @@ class LoRAConfig:
 class SampleConfig:
     max_new_tokens: int = option(32, "tokens to sample per prompt", low=0)
     temperature: float = option(1.0, "sampling temperature; 0 = greedy", low=0.0)
-    top_k: int | None = option(None, "sample among the k likeliest tokens (default: all)", low=1)
+    top_k: int | None = option(None, "sample among the k likeliest tokens (None: among all)", low=1)
     numbers_only: bool = option(False, "allow only the number tokens 0-999")
     seed: int = option(0, "sampling seed", low=0)
     device: str = option("cpu", "torch device (cpu or cuda)", device=True)
