@@ -140,8 +140,7 @@ class Pipeline:
             (tokens, cfg.n_embd, 3 * cfg.n_embd), (tokens, cfg.n_embd, 4 * cfg.n_embd),
             (tokens, cfg.n_embd, cfg.vocab_size)])
         self.precision = self.precision_choice.precision
-        self.log(f"precision: {self.precision} ({cfg.precision}; measured fp32 "
-                 f"{self.precision_choice.fp32_gflops:.0f}, bf16 {self.precision_choice.bf16_gflops:.0f} GFLOP/s)")
+        self.log(self.precision_choice.describe())
         self.start_scores: dict[tuple[int, int], dict] = {}  # (base, seed) -> its scores, shared by students
         self.corpus_key = {"items": cfg.corpus_items, "vocab": cfg.vocab_size, "seed": cfg.seed}
         self.corpus = self.cache.stage("corpus", self.corpus_key, self.build_corpus)

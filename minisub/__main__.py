@@ -46,16 +46,16 @@ class LoRAConfig:
 
 @dataclass
 class SampleConfig:
-    max_new_tokens: int = option(32, "tokens to sample per prompt", low=0)
-    temperature: float = option(1.0, "sampling temperature; 0 = greedy", low=0.0)
-    top_k: int | None = option(None, "sample among the k likeliest tokens (None: among all)", low=1)
+    max_new_tokens: int = option(32, "tokens to sample per prompt")
+    temperature: float = option(1.0, "sampling temperature; 0 = greedy")
+    top_k: int | None = option(None, "sample among the k likeliest tokens (None: among all)")
     numbers_only: bool = option(False, "allow only the number tokens 0-999")
     seed: int = option(0, "sampling seed", low=0)
     device: str = option("cpu", "torch device (cpu or cuda)", device=True)
 
     def __post_init__(self):
         check(self)
-        check_sampling(self.max_new_tokens, self.temperature, self.top_k)
+        check_sampling(self.max_new_tokens, self.temperature, self.top_k)  # the limits generate() applies
 
 
 def prepare_output(out: str, resume: bool, force: bool) -> Path:
@@ -96,9 +96,7 @@ def cmd_train(args) -> None:
     train_set = load_examples(args.data, tokenizer, model_cfg.block_size)
     val_set = load_examples(args.val, tokenizer, model_cfg.block_size) if args.val else None
     procs, _ = distributed.setup(args.train_cfg.device)  # under torchrun: rank 0 alone checks and writes
-    if args.train_cfg.batch_size % procs.world_size:
-        raise ValueError(f"--batch-size ({args.train_cfg.batch_size}) must be a multiple of the number of "
-                         f"processes ({procs.world_size})")
+    distributed.check_split(args.train_cfg.batch_size, procs)  # before rank 0 touches the output folder
     out = prepare_output(args.out, args.resume, args.force) if procs.is_main else Path(args.out)
     distributed.barrier(procs)
     torch.manual_seed(args.train_cfg.seed)

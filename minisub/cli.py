@@ -45,13 +45,13 @@ def describe(err: Exception) -> str:
     return f"{flag(err.field)} {err.reason}" if isinstance(err, ConfigError) else str(err)
 
 
-def config_from_args(config_cls, args: argparse.Namespace, parser: Parser, **overrides):
+def config_from_args(config_cls, args: argparse.Namespace, parser: Parser):
     """The dataclass from the parsed flags (fields without a flag keep their defaults).
 
     A value out of its limits exits with one line that names the flag, before any work.
     """
     values = {f.name: getattr(args, f.name) for f in fields(config_cls) if hasattr(args, f.name)}
     try:
-        return config_cls(**(values | overrides))
+        return config_cls(**values)
     except ConfigError as err:
         parser.error(describe(err))

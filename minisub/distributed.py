@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from minisub.config import ConfigError
+
 
 @dataclass(frozen=True)
 class Processes:
@@ -57,6 +59,13 @@ def all_sum(value: torch.Tensor, procs: Processes) -> torch.Tensor:
         value = value.clone()
         dist.all_reduce(value)
     return value
+
+
+def check_split(batch_size: int, procs: Processes) -> None:
+    """The global batch must split evenly over the processes."""
+    if batch_size % procs.world_size:
+        raise ConfigError("batch_size", f"({batch_size}) must be a multiple of the number of processes "
+                                        f"({procs.world_size})")
 
 
 def share(rows: list[int], procs: Processes) -> list[int]:

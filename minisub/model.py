@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from minisub.config import ConfigError, check, option
+from minisub.config import ConfigError, check, check_value, option
 
 
 @dataclass
@@ -279,12 +279,9 @@ class GPT(nn.Module):
 
 def check_sampling(max_new_tokens: int, temperature: float, top_k: int | None) -> None:
     """Sampling arguments in their ranges: the one check `generate` and the CLI's SampleConfig share."""
-    if max_new_tokens < 0:
-        raise ConfigError("max_new_tokens", f"must be at least 0, not {max_new_tokens}")
-    if not (math.isfinite(temperature) and temperature >= 0):
-        raise ConfigError("temperature", f"must be a finite number >= 0 (0 = greedy), not {temperature}")
-    if top_k is not None and top_k < 1:
-        raise ConfigError("top_k", f"must be at least 1, not {top_k}")
+    check_value("max_new_tokens", max_new_tokens, {"low": 0})
+    check_value("temperature", float(temperature), {"low": 0.0})  # finite, and 0 = greedy
+    check_value("top_k", top_k, {"low": 1})
 
 
 def left_pad(prompts, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:

@@ -31,6 +31,15 @@ class PrecisionChoice:
     fp32_gflops: float  # measured matmul rate at the run's shapes
     bf16_gflops: float
 
+    @property
+    def gflops(self) -> float:
+        """The measured matmul rate of the precision chosen."""
+        return self.bf16_gflops if self.precision == "bf16" else self.fp32_gflops
+
+    def describe(self) -> str:
+        return (f"precision: {self.precision} ({self.requested}; measured fp32 {self.fp32_gflops:.0f}, "
+                f"bf16 {self.bf16_gflops:.0f} GFLOP/s)")
+
     def record(self) -> dict:
         return asdict(self)
 

@@ -150,9 +150,7 @@ def train(model: nn.Module, train_set: ExampleSet, cfg: TrainConfig, out_dir: st
     """
     out_dir = Path(out_dir) if out_dir is not None else None
     procs, device = distributed.setup(cfg.device)
-    if cfg.batch_size % procs.world_size:
-        raise ValueError(f"batch_size ({cfg.batch_size}) must be a multiple of the number of processes "
-                         f"({procs.world_size})")
+    distributed.check_split(cfg.batch_size, procs)
     torch.manual_seed(cfg.seed)  # dropout
     generator = torch.Generator().manual_seed(cfg.seed)  # batch sampling: the same on every process
     model.to(device).train()

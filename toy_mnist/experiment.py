@@ -185,8 +185,7 @@ def run(cfg: ToyConfig) -> dict:
     device = torch.device(cfg.device)
     choice = choose_precision(cfg.precision, cfg.device, matmul_shapes(cfg))
     precision = choice.precision
-    log(f"precision: {precision} ({cfg.precision}; measured fp32 {choice.fp32_gflops:.0f}, "
-        f"bf16 {choice.bf16_gflops:.0f} GFLOP/s)")
+    log(choice.describe())
     clock = StageClock(device)
 
     data = load_mnist(cfg.data_dir, cfg.download, cfg.seed)
@@ -227,7 +226,7 @@ def run(cfg: ToyConfig) -> dict:
     main_arms = ("reference", "teacher", "student_aux", "student_all", "cross_aux", "cross_all")
     # The machine's speed drifts: the better of two timings, at the start and at the end, is the reference.
     again = dict(zip(("fp32", "bf16"), time_matmuls(tuple(matmul_shapes(cfg)), cfg.device)))
-    peak = round(max(again[precision], choice.bf16_gflops if precision == "bf16" else choice.fp32_gflops), 1)
+    peak = round(max(again[precision], choice.gflops), 1)
     return {
         "config": asdict(cfg),
         "precision": choice.record(),
