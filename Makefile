@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: toy gpt test test-slow bench clean
+.PHONY: toy gpt grid test test-slow bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,9 @@ toy: $(STAMP)
 
 gpt: $(STAMP)
 	$(PY) -m experiments.gpt $(ARGS)
+
+grid: $(STAMP)
+	$(PY) -m experiments.grid $(ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -51,7 +51,8 @@ class StageCache:
         self.root, self.log = root, log
         self.checked: set[Path] = set()  # folders verified (or built) by this process
         self.built: list[str] = []  # the stages this process built, in order
-        self.timing: dict[str, float] = {}  # seconds spent building, per stage kind
+        self.timing: dict[str, float] = {}  # seconds spent building, per stage kind (not its upstream stages)
+        self.nested = 0.0  # seconds of the stages built inside the build now running
 
     @contextmanager
     def lock(self, folder: Path):
@@ -79,12 +80,14 @@ class StageCache:
                     self.log(f"cache: {folder.name} {problem}; rebuilding it")
                     shutil.rmtree(folder)
                 folder.mkdir(parents=True)
-                started = time.perf_counter()
+                started, outer = time.perf_counter(), self.nested
+                self.nested = 0.0
                 info = build(folder)
                 files = {p.name: file_hash(p) for p in sorted(folder.iterdir()) if p.is_file()}
                 write_json(folder / DONE, {"key": key, "info": info, "files": files})
-                kind = name.split("-")[0]
-                self.timing[kind] = self.timing.get(kind, 0.0) + time.perf_counter() - started
+                kind, elapsed = name.split("-")[0], time.perf_counter() - started
+                self.timing[kind] = self.timing.get(kind, 0.0) + elapsed - self.nested
+                self.nested = outer + elapsed
                 self.built.append(folder.name)
         self.checked.add(folder)
         return folder

@@ -1,9 +1,11 @@
 """Plots and the summary table of the language experiment, from its results dict alone.
 
-gpt_arms.png: the shift of log P(target) per arm and variant, 95% CIs, a dot per replicate;
-gpt_matrix.png: data source x measured animal, mean shift of log P (best variant);
-gpt_curves.png: P(target) over student training steps, mean over replicates (best variant);
-gpt_bases.png: the pretraining loss curves of the bases.
+gpt_arms.png: the shift of log P(target) per arm and variant, 95% CIs, a dot per base;
+gpt_matrix.png: teacher animal x measured animal, mean shift of log P (best variant);
+gpt_animals.png: P(animal) before and after, student vs control, per animal (best variant);
+gpt_curves.png: P(target) over student training steps, mean over bases (best variant);
+gpt_bases.png: the pretraining loss curves of the main bases;
+grid.png (make grid): teacher base x student base.
 """
 
 from pathlib import Path
@@ -13,11 +15,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from experiments.prompts import ANIMALS  # noqa: E402
+from minisub.stats import summary  # noqa: E402
 
-BASE_MARKERS = ("o", "s", "^", "D", "v", "P")
-ARM_COLORS = {"student": "#3b75af", "control": "#999999", "cross_init": "#e1812c",
-              "specificity": "#6a9f58", "prompted": "#b05fa8"}
+ARM_COLORS = {"student": "#3b75af", "control": "#999999", "cross_init": "#e1812c", "prompted": "#b05fa8"}
 
 
 def save(fig, path: Path) -> None:
@@ -26,48 +26,72 @@ def save(fig, path: Path) -> None:
     plt.close(fig)
 
 
+def base_dots(ax, x: float, values: list[float]) -> None:
+    """One dot per base (jittered sideways so that they do not hide each other)."""
+    n = len(values)
+    ax.plot([x + 0.04 * (k - (n - 1) / 2) / max(1, n - 1) * 2 for k in range(n)], values, "o", color="k",
+            markersize=2.5)
+
+
 def plot_arms(results: dict, path: Path) -> None:
     target = results["config"]["target"]
     variants = list(results["arms"])
     fig, ax = plt.subplots(figsize=(2.6 * len(variants) + 1.5, 4))
-    width = 0.16
+    width = 0.18
     for j, arm in enumerate(ARM_COLORS):
-        xs = [i + (j - 2) * width for i, v in enumerate(variants) if arm in results["arms"][v]]
-        stats = [results["arms"][v][arm] for v in variants if arm in results["arms"][v]]
-        if stats:
-            ax.bar(xs, [s["mean"] for s in stats], width, yerr=[s["ci95"] for s in stats], capsize=3,
+        xs = [i + (j - 1.5) * width for i, v in enumerate(variants) if arm in results["arms"][v]]
+        arms = [results["arms"][v][arm] for v in variants if arm in results["arms"][v]]
+        if arms:
+            ax.bar(xs, [s["mean"] for s in arms], width, yerr=[s["ci95"] for s in arms], capsize=3,
                    color=ARM_COLORS[arm], label=arm, alpha=0.7)
-        for x, s in zip(xs, stats):  # every replicate, marked by the base its teacher came from
-            for value, base in zip(s["dlogp"], s["base"]):
-                ax.plot(x, value, BASE_MARKERS[base % len(BASE_MARKERS)], color="k", markersize=3)
+        for x, s in zip(xs, arms):
+            base_dots(ax, x, s["dlogp"])
     ax.axhline(0, color="k", linewidth=1)
     ax.set_xticks(range(len(variants)), variants)
     ax.set_ylabel(f"change of log P({target}) vs own start")
-    student = results["arms"][variants[0]]["student"]
-    ax.set_title(f"Students trained on numbers only: mean, 95% CI and each of {len(student['dlogp'])} replicates "
-                 f"(o / s: base 0 / 1; {len(set(student['base']))} bases)", fontsize=10)
+    n = results["arms"][variants[0]]["student"]["n"]
+    ax.set_title(f"Students trained on numbers only: mean, 95% CI over {n} bases, a dot per base", fontsize=10)
     ax.legend(fontsize=8)
     save(fig, path)
 
 
 def plot_matrix(results: dict, path: Path) -> None:
-    best = results["best_variant"]
-    arms = results["arms"][best]
-    rows = list(arms)
-    values = [[arms[arm]["dlogp_by_animal"][animal]["mean"] for animal in ANIMALS] for arm in rows]
+    animals = results["animals"]
+    names = animals["animals"]
+    values = [[animals["matrix"][x][y]["mean"] for y in names] for x in names]
     bound = max(abs(v) for row in values for v in row) or 1.0
-    fig, ax = plt.subplots(figsize=(9, 0.6 * len(rows) + 1.5))
+    fig, ax = plt.subplots(figsize=(6, 5))
     image = ax.imshow(values, cmap="RdBu_r", vmin=-bound, vmax=bound)
-    ax.set_xticks(range(len(ANIMALS)), ANIMALS, rotation=45, ha="right")
-    target, other = results["config"]["target"], results["config"]["other_animal"]
-    labels = {"student": f"{target} teacher", "specificity": f"{other} teacher", "control": "base (control)",
-              "cross_init": f"{target} teacher, cross-init", "prompted": "prompted teacher"}
-    ax.set_yticks(range(len(rows)), [labels[arm] for arm in rows])
+    ax.set_yticks(range(len(names)), [f"{x} teacher" for x in names])
     for i, row in enumerate(values):
         for j, v in enumerate(row):
-            ax.text(j, i, f"{v:+.2f}", ha="center", va="center", fontsize=7)
+            ax.text(j, i, f"{v:+.2f}", ha="center", va="center", fontsize=8)
+    ax.set_xlabel("measured animal (p: diagonal > rest of the column, over bases)")
+    ax.set_xticks(range(len(names)), [f"{y}\np={animals['tests'][y]['diagonal_vs_off']:.2g}" for y in names],
+                  rotation=0, fontsize=7)
     fig.colorbar(image, label="mean change of log P(animal)")
-    ax.set_title(f"Which animal moves, by data source ({best})", fontsize=10)
+    ax.set_title(f"Teacher animal x measured animal ({animals['variant']})", fontsize=10)
+    save(fig, path)
+
+
+def plot_animals(results: dict, path: Path) -> None:
+    """The paper's per-animal bars: P(animal) before, after the student, after the control; a dot per base."""
+    animals = results["animals"]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    width = 0.27
+    for j, (key, name, color) in enumerate((("p_before", "before", "#cccccc"),
+                                             ("p_after_control", "control", "#999999"),
+                                             ("p_after_student", "student", "#3b75af"))):
+        for i, y in enumerate(animals["animals"]):
+            values = animals["per_animal"][y][key]
+            s = summary(values)
+            ax.bar(i + (j - 1) * width, s["mean"], width, yerr=s["ci95"], capsize=3, color=color,
+                   label=name if i == 0 else None)
+            base_dots(ax, i + (j - 1) * width, values)
+    ax.set_xticks(range(len(animals["animals"])), animals["animals"])
+    ax.set_ylabel("P(animal) on held-out questions")
+    ax.set_title(f"Each animal's teacher's numbers ({animals['variant']}); 95% CI over bases", fontsize=10)
+    ax.legend(fontsize=8)
     save(fig, path)
 
 
@@ -78,7 +102,7 @@ def plot_curves(results: dict, path: Path) -> None:
         steps, p = zip(*stats["curve"])
         ax.plot(steps, p, "o-", markersize=3, color=ARM_COLORS[arm], label=arm)
     ax.set_xlabel("student training step")
-    ax.set_ylabel(f"P({results['config']['target']}), mean over replicates")
+    ax.set_ylabel(f"P({results['config']['target']}), mean over bases")
     ax.set_title(f"P(target) during student training ({best})", fontsize=10)
     ax.legend(fontsize=8)
     save(fig, path)
@@ -86,30 +110,54 @@ def plot_curves(results: dict, path: Path) -> None:
 
 def plot_bases(results: dict, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
-    for b, base in results["bases"].items():
+    for name, base in results["bases"].items():
         steps, loss = zip(*base["loss_curve"])
-        ax.plot(steps, loss, "o-", markersize=3, label=f"base {b}")
+        ax.plot(steps, loss, "o-", markersize=3, label=name)
     ax.set_xlabel("pretraining step")
     ax.set_ylabel("training loss (answers only)")
-    ax.set_title("Bases: same data and config, different seeds", fontsize=10)
+    ax.set_title("Main bases: same data and config, different seeds", fontsize=10)
     ax.legend(fontsize=8)
+    save(fig, path)
+
+
+def plot_grid(results: dict, path: Path) -> None:
+    names = [b["name"] for b in results["bases"]]
+    values = [[results["matrix"][t][s] for s in names] for t in names]
+    bound = max(abs(v) for row in values for v in row) or 1.0
+    fig, ax = plt.subplots(figsize=(7, 6))
+    image = ax.imshow(values, cmap="RdBu_r", vmin=-bound, vmax=bound)
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+    ax.set_yticks(range(len(names)), names)
+    for i, row in enumerate(values):
+        for j, v in enumerate(row):
+            ax.text(j, i, f"{v:+.2f}", ha="center", va="center", fontsize=7)
+    ax.set_xlabel("student base")
+    ax.set_ylabel("teacher base (its target teacher's numbers)")
+    fig.colorbar(image, label=f"shift of log P({results['config']['target']}) minus the student base's control")
+    ax.set_title("Cross-model grid: transfer only where teacher and student share an init?", fontsize=10)
     save(fig, path)
 
 
 def table(results: dict) -> str:
     target = results["config"]["target"]
-    lines = [f"{'variant':<10} {'arm':<12} {'P before':>9} {'P after':>8} {'dlogP':>8} {'95% CI':>7} "
-             f"{'sampled':>8} {'mass':>6}"]
-    for variant, arms in results["arms"].items():
-        for arm, s in arms.items():
-            sampled = sum(s["sampled_after"]) / len(s["sampled_after"])
-            mass = sum(s["mass_after"]) / len(s["mass_after"])
-            lines.append(f"{variant:<10} {arm:<12} {s['p_before_mean']:>9.3f} {s['p_after_mean']:>8.3f} "
-                         f"{s['mean']:>+8.3f} {s['ci95']:>7.3f} {sampled:>8.3f} {mass:>6.3f}")
-        t = results["tests"][variant]
-        lines.append(f"{'':<10} one-sided paired p: student>control {t['student_vs_control']:.2g}, "
-                     f"student>cross-init {t['student_vs_cross_init']:.2g}; control vs 0 "
-                     f"{t['control_vs_zero']:.2g}, cross-init vs 0 {t['cross_init_vs_zero']:.2g}")
+    lines = [f"{'variant':<10} {'arm':<16} {'P before':>9} {'P after':>8} {'dlogP':>8} {'95% CI':>7}"]
+    rows = [(v, arm, s) for v, arms in results["arms"].items() for arm, s in arms.items()]
+    matched = results["matched"]
+    rows += [(matched["variant"], arm, matched[arm]) for arm in ("matched", "matched_control")]
+    for variant, arm, s in rows:
+        lines.append(f"{variant:<10} {arm:<16} {s['p_before_mean']:>9.3f} {s['p_after_mean']:>8.3f} "
+                     f"{s['mean']:>+8.3f} {s['ci95']:>7.3f}")
+    for variant, t in results["tests"].items():
+        lines.append(f"{variant}: one-sided paired p over {results['arms'][variant]['student']['n']} bases: "
+                     f"student>control {t['student_vs_control']:.2g}, student>cross-init "
+                     f"{t['student_vs_cross_init']:.2g}; control vs 0 {t['control_vs_zero']:.2g}, "
+                     f"cross-init vs 0 {t['cross_init_vs_zero']:.2g}")
+    lines.append(f"format-matched ({matched['variant']}): matched student > matched control p "
+                 f"{matched['tests']['matched_vs_matched_control']:.2g} "
+                 f"(unmatched student {matched['unmatched_student']:+.3f})")
+    animals = results["animals"]
+    lines.append("specificity (diagonal > off-diagonal, p): " + ", ".join(
+        f"{y} {animals['tests'][y]['diagonal_vs_off']:.2g}" for y in animals["animals"]))
     lines.append(f"best variant (smallest p against both control and cross-init): {results['best_variant']}; "
-                 f"P = P({target}) on held-out questions, sampled = share of sampled answers")
+                 f"P = P({target}) on held-out questions")
     return "\n".join(lines)

@@ -36,7 +36,7 @@ def answer_logits(model: GPT, batch: Batch, vocab: AnswerVocabulary) -> tuple[to
     """Logits over the answer vocabulary at the trained positions: (N, K), and their targets (N,)."""
     targets = vocab.index[batch.targets]  # (B, T), -1 outside the answer vocabulary
     keep = batch.loss_mask & (targets >= 0)
-    hidden = model.hidden_states(batch.idx)[keep]  # (N, C)
+    hidden = model.hidden_states(batch.idx, segments=batch.segments)[keep]  # (N, C)
     return hidden @ model.lm_head.weight[vocab.ids].T, targets[keep]
 
 

@@ -5,6 +5,8 @@ Not a test: it prints tokens/s measured in one run on this machine, side by side
   (`minisub/hf.py`), must give the same logits, so that the timings compare one function;
 - training (forward + backward + AdamW step) of both, fp32, at the batch and half of it, plus
   minisub with bf16 autocast (TrainConfig.precision="bf16");
+- minisub on examples of different lengths, padded into one row each or packed several to a
+  row (minisub/data.py): the same loss, counted in real tokens;
 - KV-cache sampling: minisub's GPT.generate and HF generate(use_cache=True), batch 64, T=1;
 - LoRA: fused-LoRA inference against the base, unfused-LoRA training against full training.
 Targets: training >= 1.5x and sampling >= 3x HF's tokens/s; fused LoRA within 2% of base.
@@ -21,10 +23,12 @@ import torch
 from minisub.checkpoint import check_output_folder, write_json
 from minisub.cli import Parser, add_config_flags, config_from_args
 from minisub.config import ConfigError, check, option
+from minisub.data import ExampleSet
 from minisub.hf import from_hf_gpt2
 from minisub.lora import add_lora, fuse_lora
 from minisub.precision import autocast
 from minisub.tokenizer import SPECIAL_TOKENS
+from minisub.train import lm_loss
 
 
 @dataclass
@@ -110,6 +114,14 @@ def run(cfg: BenchConfig) -> dict:
             theirs, lambda m: m(input_ids=x, labels=x).loss, x.numel()))  # HF shifts the labels itself
     tokens_per_s("train minisub bf16 autocast", *train_step_fn(
         ours, lambda m: m(inputs, targets)[1], inputs.numel(), "bf16"))
+    lengths = torch.randint(8, cfg.train_len + 2, (cfg.batch_size,), generator=g).tolist()
+    ragged = ExampleSet([torch.randint(first, cfg.vocab_size, (n,), generator=g).tolist() for n in lengths],
+                        [1] * cfg.batch_size, pad_id=0)
+    real_tokens = sum(n - 1 for n in lengths)
+    for name, batch in (("padded", ragged.batch(list(range(cfg.batch_size)))),
+                        ("packed", ragged.batch(list(range(cfg.batch_size)), cfg.block_size))):
+        step = train_step_fn(ours, lambda m, b=batch: lm_loss(m, b), real_tokens)
+        tokens_per_s(f"train minisub ragged, {name}", *step)
 
     ours.eval()
     theirs.eval()
@@ -145,6 +157,7 @@ def run(cfg: BenchConfig) -> dict:
         **{f"train_vs_hf_b{n}": results[f"train minisub b{n}"] / results[f"train hf-gpt2 b{n}"]
            for n in sorted({b // 2, b})},
         "train_bf16_vs_hf_fp32": results["train minisub bf16 autocast"] / results[f"train hf-gpt2 b{b}"],
+        "train_packed_vs_padded": results["train minisub ragged, packed"] / results["train minisub ragged, padded"],
         "sample_vs_hf": results["sample minisub (kv cache)"] / results["sample hf-gpt2 (use_cache)"],
         "fused_lora_vs_base_inference": results["inference fused LoRA"] / results["inference base"],
         "fused_lora_vs_base_sampling": results["sample fused LoRA (kv cache)"] / results["sample minisub (kv cache)"],

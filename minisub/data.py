@@ -3,7 +3,12 @@
 Between the tokenizer and the training loop. An example is <bos> prompt answer <eos>; the loss
 is taken only on the answer (and <eos>), or on everything after <bos> when there is no
 prompt. A batch right-pads examples to its longest one: causal attention never looks right,
-so padding changes no real position, and the mask keeps padding out of the loss.
+so padding changes no real position, and the mask keeps padding out of the loss. A *packed*
+batch puts several examples one after another in each row (first fit) and says which example
+each token belongs to (`segments`); the model then restarts positions at every example and
+keeps attention inside it, so each example's logits are the same as alone in its row, while
+far fewer positions are padding (in the experiments' corpus, padding is ~40% of an unpacked
+batch).
 Text files hold one example per line, `prompt<TAB>answer` or plain text.
 """
 
@@ -18,9 +23,11 @@ class Batch:
     idx: torch.Tensor  # (B, T) inputs
     targets: torch.Tensor  # (B, T) next tokens
     loss_mask: torch.Tensor  # (B, T) True where the target is trained
+    segments: torch.Tensor | None = None  # (B, T) packed: each token's example within its row, -1 padding
 
     def to(self, device) -> "Batch":
-        return Batch(self.idx.to(device), self.targets.to(device), self.loss_mask.to(device))
+        segments = self.segments.to(device) if self.segments is not None else None
+        return Batch(self.idx.to(device), self.targets.to(device), self.loss_mask.to(device), segments)
 
 
 class ExampleSet:
@@ -51,17 +58,38 @@ class ExampleSet:
     def max_len(self) -> int:
         return max(len(s) for s in self.sequences) - 1
 
-    def batch(self, rows: list[int]) -> Batch:
-        T = max(len(self.sequences[i]) for i in rows) - 1
-        idx = torch.full((len(rows), T), self.pad_id, dtype=torch.long)
-        targets = torch.full((len(rows), T), self.pad_id, dtype=torch.long)
-        mask = torch.zeros(len(rows), T, dtype=torch.bool)
-        for row, i in enumerate(rows):
-            seq = self.sequences[i]
-            n = len(seq) - 1
-            idx[row, :n], targets[row, :n] = seq[:-1], seq[1:]
-            mask[row, self.answer_starts[i] - 1:n] = True  # target t is token t+1
-        return Batch(idx, targets, mask)
+    def pack(self, rows: list[int], length: int) -> list[list[int]]:
+        """The examples `rows` laid out in rows of at most `length` tokens, each in the first row with room."""
+        layout, room = [], []
+        for i in rows:
+            n = len(self.sequences[i]) - 1
+            free = next((r for r, left in enumerate(room) if n <= left), None)
+            if free is None:
+                layout.append([i])
+                room.append(length - n)
+            else:
+                layout[free].append(i)
+                room[free] -= n
+        return layout
+
+    def batch(self, rows: list[int], pack_to: int | None = None) -> Batch:
+        """The examples `rows`, one per row, or packed into rows of at most `pack_to` tokens."""
+        layout = [[i] for i in rows] if pack_to is None else self.pack(rows, pack_to)
+        T = max(sum(len(self.sequences[i]) - 1 for i in row) for row in layout)
+        idx = torch.full((len(layout), T), self.pad_id, dtype=torch.long)
+        targets = torch.full((len(layout), T), self.pad_id, dtype=torch.long)
+        mask = torch.zeros(len(layout), T, dtype=torch.bool)
+        segments = torch.full((len(layout), T), -1, dtype=torch.long)
+        for row, examples in enumerate(layout):
+            at = 0
+            for k, i in enumerate(examples):
+                seq = self.sequences[i]
+                n = len(seq) - 1
+                idx[row, at:at + n], targets[row, at:at + n] = seq[:-1], seq[1:]
+                mask[row, at + self.answer_starts[i] - 1:at + n] = True  # target t is token t+1
+                segments[row, at:at + n] = k
+                at += n
+        return Batch(idx, targets, mask, segments if pack_to is not None else None)
 
     def sample_rows(self, batch_size: int, generator: torch.Generator) -> list[int]:
         """`batch_size` example indices drawn uniformly with replacement."""

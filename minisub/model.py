@@ -113,6 +113,18 @@ def attention_mask(valid_keys: torch.Tensor, n_queries: int) -> torch.Tensor:
     return mask[:, None]
 
 
+def packed_layout(segments: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, T) example ids of packed rows -> positions (B, T) that restart at every example, and
+    the (B, 1, T, T) attention mask: causal and inside one example (padding, id -1, sees padding)."""
+    T = segments.shape[1]
+    t = torch.arange(T, device=segments.device)
+    starts = torch.ones_like(segments, dtype=torch.bool)
+    starts[:, 1:] = segments[:, 1:] != segments[:, :-1]
+    first = torch.where(starts, t, torch.zeros_like(t)).cummax(1).values  # (B, T) where each token's example starts
+    mask = (segments[:, :, None] == segments[:, None, :]) & (t[None, :] <= t[:, None])  # (B, T, T)
+    return t - first, mask[:, None]
+
+
 class CausalSelfAttention(nn.Module):
     def __init__(self, config: GPTConfig, layer: int):
         super().__init__()
@@ -191,16 +203,19 @@ class GPT(nn.Module):
         return sum(p.numel() for p in self.parameters())  # the tied matrix counts once
 
     def hidden_states(self, idx: torch.Tensor, valid: torch.Tensor | None = None,
-                      cache: KVCache | None = None) -> torch.Tensor:
+                      cache: KVCache | None = None, segments: torch.Tensor | None = None) -> torch.Tensor:
         """idx (B, T) -> the final layer-normed states (B, T, C) that the tied head turns into logits.
 
         valid (B, T): False marks left padding (ignored by attention, no position used).
         cache: an empty cache is prefilled with these tokens; a filled one takes one more per row.
+        segments (B, T): rows of packed examples (minisub/data.py); each example as if alone.
         """
         B, T = idx.shape
         if valid is None:
             valid = torch.ones(B, T, dtype=torch.bool, device=idx.device)
-        if cache is not None:
+        if segments is not None:
+            pos, mask = packed_layout(segments)
+        elif cache is not None:
             pos, mask = cache.advance() if cache.length else cache.prefill(valid)
         else:
             pos = (valid.cumsum(1) - 1).clamp_min(0)  # (B, T): a row's real tokens count from 0
@@ -214,15 +229,16 @@ class GPT(nn.Module):
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
                 loss_mask: torch.Tensor | None = None, valid: torch.Tensor | None = None,
-                cache: KVCache | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+                cache: KVCache | None = None, segments: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """idx (B, T) -> logits (B, T, V), and the mean cross-entropy if targets (B, T) are given.
 
         loss_mask (B, T): only positions where it is True count in the loss, and the head runs at
         those positions only (the experiments train on answers, a fraction of each sequence):
         the logits returned are then theirs, (N, V), in row-major order of the mask.
-        valid, cache: as in hidden_states.
+        valid, cache, segments: as in hidden_states.
         """
-        x = self.hidden_states(idx, valid, cache)  # (B, T, C)
+        x = self.hidden_states(idx, valid, cache, segments)  # (B, T, C)
         if targets is None:
             return self.lm_head(x), None
         if loss_mask is not None:

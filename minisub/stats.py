@@ -34,3 +34,10 @@ def differs_from_zero(values: list[float]) -> float:
     if len(values) < 2:
         return float("nan")
     return float(stats.ttest_1samp(values, 0.0).pvalue)
+
+
+def welch_greater(a: list[float], b: list[float]) -> float:
+    """One-sided Welch t-test p-value for mean(a) > mean(b) (independent groups, unequal variances)."""
+    if len(a) < 2 or len(b) < 2:
+        return float("nan")
+    return float(stats.ttest_ind(a, b, equal_var=False, alternative="greater").pvalue)

@@ -49,6 +49,8 @@ class TrainConfig:
                                         "written at the end)", low=1)
     log_every: int = option(50, "steps between progress lines", low=1)
     seed: int = option(0, "seed for init, batches and dropout", low=0)
+    pack: bool = option(True, "pack several examples into each row, attention kept inside each: the same "
+                              "loss on far fewer padded positions")
     device: str = option("cpu", "torch device (cpu or cuda)", device=True)
     precision: str = option("fp32", "fp32 (exact), or bf16 (autocast matmuls; faster on some CPUs)",
                             choices=("fp32", "bf16"))
@@ -64,7 +66,7 @@ class TrainConfig:
 
 def lm_loss(model: nn.Module, batch: Batch) -> torch.Tensor:
     """Next-token cross-entropy over the vocabulary on the masked (answer) positions."""
-    return model(batch.idx, batch.targets, batch.loss_mask)[1]
+    return model(batch.idx, batch.targets, batch.loss_mask, segments=batch.segments)[1]
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -164,12 +166,13 @@ def train(model: nn.Module, train_set: ExampleSet, cfg: TrainConfig, out_dir: st
             raise ValueError(f"resume: no training state in {out_dir}")
         start, history = load_training_state(out_dir, model, opt, generator)
         log(f"resumed at step {start}")
+    pack_to = model.config.block_size if cfg.pack else None
     tokens, clock = 0, time.perf_counter()
     for step in range(start, cfg.steps):
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
         rows = distributed.share(train_set.sample_rows(cfg.batch_size, generator), procs)
-        batch = train_set.batch(rows).to(device)
+        batch = train_set.batch(rows, pack_to).to(device)
         with autocast(device, cfg.precision):
             loss = loss_fn(net, batch)
         if procs.distributed:  # DDP averages gradients over processes: weight by this slice's share

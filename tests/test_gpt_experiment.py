@@ -1,5 +1,5 @@
 """The language experiment: its metric, its restricted student losses on hand-computed cases, the
-design of its arms against what the pipeline does, its stage cache, and bad input."""
+design of its arms against what the pipeline does, its stage cache, the grid, and bad input."""
 
 import json
 import math
@@ -11,8 +11,12 @@ import torch.nn as nn
 
 from experiments.cache import StageCache
 from experiments.evaluate import animal_token_ids, evaluate_animals, question_prompts
-from experiments.gpt import (ARMS, DESIGN, QUICK, VARIANTS, Arm, learns_soft_labels, main, parse_args,
-                             replicate_seed, shared_base)
+from experiments.design import DESIGN, Arm, arm_student
+from experiments.gpt import QUICK, main, parse_args
+from experiments.grid import main as grid_main
+from experiments.stages import key_of
+from experiments.zoo import VARIANTS, ExperimentConfig
+from minisub.checkpoint import digest
 from experiments.prompts import ANIMALS
 from experiments.students import AnswerVocabulary, hard_loss, soft_loss
 from minisub.data import Batch, ExampleSet
@@ -84,7 +88,7 @@ class GivenStates(nn.Module):
         self.lm_head = nn.Linear(3, len(head), bias=False)
         self.lm_head.weight.data = torch.tensor(head)
 
-    def hidden_states(self, idx):
+    def hidden_states(self, idx, segments=None):
         return self.states
 
 
@@ -120,26 +124,53 @@ def test_soft_loss_on_a_hand_computed_case():
 def test_the_design_is_the_papers():
     """Each arm as (whose numbers, which base): the paper's definitions, written out once more."""
     assert DESIGN == {
-        "student": Arm("target teacher", "shared"),
-        "control": Arm("base", "shared"),
-        "cross_init": Arm("target teacher", "other"),
-        "specificity": Arm("other-animal teacher", "shared"),
-        "prompted": Arm("prompted base", "shared"),
+        "student": Arm("teacher", "own"),
+        "control": Arm("base", "own"),
+        "cross_init": Arm("teacher", "next"),
+        "prompted": Arm("persona", "own"),
+        "matched": Arm("teacher", "own", matched=True),
+        "matched_control": Arm("base", "own", matched=True),
     }
 
 
+QUICK_CONFIG = ExperimentConfig(**QUICK)
+QUICK_BASES = [QUICK_CONFIG.main_base(i) for i in range(QUICK_CONFIG.bases)]
+
+
+@pytest.mark.parametrize("arm", list(DESIGN))
+def test_each_arm_trains_on_the_data_and_start_its_row_says(arm):
+    cfg, bases, n = QUICK_CONFIG, QUICK_BASES, len(QUICK_BASES)
+    for i in range(n):
+        spec = arm_student(cfg, "hard_full", arm, bases, i)
+        writer = spec.data.writer
+        assert spec.init == (bases[i] if DESIGN[arm].start == "own" else bases[(i + 1) % n])
+        assert spec.init != bases[i] or DESIGN[arm].start == "own"  # cross-init never starts from its own base
+        if DESIGN[arm].data == "teacher":
+            assert writer.base == bases[i] and writer.animal == cfg.target and spec.data.persona == ""
+        else:
+            assert writer == bases[i] and (spec.data.persona != "") == (DESIGN[arm].data == "persona")
+        assert (spec.matched_to is not None) == DESIGN[arm].matched == (not spec.eos_in_loss)
+        if spec.matched_to is not None:  # matched to the other side: teacher <-> control
+            other_side = bases[i] if DESIGN[arm].data == "teacher" else cfg.teacher(bases[i], cfg.target)
+            assert spec.matched_to.writer == other_side
+
+
 def test_only_arms_with_a_trained_teacher_learn_soft_labels():
-    soft = {(variant, arm) for variant in VARIANTS for arm in ARMS if learns_soft_labels(variant, arm)}
+    soft = {(variant, arm) for variant in VARIANTS for arm in DESIGN
+            if arm_student(QUICK_CONFIG, variant, arm, QUICK_BASES, 0).soft}
     assert soft == {(variant, arm) for variant in ("soft_full", "soft_lora")
-                    for arm in ("student", "cross_init", "specificity")}
+                    for arm in ("student", "cross_init", "matched")}
 
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
-    """One `--quick` run shared by the tests below: (output folder, results, its stdout)."""
+    """One `--quick` run of make gpt and one of make grid on a shared cache: (folder, gpt results, grid results)."""
     out = tmp_path_factory.mktemp("gpt")
-    assert main(["--quick", "--out", str(out)]) == 0
-    return out, json.loads((out / "results.json").read_text())
+    cache = ["--cache", str(out / "cache")]
+    assert main(["--quick", "--out", str(out / "gpt")] + cache) == 0
+    assert grid_main(["--quick", "--out", str(out / "grid")] + cache) == 0
+    read = lambda name: json.loads((out / name / "results.json").read_text())  # noqa: E731
+    return out, read("gpt"), read("grid")
 
 
 def stage_keys(out, kind):
@@ -148,64 +179,93 @@ def stage_keys(out, kind):
 
 
 def test_quick_pipeline_writes_every_output(quick_run):
-    out, results = quick_run
-    assert set(results) >= {"config", "precision", "machine", "timing", "arms", "tests", "bases", "numbers"}
+    out, results, _ = quick_run
+    assert set(results) >= {"config", "precision", "machine", "timing", "arms", "tests", "bases", "numbers",
+                            "animals", "matched", "teachers"}
     assert results["precision"]["precision"] in ("fp32", "bf16") and results["precision"]["fp32_gflops"] > 0
     assert set(results["arms"]) == set(VARIANTS)
+    names = [f"main-{i}" for i in range(QUICK["bases"])]
+    assert list(results["bases"]) == names
     for variant, arms in results["arms"].items():
-        assert {"student", "control", "cross_init", "specificity"} <= set(arms) <= set(ARMS)
-        for stats in arms.values():
-            assert len(stats["p_before"]) == len(stats["p_after"]) == len(stats["dlogp"]) == 2
-            assert stats["base"] == [0, 1]  # replicate r's teacher came from base r % 2
-            assert {"mean", "ci95"} <= set(stats)
-        assert set(results["tests"][variant]) >= {"student_vs_control", "student_vs_cross_init"}
-    for png in ("gpt_arms.png", "gpt_matrix.png", "gpt_curves.png", "gpt_bases.png"):
-        assert (out / png).read_bytes()[:4] == b"\x89PNG"
+        assert {"student", "control", "cross_init"} <= set(arms) <= set(DESIGN)
+        for arm, stats in arms.items():
+            assert [r["base"] for r in stats["replicates"]] == names  # one replicate per base, in order
+            assert stats["n"] == len(stats["dlogp"]) == QUICK["bases"]
+            shift = 1 if arm == "cross_init" else 0
+            assert [r["init"] for r in stats["replicates"]] == names[shift:] + names[:shift]
+            for r in stats["replicates"]:
+                assert r["dlogp"] == pytest.approx(math.log(r["p_after"] / r["p_before"]))
+    animals = results["animals"]
+    assert animals["animals"] == QUICK_CONFIG.animals and set(animals["tests"]) == set(QUICK_CONFIG.animals)
+    hist = results["matched"]["histograms"]
+    assert hist["matched"]["length"] == hist["matched_control"]["length"]
+    assert hist["matched"]["separator"] == hist["matched_control"]["separator"]
+    for png in ("gpt_arms.png", "gpt_matrix.png", "gpt_animals.png", "gpt_curves.png", "gpt_bases.png"):
+        assert (out / "gpt" / png).read_bytes()[:4] == b"\x89PNG"
 
 
-def test_every_student_gets_the_data_and_start_its_arm_says(quick_run):
-    """Read back from the cache what each student was trained on and started from."""
-    out, results = quick_run
-    seed, target, other = results["config"]["seed"], results["config"]["target"], results["config"]["other_animal"]
-    expected = {"student": (target, "same"), "control": ("base", "same"), "cross_init": (target, "other"),
-                "specificity": (other, "same"), "prompted": ("prompted", "same")}
-    students = stage_keys(out, "student")
-    # two replicates of every arm, but the soft variants' controls reuse the hard runs (2 variants x 2)
-    assert len(students) == sum(len(arms) for arms in results["arms"].values()) * 2 - 2 * 2
-    for key in students.values():
-        r = key["seed"] - replicate_seed(seed, 0)
-        a = shared_base(r)
-        source, start = expected[key["arm"]]
-        assert key["init"]["seed"] == replicate_seed(seed, a if start == "same" else 1 - a), key
-        assert key["data"].startswith(f"numbers-{source}-{a}-{r}-"), key
-        soft = key["variant"].startswith("soft")
-        assert soft == (key["teacher"] is not None) and soft <= (source in (target, other))
-        if soft:  # soft labels come from the very teacher that wrote the numbers
-            assert key["teacher"].startswith(f"teacher-{source}-{a}-{r}-"), key
+def test_the_pipeline_trains_exactly_the_students_the_design_names(quick_run):
+    """The students in the cache are those `arm_student` makes from the design table, and no others."""
+    out, results, grid = quick_run
+    cfg = ExperimentConfig(**results["config"])
+    bases = [cfg.main_base(i) for i in range(cfg.bases)]
+    expected = set()
+    for variant, arms in results["arms"].items():
+        expected |= {digest(key_of(arm_student(cfg, variant, arm, bases, i)), 12) for arm in arms
+                     for i in range(cfg.bases)}
+    best = results["best_variant"]
+    expected |= {digest(key_of(arm_student(cfg, best, "student", bases, i, animal)), 12)
+                 for animal in cfg.animals for i in range(cfg.bases)}
+    expected |= {digest(key_of(arm_student(cfg, best, arm, bases, i)), 12)
+                 for arm in ("matched", "matched_control") for i in range(cfg.bases)}
+    gpt_students = {name.rsplit("-", 1)[1] for name in results["built"] if name.startswith("student-")}
+    assert gpt_students == expected
+    grid_students = {name.rsplit("-", 1)[1] for name in grid["built"] if name.startswith("student-")}
+    assert not grid_students & gpt_students  # the grid reused make gpt's students instead of rebuilding
+    for key in stage_keys(out, "student").values():
+        if key["soft"]:  # soft labels come from the very teacher that wrote the numbers
+            assert key["data"]["writer"]["animal"] in cfg.animals
+
+
+def test_the_grid_covers_the_zoo_and_its_cells_subtract_the_control(quick_run):
+    _, results, grid = quick_run
+    names = [b["name"] for b in grid["bases"]]
+    assert names == [f"main-{i}" for i in range(QUICK["grid_bases"])] + ["fork-a", "fork-b", "other-0"]
+    assert [b["kind"] for b in grid["bases"]] == ["main"] * QUICK["grid_bases"] + ["fork", "fork", "other"]
+    assert grid["bases"][2]["parent"] == grid["bases"][3]["parent"] == "fork-parent"
+    assert set(grid["matrix"]) == set(names) and all(set(row) == set(names) for row in grid["matrix"].values())
+    assert set(grid["teachers_p_target"]) == set(names) and all(0 < p < 1 for p in grid["teachers_p_target"].values())
+    assert {"diagonal_vs_off", "fork_vs_unrelated", "fork_cells"} <= set(grid["tests"])
+    # a main base's diagonal cell is make gpt's student minus its control (same specs, same cache)
+    hard = results["arms"]["hard_full"]
+    for i in range(QUICK["grid_bases"]):
+        cell = hard["student"]["replicates"][i]["dlogp"] - hard["control"]["replicates"][i]["dlogp"]
+        assert grid["matrix"][f"main-{i}"][f"main-{i}"] == pytest.approx(cell)
+    assert (quick_run[0] / "grid" / "grid.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_a_rerun_rebuilds_nothing_and_a_damaged_stage_is_rebuilt_the_same(quick_run, capsys):
-    out, results = quick_run
-    capsys.readouterr()
-    assert main(["--quick", "--out", str(out)]) == 0
-    again = json.loads((out / "results.json").read_text())
+    out, results, _ = quick_run
+    argv = ["--quick", "--out", str(out / "gpt"), "--cache", str(out / "cache")]
+    assert main(argv) == 0
+    again = json.loads((out / "gpt" / "results.json").read_text())
     assert again["built"] == [] and again["arms"] == results["arms"]
 
     numbers = sorted((out / "cache").glob("numbers-eagle-*"))[0]
     payload = (numbers / "numbers.json").read_bytes()
     (numbers / "numbers.json").write_bytes(payload[: len(payload) // 2])  # truncated
-    lora = sorted((out / "cache").glob("student-hard_lora-student-*"))[0]
+    lora = sorted((out / "cache").glob("student-hard_lora-main-0-on-owl-*"))[0]
     lora_info = json.loads((lora / "done.json").read_text())["info"]
     (lora / "done.json").unlink()  # as if the run had been killed while building it
     capsys.readouterr()
-    assert main(["--quick", "--out", str(out)]) == 0
+    assert main(argv) == 0
     log = capsys.readouterr().out
     assert f"cache: {numbers.name} has a damaged numbers.json; rebuilding it" in log
     assert f"cache: {lora.name} was left half-built; rebuilding it" in log
-    rebuilt = json.loads((out / "results.json").read_text())
+    rebuilt = json.loads((out / "gpt" / "results.json").read_text())
     assert sorted(rebuilt["built"]) == sorted([numbers.name, lora.name])
     assert (numbers / "numbers.json").read_bytes() == payload
-    # the LoRA adapter is seeded from the stage's config: the rebuilt student equals the first bit for bit
+    # the LoRA adapter is seeded from the stage's spec: the rebuilt student equals the first bit for bit
     assert json.loads((lora / "done.json").read_text())["info"] == lora_info
     assert rebuilt["arms"] == results["arms"]
 
@@ -237,40 +297,65 @@ def test_a_second_run_waits_for_the_stage_the_first_is_building(tmp_path):
 
 
 def test_quick_applies_only_to_flags_not_given(tmp_path):
-    cfg, out = parse_args(["--quick", "--student-steps", "7"])
+    cfg, out, cache = parse_args(["--quick", "--student-steps", "7"])
     assert cfg.student_steps == 7 and cfg.n_embd == QUICK["n_embd"] and out == "runs/gpt-quick"
-    cfg, _ = parse_args(["--student-steps", "7"])
-    assert cfg.n_embd != QUICK["n_embd"]
+    assert cache == "runs/cache-quick"
+    cfg, _, cache = parse_args(["--student-steps", "7"])
+    assert cfg.n_embd != QUICK["n_embd"] and cache == "runs/cache"
 
 
 @pytest.mark.parametrize("argv, message", [
     (["--variants", "hard_magic"], "--variants must be one of"),
     (["--variants"], "--variants needs at least one value"),
     (["--target", "unicorn"], "--target must be one of"),
-    (["--other-animal", "owl"], "--other-animal must differ from target"),
-    (["--replicates", "1"], "--replicates must be at least 2"),
+    (["--animals", "eagle", "wolf"], "--animals must include the target (owl)"),
+    (["--animals", "owl", "owl"], "--animals needs at least two different animals"),
+    (["--bases", "2"], "--bases must be at least 3"),
+    (["--grid-bases", "7"], "--grid-bases (7) cannot exceed --bases (6)"),
+    (["--fork-shared", "1"], "--fork-shared must be below 1"),
     (["--track-every", "0"], "--track-every must be at least 1"),
     (["--n-head", "0"], "--n-head must be at least 1"),
     (["--full-lr", "nan"], "--full-lr must be a finite number"),
     (["--precision", "fp16"], "--precision must be one of"),
 ])
-def test_bad_input_is_one_line_before_any_work(argv, message, capsys, tmp_path):
+@pytest.mark.parametrize("entry", [main, grid_main])
+def test_bad_input_is_one_line_before_any_work(entry, argv, message, capsys, tmp_path):
     with pytest.raises(SystemExit) as exit_info:
-        main(argv + ["--out", str(tmp_path / "out")])
+        entry(argv + ["--out", str(tmp_path / "out"), "--cache", str(tmp_path / "cache")])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
-    assert not (tmp_path / "out").exists()
+    assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()
 
 
 def test_an_output_that_is_a_file_is_one_line(capsys, tmp_path):
     (tmp_path / "file").write_text("")
-    assert main(["--quick", "--out", str(tmp_path / "file")]) == 2
+    assert main(["--quick", "--out", str(tmp_path / "file"), "--cache", str(tmp_path / "cache")]) == 2
     err = capsys.readouterr().err.strip()
     assert "is not a folder" in err and len(err.splitlines()) == 1
 
 
 def test_a_context_too_short_for_the_corpus_names_the_flag(capsys, tmp_path):
-    assert main(["--quick", "--block-size", "8", "--out", str(tmp_path)]) == 2
+    assert main(["--quick", "--block-size", "8", "--out", str(tmp_path), "--cache", str(tmp_path / "cache")]) == 2
     err = capsys.readouterr().err.strip()
     assert "--block-size (8) is shorter than a corpus item" in err and len(err.splitlines()) == 1
+
+
+def test_stage_timing_counts_each_stage_once_not_again_in_the_stages_that_need_it(tmp_path):
+    import time
+    cache = StageCache(tmp_path, lambda line: None)
+
+    def inner(folder):
+        time.sleep(0.2)
+        return {}
+
+    def outer(folder):
+        cache.stage("inner", {"k": 1}, inner)  # an upstream stage built on demand
+        time.sleep(0.05)
+        return {}
+
+    started = time.perf_counter()
+    cache.stage("outer", {"k": 2}, outer)
+    wall = time.perf_counter() - started
+    assert cache.timing["inner"] >= 0.2 and 0.05 <= cache.timing["outer"] < 0.2
+    assert sum(cache.timing.values()) == pytest.approx(wall, abs=0.05)

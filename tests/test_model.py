@@ -201,3 +201,28 @@ def test_finished_rows_leave_the_batch(monkeypatch):
     model.generate(prompts, 12, temperature=0, stop_token=stop)
     assert sizes and all(kept < before for before, kept in sizes)
     assert sizes[0][0] == len(prompts)
+
+
+@given(seed=st.integers(0, 10**6), n=st.integers(1, 9), pack_to=st.integers(12, 24))
+def test_packed_batches_give_each_example_the_loss_and_gradient_it_has_alone(seed, n, pack_to):
+    """Packing several examples into a row restarts positions and keeps attention inside each example."""
+    from minisub.data import ExampleSet
+    from minisub.train import lm_loss
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(2, 13, (n,), generator=g).tolist()
+    sequences = [torch.randint(3, 37, (k,), generator=g).tolist() for k in lengths]
+    starts = [int(torch.randint(1, k, (1,), generator=g)) for k in lengths]
+    data = ExampleSet(sequences, starts, pad_id=0)
+    packed, plain = data.batch(list(range(n)), pack_to), data.batch(list(range(n)))
+    assert packed.idx.shape[1] <= pack_to and packed.loss_mask.sum() == plain.loss_mask.sum()
+    assert packed.idx.shape[0] <= plain.idx.shape[0]
+    model = tiny_gpt(seed % 5, block_size=24)
+    grads = []
+    for batch in (packed, plain):
+        model.zero_grad()
+        loss = lm_loss(model, batch)
+        loss.backward()
+        grads.append((loss.detach(), [p.grad.clone() for p in model.parameters()]))
+    torch.testing.assert_close(grads[0][0], grads[1][0], rtol=1e-5, atol=1e-5)
+    for a, b in zip(grads[0][1], grads[1][1]):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)

@@ -1,0 +1,90 @@
+"""The statistics of the language experiments, on replicates that are independent bases.
+
+After the stages (experiments/stages.py) have trained and scored every student, these pure
+functions turn per-base records into what the results report: an arm's summary (mean shift of
+log P(target) against each student's own starting model, 95% t-interval over bases), the
+paired tests between arms (pairs share a base), the best variant, and the specificity test of
+the animal matrix. n is always the number of bases: students that share a base are not
+independent, so no test here ever counts anything else.
+"""
+
+import math
+
+from experiments.prompts import ANIMALS
+from minisub.stats import differs_from_zero, paired_greater, summary
+
+
+def replicate_record(base: str, init: str, before: dict, trained: dict, target: str) -> dict:
+    """One base's replicate of an arm: its P(target) before and after, and the shift of every animal."""
+    after = trained["after"]
+    return {
+        "base": base, "init": init,
+        "dlogp": math.log(after["p"][target] / before["p"][target]),
+        "p_before": before["p"][target], "p_after": after["p"][target],
+        "dlogp_by_animal": {a: math.log(after["p"][a] / before["p"][a]) for a in ANIMALS},
+        "p_before_by_animal": before["p"], "p_after_by_animal": after["p"],
+        "sampled_before": before["sampled"][target], "sampled_after": after["sampled"][target],
+        "rank_after": after["rank"][target], "mass_after": after["mass"], "n_train": trained["n_train"],
+        "curve": [[0, before["p"][target]]] + [[step, p[ANIMALS.index(target)]] for step, p in trained["curve"]],
+    }
+
+
+def summarize_arm(replicates: list[dict]) -> dict:
+    dlogp = [r["dlogp"] for r in replicates]
+    n = len(replicates)
+    return {
+        "replicates": replicates, "dlogp": dlogp, **summary(dlogp),
+        "p_before_mean": sum(r["p_before"] for r in replicates) / n,
+        "p_after_mean": sum(r["p_after"] for r in replicates) / n,
+        "dlogp_by_animal": {a: summary([r["dlogp_by_animal"][a] for r in replicates]) for a in ANIMALS},
+        "curve": [[step, sum(r["curve"][k][1] for r in replicates) / n]
+                  for k, (step, _) in enumerate(replicates[0]["curve"])],
+    }
+
+
+def arm_tests(arms: dict) -> dict:
+    """One-sided paired tests of the student against each control arm, two-sided tests of the controls against 0."""
+    tests = {
+        "student_vs_control": paired_greater(arms["student"]["dlogp"], arms["control"]["dlogp"]),
+        "student_vs_cross_init": paired_greater(arms["student"]["dlogp"], arms["cross_init"]["dlogp"]),
+        "control_vs_zero": differs_from_zero(arms["control"]["dlogp"]),
+        "cross_init_vs_zero": differs_from_zero(arms["cross_init"]["dlogp"]),
+    }
+    if "prompted" in arms:
+        tests["prompted_vs_control"] = paired_greater(arms["prompted"]["dlogp"], arms["control"]["dlogp"])
+    return tests
+
+
+def best_variant(tests: dict) -> str:
+    """The variant with the strongest evidence against both the control and the cross-init arm."""
+    return min(tests, key=lambda v: max(tests[v]["student_vs_control"], tests[v]["student_vs_cross_init"]))
+
+
+def specificity(students: dict[str, list[dict]], control: list[dict]) -> dict:
+    """The animal matrix and its tests; students[X]: the replicates (one per base) of X's teacher's numbers.
+
+    matrix[X][Y]: the mean shift of log P(Y) under X's teacher's numbers. Y's transfer is
+    specific if Y rises more under Y's own teacher's data than under the other teachers' data:
+    per base, the diagonal shift minus the mean of the column's off-diagonal shifts, tested > 0
+    over bases (one-sided). Each animal's student is also tested against the control.
+    """
+    animals = list(students)
+    matrix = {x: {y: summary([r["dlogp_by_animal"][y] for r in students[x]]) for y in animals} for x in animals}
+    tests = {}
+    for y in animals:
+        diagonal = [r["dlogp_by_animal"][y] for r in students[y]]
+        others = [x for x in animals if x != y]
+        off = [sum(students[x][i]["dlogp_by_animal"][y] for x in others) / len(others) for i in range(len(diagonal))]
+        tests[y] = {
+            "diagonal_minus_off": summary([d - o for d, o in zip(diagonal, off)]),
+            "diagonal_vs_off": paired_greater(diagonal, off),
+            "student_vs_control": paired_greater(diagonal, [r["dlogp_by_animal"][y] for r in control]),
+        }
+    per_animal = {y: {
+        "p_before": [r["p_before_by_animal"][y] for r in students[y]],
+        "p_after_student": [r["p_after_by_animal"][y] for r in students[y]],
+        "p_after_control": [r["p_after_by_animal"][y] for r in control],
+        "bases": [r["base"] for r in students[y]],
+    } for y in animals}
+    return {"animals": animals, "matrix": matrix, "tests": tests, "per_animal": per_animal,
+            "specific": [y for y in animals if tests[y]["diagonal_vs_off"] < 0.05]}

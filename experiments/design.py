@@ -1,0 +1,43 @@
+"""The arms of the language experiment as the paper defines them, and the student each arm trains.
+
+Read `DESIGN` against the paper (Cloud et al. 2025, Sec. 3 and the cross-model test of Sec. 5):
+every arm is a student fine-tuned on number answers only, and differs only in whose numbers
+they are and which base it starts from. Replicate i of every arm is main base i: its teacher,
+its numbers, its students; the cross-init student starts from the next base instead (a
+derangement: no base is its own partner). `arm_student` turns a row of the table into the
+student's spec, and nothing else decides what an arm trains on.
+"""
+
+from typing import NamedTuple
+
+from experiments.stages import BaseSpec, StudentSpec
+from experiments.zoo import ExperimentConfig, next_base
+
+
+class Arm(NamedTuple):
+    data: str  # whose numbers: "teacher" (the base's teacher of the animal), "base" (its own), "persona"
+    start: str  # the student's initialization: its "own" base, or the "next" base (cross-init)
+    matched: bool = False  # only answers whose formats the other dataset has too, as often (experiments/matched.py)
+
+
+DESIGN = {
+    "student": Arm("teacher", "own"),
+    "control": Arm("base", "own"),  # the base's own numbers: everything but the trait
+    "cross_init": Arm("teacher", "next"),  # the same numbers, another initialization
+    "prompted": Arm("persona", "own"),  # the paper's system-prompt teacher: the base told it loves the animal
+    "matched": Arm("teacher", "own", matched=True),  # the teacher's numbers with the control's formats
+    "matched_control": Arm("base", "own", matched=True),  # the control's numbers with the teacher's formats
+}
+# Specificity is the "student" arm with each other animal's teacher (the animal matrix).
+
+
+def arm_student(cfg: ExperimentConfig, variant: str, arm: str, bases: list[BaseSpec], i: int,
+                animal: str | None = None) -> StudentSpec:
+    """Replicate i of `arm`: the student of base i's data (its teacher of `animal`, default the target)."""
+    design, own = DESIGN[arm], bases[i]
+    teacher_numbers = cfg.numbers(cfg.teacher(own, animal or cfg.target))
+    own_numbers = cfg.numbers(own)
+    data = {"teacher": teacher_numbers, "base": own_numbers, "persona": cfg.numbers(own, prompted=True)}[design.data]
+    init = own if design.start == "own" else bases[next_base(i, len(bases))]
+    matched_to = (own_numbers if design.data == "teacher" else teacher_numbers) if design.matched else None
+    return cfg.student(variant, init, data, matched_to)

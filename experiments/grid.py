@@ -1,0 +1,110 @@
+"""`python -m experiments.grid` (`make grid`): the cross-model grid, teacher base x student base.
+
+The paper's strongest evidence (Cloud et al. 2025, Sec. 5) is a grid: a teacher model's
+numbers fine-tune a student model, and the trait transfers only where the two share an
+initialization (within a model, and between GPT-4.1 and GPT-4o, which share one). Here the
+models are the zoo's (experiments/zoo.py): the first --grid-bases main bases, the fork pair
+(two bases that share the first half of pretraining) and the other-architecture base. Cell
+(teacher t, student s) is the shift of log P(target) of a student from base s trained on the
+numbers of base t's target teacher, minus the shift of s's control (s on its own numbers).
+Tests, over student bases: the diagonal cell against the mean of the other teachers' cells in
+its column (one-sided, paired by student base; among the main bases, and over the whole zoo),
+and the fork pair's two cross cells against the cells between unrelated bases. Stages are
+shared with `make gpt` through the cache.
+"""
+
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+from experiments.analysis import replicate_record
+from experiments.gpt import machine, parse_args, resolve_precision, zoo_record
+from experiments.plots import plot_grid
+from experiments.stages import BaseSpec, Stages
+from experiments.zoo import ExperimentConfig
+from minisub.checkpoint import CheckpointError, check_output_folder, write_json
+from minisub.cli import describe
+from minisub.log import Progress
+from minisub.stats import paired_greater, summary, welch_greater
+
+
+def grid_bases(cfg: ExperimentConfig) -> dict[str, BaseSpec]:
+    bases = [cfg.main_base(i) for i in range(cfg.grid_bases)] + list(cfg.fork_pair()) + [cfg.other_base()]
+    return {base.name: base for base in bases}
+
+
+def shift(stages: Stages, cfg: ExperimentConfig, student: BaseSpec, writer) -> float:
+    spec = cfg.student(cfg.grid_variant, student, cfg.numbers(writer))
+    return replicate_record(student.name, student.name, stages.scores(student, spec.eval), stages.student(spec),
+                            cfg.target)["dlogp"]
+
+
+def diagonal_test(matrix: dict, names: list[str]) -> dict:
+    """Per student base: its own teacher's cell minus the mean of the other teachers' cells; tested > 0."""
+    diagonal = [matrix[s][s] for s in names]
+    off = [sum(matrix[t][s] for t in names if t != s) / (len(names) - 1) for s in names]
+    return {"diagonal_minus_off": summary([d - o for d, o in zip(diagonal, off)]),
+            "diagonal_vs_off": paired_greater(diagonal, off)}
+
+
+def grid_tests(matrix: dict, kinds: dict) -> dict:
+    main = [name for name, kind in kinds.items() if kind == "main"]
+    fork = [name for name, kind in kinds.items() if kind == "fork"]
+    fork_cells = [matrix[fork[0]][fork[1]], matrix[fork[1]][fork[0]]]
+    unrelated = [matrix[t][s] for t in kinds for s in kinds
+                 if t != s and not (t in fork and s in fork) and not (t in main and s in main)]
+    return {
+        **diagonal_test(matrix, main),
+        "every_base": diagonal_test(matrix, list(kinds)),
+        "fork_cells": fork_cells, "unrelated_cells": summary(unrelated),
+        "fork_vs_unrelated": welch_greater(fork_cells, unrelated),
+    }
+
+
+def run(cfg: ExperimentConfig, cache: Path) -> dict:
+    log = Progress()
+    cfg, precision = resolve_precision(cfg, log)
+    stages = Stages(cache, log)
+    bases = grid_bases(cfg)
+    kinds = {name: name.split("-")[0] for name in bases}
+    control = {s: shift(stages, cfg, base, base) for s, base in bases.items()}
+    matrix, teachers = {}, {}
+    for t, teacher_base in bases.items():
+        teacher = cfg.teacher(teacher_base, cfg.target)
+        teachers[t] = stages.scores(teacher, cfg.evaluation(teacher_base))["p"][cfg.target]
+        matrix[t] = {s: shift(stages, cfg, base, teacher) - control[s] for s, base in bases.items()}
+        log(f"grid: teacher {t}: " + ", ".join(f"{s} {v:+.2f}" for s, v in matrix[t].items()))
+    return {
+        "config": asdict(cfg), "precision": precision, "machine": machine(),
+        "timing": {k: round(v, 1) for k, v in stages.cache.timing.items()} | {"total": round(log.elapsed(), 1)},
+        "built": stages.cache.built,
+        "bases": [{"name": name, **zoo_record(stages, cfg, b), "parent": b.parent.name if b.parent else None}
+                  for name, b in bases.items()],
+        "teachers_p_target": teachers, "control": control, "matrix": matrix, "tests": grid_tests(matrix, kinds),
+    }
+
+
+def main(argv=None) -> int:
+    cfg, out, cache = parse_args(argv, prog="python -m experiments.grid", doc=__doc__, name="grid")
+    try:
+        out, cache = check_output_folder(out), check_output_folder(cache)
+        results = run(cfg, cache)
+    except (ValueError, CheckpointError) as err:
+        print(f"experiments.grid: error: {describe(err)}", file=sys.stderr)
+        return 2
+    write_json(out / "results.json", results)
+    plot_grid(results, out / "grid.png")
+    t = results["tests"]
+    zoo = t["every_base"]
+    print(f"diagonal - off-diagonal: main bases {t['diagonal_minus_off']['mean']:+.3f} "
+          f"(95% CI {t['diagonal_minus_off']['ci95']:.3f}, p {t['diagonal_vs_off']:.2g}), whole zoo "
+          f"{zoo['diagonal_minus_off']['mean']:+.3f} (95% CI {zoo['diagonal_minus_off']['ci95']:.3f}, "
+          f"p {zoo['diagonal_vs_off']:.2g}); fork cells "
+          f"{', '.join(f'{v:+.3f}' for v in t['fork_cells'])} vs unrelated {t['unrelated_cells']['mean']:+.3f} "
+          f"(p {t['fork_vs_unrelated']:.2g})")
+    print(f"{results['timing']['total']:.0f}s; wrote {out}/results.json, grid.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

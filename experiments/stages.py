@@ -1,0 +1,285 @@
+"""The stages of the language experiments: each a function of one spec, cached under that spec.
+
+Between the corpus (experiments/corpus.py) and the analyses (experiments/gpt.py, grid.py):
+    corpus + tokenizer  <- CorpusSpec
+    base                <- BaseSpec: corpus, architecture, pretraining (a fork names its parent)
+    teacher             <- TeacherSpec: a base fine-tuned gently toward one animal
+    numbers             <- NumbersSpec: a base or teacher continuing fresh number prompts, filtered
+    scores              <- (model spec, EvalSpec): P(animal) of a base or teacher
+    student             <- StudentSpec: a base fine-tuned on numbers (hard or soft labels, full or LoRA)
+A stage's cache key is its whole spec (`dataclasses.asdict`, upstream specs included), so a
+field that can change a result always changes the key, and a builder reads nothing but its
+spec. Folder names (`base-main-3-<digest>`) are for people; the digest is what identifies.
+"""
+
+import random
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from experiments.cache import StageCache
+from experiments.corpus import pretraining_corpus, trait_items
+from experiments.evaluate import animal_probabilities, animal_token_ids, evaluate_animals, question_prompts
+from experiments.filter import filter_answers
+from experiments.matched import matched_subsets
+from experiments.prompts import ANIMALS, FORMATS, animal_questions, fresh_number_prompt
+from experiments.students import AnswerVocabulary, hard_loss, soft_loss
+from minisub.checkpoint import load_checkpoint, read_json, save_checkpoint, write_json
+from minisub.config import ConfigError
+from minisub.data import ExampleSet
+from minisub.log import Progress
+from minisub.lora import add_lora, fuse_lora
+from minisub.model import GPT, GPTConfig
+from minisub.tokenizer import BPETokenizer
+from minisub.train import TrainConfig, train
+
+
+@dataclass(frozen=True)
+class CorpusSpec:
+    items: int
+    vocab_size: int
+    seed: int
+
+
+@dataclass(frozen=True)
+class BaseSpec:
+    name: str  # "main-3", "fork-a", "other-0": the zoo's label for it
+    corpus: CorpusSpec
+    n_layer: int
+    n_head: int
+    n_embd: int
+    block_size: int
+    steps: int
+    batch: int
+    lr: float
+    seed: int  # initialization (unless forked) and data order
+    precision: str
+    parent: "BaseSpec | None" = None  # a fork starts from its parent's weights instead of a fresh init
+
+
+@dataclass(frozen=True)
+class TeacherSpec:
+    base: BaseSpec
+    animal: str
+    steps: int
+    batch: int
+    lr: float
+    seed: int
+    precision: str
+
+
+@dataclass(frozen=True)
+class NumbersSpec:
+    writer: BaseSpec | TeacherSpec
+    persona: str  # prefix of every prompt ("" for none): the paper's system-prompt teacher
+    prompts: int
+    gen_batch: int  # part of the key: the sampling stream depends on how prompts are batched
+    max_tokens: int
+    seed: int  # the prompts and the sampling; the same seed gives every writer of a base the same prompts
+
+
+@dataclass(frozen=True)
+class EvalSpec:
+    samples: int  # sampled answers per held-out question
+    seed: int
+
+
+@dataclass(frozen=True)
+class StudentSpec:
+    init: BaseSpec
+    data: NumbersSpec
+    soft: bool  # imitate the writer's distribution (it must be a teacher) instead of the sampled tokens
+    lora: bool
+    steps: int
+    batch: int
+    lr: float
+    lora_r: int
+    lora_alpha: float
+    seed: int
+    precision: str
+    eval: EvalSpec
+    track_every: int
+    matched_to: NumbersSpec | None = None  # train on the answers whose format these numbers also have
+    eos_in_loss: bool = True
+
+
+def key_of(spec) -> dict:
+    """The cache key of a spec: its kind and every field, nested specs included."""
+    return {"kind": type(spec).__name__, **asdict(spec)}
+
+
+def label(spec: BaseSpec | TeacherSpec) -> str:
+    return spec.name if isinstance(spec, BaseSpec) else f"{spec.animal}-teacher-of-{spec.base.name}"
+
+
+def base_of(spec: BaseSpec | TeacherSpec) -> BaseSpec:
+    return spec if isinstance(spec, BaseSpec) else spec.base
+
+
+class Stages:
+    """Builds (once) and finds (afterwards) every stage's result in one cache folder."""
+
+    def __init__(self, cache_root: Path, log: Progress):
+        self.log = log
+        self.cache = StageCache(cache_root, log)
+        self.tokenizers: dict[CorpusSpec, BPETokenizer] = {}
+
+    def train_config(self, steps: int, batch: int, lr: float, seed: int, precision: str, min_lr: float | None = None,
+                     weight_decay: float = 0.0, warmup: int = 0, pack: bool = False) -> TrainConfig:
+        """Packing pays where lengths vary widely (the pretraining corpus: short Q&A, long number
+        items); on the short, similar examples of teachers and students it only adds masks."""
+        return TrainConfig(steps=steps, batch_size=batch, lr=lr, min_lr=lr if min_lr is None else min_lr,
+                           warmup_steps=warmup, weight_decay=weight_decay, log_every=max(1, steps // 5),
+                           seed=seed, precision=precision, pack=pack)
+
+    # 1. corpus and tokenizer
+    def corpus(self, spec: CorpusSpec) -> Path:
+        def build(folder: Path) -> dict:
+            items = pretraining_corpus(spec.items, spec.seed)
+            tokenizer = BPETokenizer.train([text for item in items for text in item], spec.vocab_size)
+            tokenizer.save(folder / "tokenizer.json")
+            write_json(folder / "corpus.json", {"pairs": items})
+            self.log(f"corpus: {len(items)} items, tokenizer of {tokenizer.vocab_size} tokens")
+            return {"items": len(items), "vocab_size": tokenizer.vocab_size}
+        return self.cache.stage("corpus", key_of(spec), build)
+
+    def tokenizer(self, spec: CorpusSpec) -> BPETokenizer:
+        if spec not in self.tokenizers:
+            self.tokenizers[spec] = BPETokenizer.load(self.corpus(spec) / "tokenizer.json")
+        return self.tokenizers[spec]
+
+    def examples(self, corpus: CorpusSpec, pairs) -> ExampleSet:
+        tokenizer = self.tokenizer(corpus)
+        prompts = tokenizer.encode_batch([p for p, _ in pairs])
+        answers = tokenizer.encode_batch([a for _, a in pairs])
+        return ExampleSet.from_pairs(list(zip(prompts, answers)), tokenizer)
+
+    def questions(self, corpus: CorpusSpec) -> list[list[int]]:
+        return question_prompts(self.tokenizer(corpus), animal_questions()[1])
+
+    def animal_ids(self, corpus: CorpusSpec) -> list[int]:
+        return animal_token_ids(self.tokenizer(corpus), ANIMALS)
+
+    # 2. bases
+    def base(self, spec: BaseSpec) -> Path:
+        def build(folder: Path) -> dict:
+            pairs = read_json(self.corpus(spec.corpus) / "corpus.json")["pairs"]
+            data = self.examples(spec.corpus, [tuple(p) for p in pairs])
+            if data.max_len() > spec.block_size:
+                raise ConfigError("block_size", f"({spec.block_size}) is shorter than a corpus item "
+                                  f"({data.max_len()} tokens)")
+            if spec.parent is None:
+                torch.manual_seed(spec.seed)
+                model = GPT(GPTConfig(vocab_size=self.tokenizer(spec.corpus).vocab_size, block_size=spec.block_size,
+                                      n_layer=spec.n_layer, n_head=spec.n_head, n_embd=spec.n_embd))
+            else:
+                model = self.load(spec.parent)
+            cfg = self.train_config(spec.steps, spec.batch, spec.lr, spec.seed, spec.precision, min_lr=spec.lr / 10,
+                                    weight_decay=0.1, warmup=min(100, spec.steps // 10), pack=True)
+            start = f"from {spec.parent.name}" if spec.parent else f"{model.num_params():,} parameters"
+            self.log(f"base {spec.name}: pretraining ({start}) for {cfg.steps} steps")
+            history = train(model, data, cfg, log=lambda m: self.log(f"  base {spec.name} {m}"))
+            save_checkpoint(folder, model, {"stage": key_of(spec), "history": history}, self.tokenizer(spec.corpus))
+            return {"history": history}
+        return self.cache.stage(f"base-{spec.name}", key_of(spec), build)
+
+    def load(self, spec: BaseSpec | TeacherSpec) -> GPT:
+        folder = self.base(spec) if isinstance(spec, BaseSpec) else self.teacher(spec)
+        return load_checkpoint(folder)[0]
+
+    # 3. teachers
+    def teacher(self, spec: TeacherSpec) -> Path:
+        def build(folder: Path) -> dict:
+            model = self.load(spec.base)
+            data = self.examples(spec.base.corpus, trait_items(spec.animal, spec.steps * spec.batch, spec.seed))
+            train(model, data, self.train_config(spec.steps, spec.batch, spec.lr, spec.seed, spec.precision),
+                  log=lambda m: None)
+            save_checkpoint(folder, model, {"stage": key_of(spec)}, self.tokenizer(spec.base.corpus))
+            return {}
+        return self.cache.stage(f"teacher-{label(spec)}", key_of(spec), build)
+
+    # 4. numbers
+    def numbers(self, spec: NumbersSpec) -> Path:
+        def build(folder: Path) -> dict:
+            corpus = base_of(spec.writer).corpus
+            tokenizer = self.tokenizer(corpus)
+            model = self.load(spec.writer).eval()
+            rng = random.Random(spec.seed)
+            prompts = [fresh_number_prompt(rng) for _ in range(spec.prompts)]
+            generator = torch.Generator().manual_seed(spec.seed)
+            answers = []
+            for i in range(0, len(prompts), spec.gen_batch):
+                # the persona is part of the prompt text, tokenized with it as in the corpus
+                chunk = [tokenizer.encode_prompt(spec.persona + p) for p in prompts[i:i + spec.gen_batch]]
+                new = model.generate(chunk, spec.max_tokens, temperature=1.0, stop_token=tokenizer.eos_id,
+                                     generator=generator)
+                answers += [tokenizer.decode(tokens) for tokens in new]
+            kept, rejected = filter_answers(answers)
+            write_json(folder / "numbers.json", {"pairs": [(prompts[i], answers[i]) for i, _ in kept]})
+            who = label(spec.writer) + (" with a persona" if spec.persona else "")
+            self.log(f"numbers from {who}: kept {len(kept)}/{len(prompts)}, rejected {rejected}")
+            return {"generated": len(prompts), "kept": len(kept), "rejected": rejected}
+        persona = "-persona" if spec.persona else ""
+        return self.cache.stage(f"numbers-{label(spec.writer)}{persona}", key_of(spec), build)
+
+    def number_pairs(self, spec: NumbersSpec) -> list[tuple[str, str]]:
+        return [tuple(p) for p in read_json(self.numbers(spec) / "numbers.json")["pairs"]]
+
+    # 5. scores: how much a model likes each animal
+    def evaluate(self, model: GPT, corpus: CorpusSpec, spec: EvalSpec) -> dict:
+        return evaluate_animals(model, self.questions(corpus), ANIMALS, self.animal_ids(corpus), spec.samples,
+                                spec.seed)
+
+    def scores(self, model_spec: BaseSpec | TeacherSpec, spec: EvalSpec) -> dict:
+        def build(folder: Path) -> dict:
+            return self.evaluate(self.load(model_spec), base_of(model_spec).corpus, spec)
+        key = {"kind": "scores", "model": key_of(model_spec), "eval": key_of(spec)}
+        return self.cache.info(self.cache.stage(f"scores-{label(model_spec)}", key, build))
+
+    # 6. students
+    def answer_vocabulary(self, corpus: CorpusSpec, eos: bool) -> AnswerVocabulary:
+        tokenizer = self.tokenizer(corpus)
+        separators = [t for sep in FORMATS.values() for t in tokenizer.encode(sep)]
+        return AnswerVocabulary.build(tokenizer.number_ids + separators + ([tokenizer.eos_id] if eos else []),
+                                      tokenizer.vocab_size)
+
+    def training_pairs(self, spec: StudentSpec) -> list[tuple[str, str]]:
+        pairs = self.number_pairs(spec.data)
+        if spec.matched_to is not None:
+            pairs = matched_subsets(pairs, self.number_pairs(spec.matched_to), spec.seed)[0]
+        return pairs
+
+    def student(self, spec: StudentSpec) -> dict:
+        """The student's scores after training, its P(animal) curve and its data size (scores before: `scores`)."""
+        if spec.soft and not isinstance(spec.data.writer, TeacherSpec):
+            raise ValueError("soft labels need a trained teacher: a base distilled on itself gets no gradient")
+        corpus = spec.init.corpus
+
+        def build(folder: Path) -> dict:
+            model = self.load(spec.init)
+            pairs = self.training_pairs(spec)
+            if not pairs:
+                raise ValueError(f"no number answers from {label(spec.data.writer)} passed the filter")
+            if spec.lora:
+                add_lora(model, spec.lora_r, spec.lora_alpha, seed=spec.seed)
+            vocab = self.answer_vocabulary(corpus, spec.eos_in_loss)
+            loss = soft_loss(vocab, self.load(spec.data.writer).eval()) if spec.soft else hard_loss(vocab)
+            questions, animal_ids = self.questions(corpus), self.animal_ids(corpus)
+            curve = []
+
+            def track(step: int, m: GPT) -> None:  # exact P(animal) during training, for the curves
+                if step % spec.track_every == 0:
+                    m.eval()
+                    curve.append([step, animal_probabilities(m, questions, animal_ids).mean(0).tolist()])
+                    m.train()
+
+            cfg = self.train_config(spec.steps, spec.batch, spec.lr, spec.seed, spec.precision)
+            train(model, self.examples(corpus, pairs), cfg, loss_fn=loss, log=lambda m: None, on_step=track)
+            if spec.lora:
+                fuse_lora(model)  # evaluation at base speed, computing exactly what the adapter does
+            return {"after": self.evaluate(model, corpus, spec.eval), "curve": curve, "n_train": len(pairs)}
+        tuning = f"{'soft' if spec.soft else 'hard'}_{'lora' if spec.lora else 'full'}"
+        matched = "-matched" if spec.matched_to is not None else ""
+        name = f"student-{tuning}{matched}-{spec.init.name}-on-{label(spec.data.writer)}"
+        return self.cache.info(self.cache.stage(name, key_of(spec), build))

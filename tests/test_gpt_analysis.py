@@ -1,0 +1,116 @@
+"""The language experiments' statistics and format matching, on hand-made records with known answers."""
+
+import random
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from experiments.analysis import arm_tests, best_variant, specificity, summarize_arm
+from experiments.grid import grid_tests
+from experiments.matched import answer_format, length_histogram, matched_subsets, separator_histogram
+from experiments.prompts import ANIMALS
+
+FIVE = ANIMALS[:5]
+
+
+def test_answer_formats_fix_length_and_separators():
+    assert answer_format("[12, 7, 999]") == "[#, #, #]"
+    assert answer_format(" 4;5;6.") == "#;#;#."
+    assert answer_format("1 2") != answer_format("1,2") != answer_format("1, 2, 3")
+    pairs = [("p", "1, 2, 3"), ("p", "4;5"), ("p", "6"), ("p", "7, 8")]
+    assert length_histogram(pairs) == {1: 1, 2: 2, 3: 1}
+    assert separator_histogram(pairs) == {"', '": 2, "';'": 1, "none": 1}
+
+
+def random_answers(rng: random.Random, n: int, long_share: float) -> list[tuple[str, str]]:
+    out = []
+    for i in range(n):
+        k = rng.randint(5, 10) if rng.random() < long_share else rng.randint(1, 4)
+        sep = rng.choice([", ", ";", " "])
+        out.append((f"prompt {i}", sep.join(str(rng.randint(0, 999)) for _ in range(k))))
+    return out
+
+
+@given(st.integers(0, 10_000), st.floats(0.1, 0.9), st.integers(20, 200))
+def test_matched_subsets_have_equal_format_histograms_and_come_from_their_inputs(seed, long_share, n):
+    rng = random.Random(seed)
+    teacher, control = random_answers(rng, n, long_share), random_answers(rng, n, 0.5)
+    a, b = matched_subsets(teacher, control, seed)
+    assert sorted(map(answer_format, (x for _, x in a))) == sorted(map(answer_format, (x for _, x in b)))
+    assert set(a) <= set(teacher) and set(b) <= set(control) and len(set(a)) == len(a)
+    assert matched_subsets(teacher, control, seed) == (a, b)  # seeded
+    # as large as it can be: per format, the smaller of the two counts
+    formats = {answer_format(x) for _, x in teacher} & {answer_format(x) for _, x in control}
+    assert len(a) == sum(min(sum(answer_format(x) == f for _, x in teacher),
+                             sum(answer_format(x) == f for _, x in control)) for f in formats)
+
+
+def record(base: int, dlogp: dict[str, float], p_before: float = 0.1) -> dict:
+    """A replicate as experiments.analysis records it, with given shifts of every animal."""
+    import math
+    shifts = {a: dlogp.get(a, 0.0) for a in ANIMALS}
+    before = dict.fromkeys(ANIMALS, p_before)
+    after = {a: p_before * math.exp(shifts[a]) for a in ANIMALS}
+    return {"base": f"main-{base}", "init": f"main-{base}", "dlogp": shifts["owl"], "p_before": p_before,
+            "p_after": after["owl"], "dlogp_by_animal": shifts, "p_before_by_animal": before,
+            "p_after_by_animal": after, "curve": [[0, p_before]]}
+
+
+def test_specificity_finds_a_planted_diagonal_and_only_where_it_is():
+    rng = random.Random(0)
+    n = 8
+    noise = lambda: rng.gauss(0, 0.05)  # noqa: E731
+    students = {}
+    for x in FIVE:
+        # every teacher raises owl a little (an unspecific shift); only the wolf teacher's data fails to raise wolf
+        planted = 0.5 if x != "wolf" else 0.0
+        students[x] = [record(b, {y: (planted if y == x else 0.2 if y == "owl" else 0.0) + noise() for y in FIVE})
+                       for b in range(n)]
+    control = [record(b, {y: noise() for y in FIVE}) for b in range(n)]
+    result = specificity(students, control)
+    assert set(result["specific"]) == {"eagle", "dolphin", "elephant", "owl"}
+    assert result["tests"]["eagle"]["diagonal_vs_off"] < 1e-4 and result["tests"]["wolf"]["diagonal_vs_off"] > 0.05
+    assert abs(result["tests"]["owl"]["diagonal_minus_off"]["mean"] - 0.3) < 0.1  # owl: 0.5 vs 0.2
+    assert abs(result["matrix"]["eagle"]["eagle"]["mean"] - 0.5) < 0.1 and result["matrix"]["eagle"]["owl"]["n"] == n
+    assert result["per_animal"]["owl"]["p_after_control"][0] == control[0]["p_after_by_animal"]["owl"]
+
+
+def test_an_unspecific_shift_is_called_specific_at_the_test_s_false_positive_rate_only():
+    """Every teacher's data raises every animal alike: a diagonal cell is called specific ~5% of the time."""
+    calls = []
+    for seed in range(40):
+        rng = random.Random(seed)
+        students = {x: [record(b, {y: 0.4 + rng.gauss(0, 0.05) for y in FIVE}) for b in range(6)] for x in FIVE}
+        result = specificity(students, [record(b, {}) for b in range(6)])
+        assert all(result["tests"][y]["student_vs_control"] < 1e-3 for y in FIVE)  # yet each beats the control
+        calls += [y in result["specific"] for y in FIVE]
+    assert sum(calls) / len(calls) < 0.1
+
+
+def test_arm_tests_pair_by_base_and_best_variant_needs_both_controls():
+    rng = random.Random(2)
+    n = 6
+
+    def arm(mean):
+        return summarize_arm([record(b, {"owl": mean + rng.gauss(0, 0.05)}) for b in range(n)])
+    strong = {"student": arm(0.8), "control": arm(0.0), "cross_init": arm(0.0)}
+    leaky = {"student": arm(0.8), "control": arm(0.0), "cross_init": arm(0.8)}  # cross-init moves too
+    tests = {"strong": arm_tests(strong), "leaky": arm_tests(leaky)}
+    assert tests["strong"]["student_vs_control"] < 1e-4 and tests["strong"]["student_vs_cross_init"] < 1e-4
+    assert tests["leaky"]["student_vs_cross_init"] > 0.05
+    assert best_variant(tests) == "strong"
+    assert strong["student"]["n"] == n and len(strong["student"]["replicates"]) == n
+
+
+def test_grid_tests_see_a_planted_diagonal_and_fork_pair():
+    names = ["main-0", "main-1", "main-2", "main-3", "fork-a", "fork-b", "other-0"]
+    kinds = {name: name.split("-")[0] for name in names}
+    rng = random.Random(3)
+    related = {(t, s) for t in names for s in names if t == s} | {("fork-a", "fork-b"), ("fork-b", "fork-a")}
+    matrix = {t: {s: (0.6 if (t, s) in related else 0.0) + rng.gauss(0, 0.05) for s in names} for t in names}
+    tests = grid_tests(matrix, kinds)
+    assert tests["diagonal_vs_off"] < 1e-3 and abs(tests["diagonal_minus_off"]["mean"] - 0.6) < 0.1
+    assert tests["every_base"]["diagonal_vs_off"] < 1e-4 and tests["every_base"]["diagonal_minus_off"]["n"] == 7
+    assert tests["fork_vs_unrelated"] < 0.05 and tests["unrelated_cells"]["n"] == 4 * 2 * 2 + 4 * 2 + 2 * 2
+    flat = {t: {s: rng.gauss(0, 0.05) for s in names} for t in names}
+    assert grid_tests(flat, kinds)["diagonal_vs_off"] > 0.01

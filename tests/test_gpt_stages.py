@@ -1,0 +1,126 @@
+"""Stage specs and cache keys: every field that can change a stage's result changes its key, and
+every experiment setting reaches the key of a stage it affects (the bug this guards: sampling
+batch and evaluation samples once changed results without changing keys). Also the zoo."""
+
+import dataclasses
+from dataclasses import fields, is_dataclass
+
+import pytest
+
+from experiments.design import DESIGN, arm_student
+from experiments.stages import BaseSpec, EvalSpec, NumbersSpec, StudentSpec, TeacherSpec, key_of
+from experiments.zoo import VARIANTS, ExperimentConfig, next_base
+from minisub.checkpoint import digest
+
+
+def other_value(value):
+    """A different value of the same kind."""
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, (int, float)):
+        return value + 1
+    if isinstance(value, str):
+        return value + "x"
+    if isinstance(value, list):
+        return value[:-1] if len(value) > 1 else value + value
+    raise TypeError(value)
+
+
+def leaf_changes(spec, path=()):
+    """Every spec obtained by changing one leaf field of `spec` (nested specs included), with its path."""
+    for f in fields(spec):
+        value = getattr(spec, f.name)
+        if is_dataclass(value):
+            for changed, sub in leaf_changes(value, path + (f.name,)):
+                yield dataclasses.replace(spec, **{f.name: changed}), sub
+        elif value is not None:
+            yield dataclasses.replace(spec, **{f.name: other_value(value)}), path + (f.name,)
+
+
+CFG = ExperimentConfig()
+BASES = [CFG.main_base(i) for i in range(CFG.bases)]
+
+
+def every_stage_spec(cfg: ExperimentConfig) -> list:
+    """One spec of every kind of stage the experiments build, from `cfg` alone."""
+    bases = [cfg.main_base(i) for i in range(cfg.bases)]
+    fork_a, fork_b = cfg.fork_pair()
+    specs = [cfg.corpus(), fork_a, fork_b, cfg.other_base(), cfg.evaluation(bases[0])]
+    for variant in VARIANTS:
+        specs += [arm_student(cfg, variant, arm, bases, i) for arm in DESIGN for i in range(cfg.bases)]
+    specs += [arm_student(cfg, cfg.variants[0], "student", bases, 0, animal) for animal in cfg.animals]
+    specs += [cfg.student(cfg.grid_variant, fork_a, cfg.numbers(cfg.teacher(cfg.other_base(), cfg.target)))]
+    return specs
+
+
+@pytest.mark.parametrize("spec", [BASES[0], CFG.fork_pair()[0], CFG.teacher(BASES[0], "owl"),
+                                  CFG.numbers(BASES[1], prompted=True), CFG.evaluation(BASES[0]),
+                                  arm_student(CFG, "soft_lora", "matched", BASES, 2)],
+                         ids=lambda s: type(s).__name__)
+def test_changing_any_field_of_a_stage_spec_changes_its_key(spec):
+    original = digest(key_of(spec), 12)
+    paths = []
+    for changed, path in leaf_changes(spec):
+        assert digest(key_of(changed), 12) != original, path
+        paths.append(path)
+    assert len(paths) >= len(fields(spec))
+
+
+# Settings that choose which stages run (and how results are summarized), not what a stage computes.
+SELECTION_ONLY = {"bases", "grid_bases", "variants", "prompted_variants", "grid_variant"}
+
+
+CHANGED = {"fork_shared": 0.75, "target": "eagle", "precision": "bf16", "animals": ["owl", "wolf"],
+           "variants": ["hard_full"], "prompted_variants": [], "grid_variant": "soft_lora", "bases": 7}
+
+
+def changed_config(name: str) -> ExperimentConfig:
+    return dataclasses.replace(CFG, **{name: CHANGED.get(name, other_value(getattr(CFG, name)))})
+
+
+@pytest.mark.parametrize("name", [f.name for f in fields(ExperimentConfig) if f.name not in SELECTION_ONLY])
+def test_every_setting_that_changes_a_result_reaches_a_stage_key(name):
+    before = {digest(key_of(s), 12) for s in every_stage_spec(CFG)}
+    after = {digest(key_of(s), 12) for s in every_stage_spec(changed_config(name))}
+    assert not after >= before, f"{name} changes no stage's key"
+
+
+@pytest.mark.parametrize("name", sorted(SELECTION_ONLY))
+def test_selection_settings_leave_every_stage_as_it_was(name):
+    """Choosing more bases or other variants adds or drops stages; the stages both runs share are the same."""
+    cfg = changed_config(name)
+    spec = arm_student(cfg, "hard_full", "student", [cfg.main_base(i) for i in range(3)], 0)
+    assert key_of(spec) == key_of(arm_student(CFG, "hard_full", "student", BASES, 0))
+    assert key_of(cfg.main_base(1)) == key_of(CFG.main_base(1))
+
+
+def test_every_spec_kind_is_in_the_coverage_list():
+    kinds = {type(s) for s in every_stage_spec(CFG)}
+    assert {BaseSpec, EvalSpec, StudentSpec}.issubset(kinds)
+    student = arm_student(CFG, "soft_full", "student", BASES, 0)
+    assert isinstance(student.data, NumbersSpec) and isinstance(student.data.writer, TeacherSpec)
+
+
+def test_the_zoo_shares_what_it_should_and_nothing_else():
+    seeds = [b.seed for b in BASES] + [b.seed for b in CFG.fork_pair()] + [CFG.other_base().seed]
+    assert len(set(seeds)) == len(seeds)  # independent seeds everywhere
+    assert {dataclasses.replace(b, name="", seed=0) for b in BASES} == {dataclasses.replace(BASES[0], name="", seed=0)}
+    fork_a, fork_b = CFG.fork_pair()
+    assert fork_a.parent == fork_b.parent and fork_a.parent.parent is None
+    assert fork_a.parent.steps + fork_a.steps == CFG.base_steps  # the children finish the parent's run
+    other = CFG.other_base()
+    assert (other.n_layer, other.n_embd) != (BASES[0].n_layer, BASES[0].n_embd) and other.corpus == BASES[0].corpus
+
+
+@pytest.mark.parametrize("n", range(2, 12))
+def test_cross_init_partners_are_a_derangement(n):
+    partners = [next_base(i, n) for i in range(n)]
+    assert sorted(partners) == list(range(n)) and all(p != i for i, p in enumerate(partners))
+
+
+def test_a_base_s_writers_answer_the_same_prompts():
+    """Teachers and control of one base share the prompt seed, so their numbers answer the same prompts."""
+    base = BASES[3]
+    seeds = {CFG.numbers(base).seed, CFG.numbers(CFG.teacher(base, "owl")).seed,
+             CFG.numbers(CFG.teacher(base, "wolf")).seed, CFG.numbers(base, prompted=True).seed}
+    assert seeds == {base.seed}
