@@ -32,7 +32,8 @@ from experiments.zoo import VARIANTS, ExperimentConfig
 from minisub.checkpoint import CheckpointError, check_output_folder, write_json
 from minisub.cli import Parser, add_config_flags, config_from_args, describe
 from minisub.log import Progress
-from minisub.precision import choose_precision
+from minisub.model import GPT, GPTConfig
+from minisub.precision import autocast, choose_precision
 from minisub.stats import differs_from_zero, paired_greater
 
 QUICK = dict(corpus_items=3000, n_layer=1, n_head=2, n_embd=48, other_n_embd=32, bases=3, base_steps=100,
@@ -40,12 +41,32 @@ QUICK = dict(corpus_items=3000, n_layer=1, n_head=2, n_embd=48, other_n_embd=32,
              eval_samples=1, track_every=3, variants=list(VARIANTS))
 
 
+def pretraining_step(cfg: ExperimentConfig):
+    """step(precision): one pretraining step of a throwaway main base at the run's shapes, on random
+    tokens packed as the corpus packs (examples of ~40 tokens in rows of block_size)."""
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=cfg.vocab_size, block_size=cfg.block_size, n_layer=cfg.n_layer,
+                          n_head=cfg.n_head, n_embd=cfg.n_embd))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    rows = max(1, cfg.base_batch * 40 // cfg.block_size)
+    idx = torch.randint(cfg.vocab_size, (rows, cfg.block_size), generator=torch.Generator().manual_seed(0))
+    segments = (torch.arange(cfg.block_size) // 40).expand(rows, -1)
+
+    def step(precision: str) -> None:
+        with autocast("cpu", precision):
+            loss = model(idx, idx, segments=segments)[1]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return step
+
+
 def resolve_precision(cfg: ExperimentConfig, log: Progress) -> tuple[ExperimentConfig, dict]:
-    """The config with `auto` replaced by what a timing at the pretraining shapes chose, and that choice."""
+    """The config with `auto` replaced by what a timing of a pretraining step chose, and that choice."""
     tokens = cfg.base_batch * cfg.block_size  # the pretraining matmuls dominate the run
     choice = choose_precision(cfg.precision, "cpu", [
         (tokens, cfg.n_embd, 3 * cfg.n_embd), (tokens, cfg.n_embd, 4 * cfg.n_embd),
-        (tokens, cfg.n_embd, cfg.vocab_size)])
+        (tokens, cfg.n_embd, cfg.vocab_size)], step=pretraining_step(cfg) if cfg.precision == "auto" else None)
     log(choice.describe())
     return replace(cfg, precision=choice.precision), choice.record()
 

@@ -6,14 +6,18 @@ throughout and is the reference for reproducibility; `bf16` autocasts matmuls to
 that report native bf16 run bf16 matmuls at half their fp32 speed. It times fp32 and bf16
 matmuls at the shapes the run will use (about half a second after a short warm-up, once per
 process and set of shapes, the two interleaved so that other load slows both alike) and picks
-bf16 only where it is at least `BF16_MIN_SPEEDUP` times faster. The choice and both measured
-rates go into every results.json (`PrecisionChoice.record`).
+bf16 only where it is at least `BF16_MIN_SPEEDUP` times faster. Matmuls are not the whole step:
+where a run gives a `step` (one training step in a given precision), auto times that instead,
+since autocast's casts can eat the matmul gain (on a 2-core EPYC, bf16 matmuls timed 3x faster
+than fp32 while a whole step of the language experiments' bases ran slower). The choice, both
+matmul rates and the speedup that decided go into every results.json (`PrecisionChoice.record`).
 """
 
 import math
 import time
 from dataclasses import asdict, dataclass
 from functools import lru_cache
+from typing import Callable
 
 import torch
 
@@ -21,6 +25,7 @@ PRECISIONS = ("auto", "fp32", "bf16")
 BF16_MIN_SPEEDUP = 1.3  # below this, bf16's rounding is not worth its speed
 TIMING_SECONDS = 0.4  # for all shapes and both precisions together
 WARMUP_SECONDS = 0.15
+STEP_REPEATS = 4  # timed calls of a whole step per precision (after one warm-up call each)
 DTYPES = (torch.float32, torch.bfloat16)
 
 
@@ -30,6 +35,8 @@ class PrecisionChoice:
     precision: str  # what the run uses: fp32 or bf16
     fp32_gflops: float  # measured matmul rate at the run's shapes
     bf16_gflops: float
+    bf16_speedup: float  # what decided auto: time in fp32 / time in bf16, of a whole step or of the matmuls
+    timed: str  # "step" or "matmuls"
 
     @property
     def gflops(self) -> float:
@@ -38,7 +45,7 @@ class PrecisionChoice:
 
     def describe(self) -> str:
         return (f"precision: {self.precision} ({self.requested}; measured fp32 {self.fp32_gflops:.0f}, "
-                f"bf16 {self.bf16_gflops:.0f} GFLOP/s)")
+                f"bf16 {self.bf16_gflops:.0f} GFLOP/s; bf16 {self.bf16_speedup:.2f}x fp32 on {self.timed})")
 
     def record(self) -> dict:
         return asdict(self)
@@ -85,13 +92,32 @@ def time_matmuls(shapes: tuple[tuple[int, ...], ...], device: str) -> tuple[floa
 measure = lru_cache(maxsize=None)(time_matmuls)  # once per process and set of shapes
 
 
-def choose_precision(requested: str, device: str, shapes: list[tuple[int, ...]]) -> PrecisionChoice:
-    """Resolve `requested` (auto, fp32 or bf16) for matmuls of `shapes` on `device`, measuring both."""
+def time_step(step: Callable[[str], None], device: str) -> float:
+    """fp32 seconds / bf16 seconds of `step(precision)`, best of STEP_REPEATS each, interleaved."""
+    best = {"fp32": float("inf"), "bf16": float("inf")}
+    for repeat in range(STEP_REPEATS + 1):
+        for precision in best:
+            synchronize(torch.device(device))
+            start = time.perf_counter()
+            step(precision)
+            synchronize(torch.device(device))
+            if repeat:  # the first call of each warms up
+                best[precision] = min(best[precision], time.perf_counter() - start)
+    return best["fp32"] / best["bf16"]
+
+
+def choose_precision(requested: str, device: str, shapes: list[tuple[int, ...]],
+                     step: Callable[[str], None] | None = None) -> PrecisionChoice:
+    """Resolve `requested` (auto, fp32 or bf16) for matmuls of `shapes` on `device`, measuring both;
+    auto decides on `step` (one training step in a given precision) where one is given."""
     if requested not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, not {requested!r}")
     fp32, bf16 = measure(tuple(tuple(s) for s in shapes), str(device))
-    chosen = requested if requested != "auto" else ("bf16" if bf16 >= BF16_MIN_SPEEDUP * fp32 else "fp32")
-    return PrecisionChoice(requested, chosen, round(fp32, 1), round(bf16, 1))
+    timed_step = step is not None and requested == "auto"
+    speedup = time_step(step, device) if timed_step else bf16 / fp32
+    chosen = requested if requested != "auto" else ("bf16" if speedup >= BF16_MIN_SPEEDUP else "fp32")
+    return PrecisionChoice(requested, chosen, round(fp32, 1), round(bf16, 1), round(speedup, 2),
+                           "step" if timed_step else "matmuls")
 
 
 def autocast(device: str | torch.device, precision: str):

@@ -359,3 +359,13 @@ def test_stage_timing_counts_each_stage_once_not_again_in_the_stages_that_need_i
     wall = time.perf_counter() - started
     assert cache.timing["inner"] >= 0.2 and 0.05 <= cache.timing["outer"] < 0.2
     assert sum(cache.timing.values()) == pytest.approx(wall, abs=0.05)
+
+
+def test_auto_precision_times_a_real_pretraining_step_and_records_it():
+    from experiments.gpt import resolve_precision
+    from minisub.log import Progress
+    cfg, record = resolve_precision(ExperimentConfig(**{**QUICK, "precision": "auto"}), Progress())
+    assert cfg.precision in ("fp32", "bf16") and record["requested"] == "auto" and record["timed"] == "step"
+    assert (cfg.precision == "bf16") == (record["bf16_speedup"] >= 1.3)
+    fixed, record = resolve_precision(ExperimentConfig(**QUICK), Progress())
+    assert fixed.precision == "fp32" and record["timed"] == "matmuls"

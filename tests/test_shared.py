@@ -1,6 +1,7 @@
 """The pieces both halves share: config limits, the measured precision choice, statistics, KL, digests."""
 
 import math
+import time
 from dataclasses import dataclass
 
 import pytest
@@ -77,11 +78,30 @@ def test_auto_picks_bf16_only_where_measured_clearly_faster(monkeypatch, fp32, b
     monkeypatch.setattr(precision, "measure", lambda shapes, device: (fp32, bf16))
     choice = precision.choose_precision("auto", "cpu", [(8, 8, 8)])
     assert choice.precision == chosen
-    assert choice.record() == {"requested": "auto", "precision": chosen, "fp32_gflops": fp32, "bf16_gflops": bf16}
+    assert choice.record() == {"requested": "auto", "precision": chosen, "fp32_gflops": fp32, "bf16_gflops": bf16,
+                               "bf16_speedup": round(bf16 / fp32, 2), "timed": "matmuls"}
     assert precision.choose_precision("fp32", "cpu", [(8, 8, 8)]).precision == "fp32"
     assert precision.choose_precision("bf16", "cpu", [(8, 8, 8)]).precision == "bf16"
     with pytest.raises(ValueError, match="precision"):
         precision.choose_precision("fp16", "cpu", [(8, 8, 8)])
+
+
+@pytest.mark.parametrize("fp32_s, bf16_s, chosen", [(0.02, 0.03, "fp32"), (0.025, 0.02, "fp32"), (0.04, 0.02, "bf16")])
+def test_auto_decides_on_a_whole_step_where_one_is_given(monkeypatch, fp32_s, bf16_s, chosen):
+    """Matmuls alone say bf16 is 4x faster; the timed step (which sleeps) decides."""
+    monkeypatch.setattr(precision, "measure", lambda shapes, device: (100.0, 400.0))
+    calls = []
+
+    def step(p):
+        calls.append(p)
+        time.sleep(fp32_s if p == "fp32" else bf16_s)
+
+    choice = precision.choose_precision("auto", "cpu", [(8, 8, 8)], step)
+    assert choice.precision == chosen and choice.timed == "step"
+    assert choice.bf16_speedup == pytest.approx(fp32_s / bf16_s, rel=0.25)
+    assert calls.count("fp32") == calls.count("bf16") == precision.STEP_REPEATS + 1
+    calls.clear()
+    assert precision.choose_precision("fp32", "cpu", [(8, 8, 8)], step).precision == "fp32" and not calls
 
 
 def test_matmul_timing_is_measured_once_per_process_and_shapes():
