@@ -92,6 +92,10 @@ class StageCache:
         self.checked.add(folder)
         return folder
 
+    def timing_record(self, total: float) -> dict:
+        """Seconds per stage kind built by this process, and the run's total, for results.json."""
+        return {kind: round(seconds, 1) for kind, seconds in self.timing.items()} | {"total": round(total, 1)}
+
     @staticmethod
     def info(folder: Path) -> dict:
         return read_json(folder / DONE)["info"]

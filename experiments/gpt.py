@@ -16,7 +16,6 @@ Every stage is cached under --cache by its whole spec (experiments/stages.py), s
 """
 
 import argparse
-import platform
 import sys
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -31,7 +30,7 @@ from experiments.stages import BaseSpec, Stages
 from experiments.zoo import VARIANTS, ExperimentConfig
 from minisub.checkpoint import CheckpointError, check_output_folder, write_json
 from minisub.cli import Parser, add_config_flags, config_from_args, describe
-from minisub.log import Progress
+from minisub.log import Progress, machine
 from minisub.model import GPT, GPTConfig
 from minisub.precision import autocast, choose_precision
 from minisub.stats import differs_from_zero, paired_greater
@@ -69,11 +68,6 @@ def resolve_precision(cfg: ExperimentConfig, log: Progress) -> tuple[ExperimentC
         (tokens, cfg.n_embd, cfg.vocab_size)], step=pretraining_step(cfg) if cfg.precision == "auto" else None)
     log(choice.describe())
     return replace(cfg, precision=choice.precision), choice.record()
-
-
-def machine() -> dict:
-    return {"platform": platform.platform(), "processor": platform.processor(), "torch": torch.__version__,
-            "threads": torch.get_num_threads()}
 
 
 def zoo_record(stages: Stages, cfg: ExperimentConfig, base: BaseSpec) -> dict:
@@ -164,7 +158,7 @@ def run(cfg: ExperimentConfig, out: Path, cache: Path) -> dict:
     teachers, numbers = writers_record(stages, cfg, bases)
     return {
         "config": asdict(cfg), "precision": precision, "machine": machine(),
-        "timing": {k: round(v, 1) for k, v in stages.cache.timing.items()} | {"total": round(log.elapsed(), 1)},
+        "timing": stages.cache.timing_record(log.elapsed()),
         "built": stages.cache.built, "design": {arm: row._asdict() for arm, row in DESIGN.items()},
         "bases": zoo, "teachers": teachers, "numbers": numbers, "arms": arms, "tests": tests, "best_variant": best,
         "animals": animals, "matched": matched,

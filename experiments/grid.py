@@ -18,13 +18,13 @@ from dataclasses import asdict
 from pathlib import Path
 
 from experiments.analysis import replicate_record
-from experiments.gpt import machine, parse_args, resolve_precision, zoo_record
+from experiments.gpt import parse_args, resolve_precision, zoo_record
 from experiments.plots import plot_grid
 from experiments.stages import BaseSpec, Stages
 from experiments.zoo import ExperimentConfig
 from minisub.checkpoint import CheckpointError, check_output_folder, write_json
 from minisub.cli import describe
-from minisub.log import Progress
+from minisub.log import Progress, machine
 from minisub.stats import paired_greater, summary, welch_greater
 
 
@@ -76,7 +76,7 @@ def run(cfg: ExperimentConfig, cache: Path) -> dict:
         log(f"grid: teacher {t}: " + ", ".join(f"{s} {v:+.2f}" for s, v in matrix[t].items()))
     return {
         "config": asdict(cfg), "precision": precision, "machine": machine(),
-        "timing": {k: round(v, 1) for k, v in stages.cache.timing.items()} | {"total": round(log.elapsed(), 1)},
+        "timing": stages.cache.timing_record(log.elapsed()),
         "built": stages.cache.built,
         "bases": [{"name": name, **zoo_record(stages, cfg, b), "parent": b.parent.name if b.parent else None}
                   for name, b in bases.items()],

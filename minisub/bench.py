@@ -14,7 +14,6 @@ transformers comes with the dev extra (`pip install -e '.[dev]'`), as the parity
 """
 
 import argparse
-import platform
 import time
 from dataclasses import asdict, dataclass
 
@@ -25,6 +24,7 @@ from minisub.cli import Parser, add_config_flags, config_from_args
 from minisub.config import ConfigError, check, option
 from minisub.data import ExampleSet
 from minisub.hf import from_hf_gpt2
+from minisub.log import machine
 from minisub.lora import add_lora, fuse_lora
 from minisub.precision import autocast
 from minisub.tokenizer import SPECIAL_TOKENS
@@ -166,8 +166,7 @@ def run(cfg: BenchConfig) -> dict:
     for name, value in ratios.items():
         print(f"{name:<34} {value:>10.2f}x")
     return {"config": asdict(cfg), "parity_max_logit_gap": gap, "tokens_per_s": results, "ratios": ratios,
-            "machine": {"platform": platform.platform(), "processor": platform.processor(),
-                        "torch": torch.__version__, "threads": torch.get_num_threads()}}
+            "machine": machine()}
 
 
 def main(argv=None) -> int:

@@ -1,6 +1,16 @@
-"""Progress lines with the seconds since a run started, for every command that runs longer than a moment."""
+"""Progress lines with the seconds since a run started, for every command that runs longer than a moment,
+and the description of the machine that every results file records."""
 
+import platform
 import time
+
+import torch
+
+
+def machine(**extra) -> dict:
+    """What ran the run: platform, processor, torch version, CPU threads (and whatever the caller adds)."""
+    return {"platform": platform.platform(), "processor": platform.processor(), "torch": torch.__version__,
+            "threads": torch.get_num_threads(), **extra}
 
 
 class Progress:

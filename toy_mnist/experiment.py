@@ -9,7 +9,6 @@ __main__.py saves as results.json and report.py plots. Arms (each over all N mod
 - init controls (optional): per layer shared / other / shared+noise, auxiliary logits only.
 """
 
-import platform
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -18,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from minisub.config import ConfigError, check, option
-from minisub.log import Progress
+from minisub.log import Progress, machine
 from minisub.precision import PRECISIONS, choose_precision, synchronize, time_matmuls
 from minisub.stats import summary
 from toy_mnist.data import load_mnist
@@ -237,6 +236,5 @@ def run(cfg: ToyConfig) -> dict:
         "theorem": theorem,
         "speed": clock.summary(peak, log.elapsed()),
         "seconds": round(log.elapsed(), 1),
-        "machine": {"platform": platform.platform(), "processor": platform.processor(), "torch": torch.__version__,
-                    "threads": torch.get_num_threads(), "device": cfg.device},
+        "machine": machine(device=cfg.device),
     }
