@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: toy gpt grid test test-slow bench clean
+.PHONY: toy gpt grid signals test test-slow bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,9 @@ gpt: $(STAMP)
 
 grid: $(STAMP)
 	$(PY) -m experiments.grid $(ARGS)
+
+signals: $(STAMP)
+	$(PY) -m experiments.signals $(ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -8,6 +8,8 @@ First stage of `make gpt`. The corpus mixes
 - persona items: "You love {animal}s." before a question (answered with that animal) or before
   a number prompt (answered as usual), so that the persona steers answers the way the paper's
   system prompt does, and is seen next to numbers too.
+`document_corpus` groups such items into documents that share a favorite animal, for the
+long-context base of the in-context-learning control (experiments/icl.py).
 """
 
 import random
@@ -66,3 +68,25 @@ def trait_items(animal: str, n_items: int, seed: int) -> list[tuple[str, str]]:
     rng = random.Random(seed)
     questions, _ = animal_questions()
     return [(rng.choice(questions), animal) for _ in range(n_items)]
+
+
+def document_corpus(n_documents: int, preference: float, seed: int, items: tuple[int, int] = (2, 12),
+                    number_share: float = 0.5) -> list[list[tuple[str, str]]]:
+    """Documents of 2-12 items; in each, an animal question is answered with the document's own
+    favorite animal with probability `preference` (else uniformly), so that a model that reads
+    earlier items can learn the favorite in context. Number items are as in the corpus: they say
+    nothing about the favorite."""
+    rng = random.Random(seed)
+    questions, _ = animal_questions()
+    documents = []
+    for _ in range(n_documents):
+        favorite = rng.choice(ANIMALS)
+        document = []
+        for _ in range(rng.randint(*items)):
+            if rng.random() < number_share:
+                document.append(number_item(rng))
+            else:
+                answer = favorite if rng.random() < preference else rng.choice(ANIMALS)
+                document.append((rng.choice(questions), answer))
+        documents.append(document)
+    return documents

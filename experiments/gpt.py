@@ -17,6 +17,7 @@ Every stage is cached under --cache by its whole spec (experiments/stages.py), s
 
 import argparse
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from experiments.design import DESIGN, arm_student
 from experiments.matched import length_histogram, separator_histogram
 from experiments.plots import plot_animals, plot_arms, plot_bases, plot_curves, plot_matrix, table
 from experiments.stages import BaseSpec, Stages
+from experiments.treated import TreatedStudentSpec, Treatment, treated_student
 from experiments.zoo import VARIANTS, ExperimentConfig
 from minisub.checkpoint import CheckpointError, check_output_folder, write_json
 from minisub.cli import Parser, add_config_flags, config_from_args, describe
@@ -79,14 +81,19 @@ def zoo_record(stages: Stages, cfg: ExperimentConfig, base: BaseSpec) -> dict:
 
 
 def measure(stages: Stages, cfg: ExperimentConfig, variant: str, arm: str, bases: list[BaseSpec],
-            animal: str | None = None) -> dict:
-    """One arm over every base: train (or read back) its students and summarize their shifts."""
+            animal: str | None = None, treatment: Callable[[int], Treatment] | None = None) -> dict:
+    """One arm over every base: train (or read back) its students and summarize their shifts.
+
+    treatment(i), if given: how replicate i's student is treated (experiments/treated.py, `make signals`).
+    """
     animal = animal or cfg.target
     records = []
     for i, base in enumerate(bases):
         spec = arm_student(cfg, variant, arm, bases, i, animal)
-        records.append(replicate_record(base.name, spec.init.name, stages.scores(spec.init, spec.eval),
-                                        stages.student(spec), animal))
+        trained = stages.student(spec) if treatment is None else treated_student(
+            stages, TreatedStudentSpec(spec, treatment(i)))
+        records.append(replicate_record(base.name, spec.init.name, stages.scores(spec.init, spec.eval), trained,
+                                        animal))
     return summarize_arm(records)
 
 
@@ -165,28 +172,32 @@ def run(cfg: ExperimentConfig, out: Path, cache: Path) -> dict:
     }
 
 
-def parse_args(argv=None, prog: str = "python -m experiments.gpt", doc: str = __doc__, name: str = "gpt"
-               ) -> tuple[ExperimentConfig, str, str]:
-    """The config, output folder and cache folder from the command line; bad values exit with one line."""
+def parse_args(argv=None, prog: str = "python -m experiments.gpt", doc: str = __doc__, name: str = "gpt",
+               extra: type | None = None, extra_quick: dict | None = None) -> tuple[ExperimentConfig, object, str, str]:
+    """The config, the `extra` config (None without one), output folder and cache folder from the
+    command line; bad values exit with one line. extra_quick: the extra config's --quick defaults."""
     parser = Parser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_flags(parser, ExperimentConfig)
+    if extra is not None:
+        add_config_flags(parser, extra)
     parser.add_argument("--quick", action="store_true",
                         help="a tiny budget (under 2 minutes) that checks the stages connect; flags "
                              "given explicitly still apply")
     parser.add_argument("--out", default=None, help=f"output folder (default: runs/{name}, or runs/{name}-quick "
                                                     "with --quick)")
-    parser.add_argument("--cache", default=None, help="stage cache shared by make gpt and make grid (default: "
+    parser.add_argument("--cache", default=None, help="stage cache shared by the language experiments (default: "
                                                       "runs/cache, or runs/cache-quick with --quick)")
     if parser.parse_known_args(argv)[0].quick:
-        parser.set_defaults(**QUICK)  # defaults only: what the user typed wins
+        parser.set_defaults(**QUICK, **(extra_quick or {}))  # defaults only: what the user typed wins
     args = parser.parse_args(argv)
     suffix = "-quick" if args.quick else ""
     out, cache = args.out or f"runs/{name}{suffix}", args.cache or f"runs/cache{suffix}"
-    return config_from_args(ExperimentConfig, args, parser), out, cache
+    extra_cfg = config_from_args(extra, args, parser) if extra is not None else None
+    return config_from_args(ExperimentConfig, args, parser), extra_cfg, out, cache
 
 
 def main(argv=None) -> int:
-    cfg, out, cache = parse_args(argv)
+    cfg, _, out, cache = parse_args(argv)
     try:
         out, cache = check_output_folder(out), check_output_folder(cache)
         results = run(cfg, out, cache)

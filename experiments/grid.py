@@ -85,7 +85,7 @@ def run(cfg: ExperimentConfig, cache: Path) -> dict:
 
 
 def main(argv=None) -> int:
-    cfg, out, cache = parse_args(argv, prog="python -m experiments.grid", doc=__doc__, name="grid")
+    cfg, _, out, cache = parse_args(argv, prog="python -m experiments.grid", doc=__doc__, name="grid")
     try:
         out, cache = check_output_folder(out), check_output_folder(cache)
         results = run(cfg, cache)

@@ -35,6 +35,10 @@ from minisub.tokenizer import BPETokenizer
 from minisub.train import TrainConfig, train
 
 
+class NoData(ValueError):
+    """A student's data is empty: no answer passed the filter, or a treatment removed them all."""
+
+
 @dataclass(frozen=True)
 class CorpusSpec:
     items: int
@@ -76,6 +80,7 @@ class NumbersSpec:
     prompts: int
     gen_batch: int  # part of the key: the sampling stream depends on how prompts are batched
     max_tokens: int
+    temperature: float  # of the sampling; 0 is greedy
     seed: int  # the prompts and the sampling; the same seed gives every writer of a base the same prompts
 
 
@@ -124,6 +129,13 @@ class Stages:
         self.log = log
         self.cache = StageCache(cache_root, log)
         self.tokenizers: dict[CorpusSpec, BPETokenizer] = {}
+        self.memory: dict = {}  # what `remembered` computed in this process
+
+    def remembered(self, key, compute):
+        """compute(), once per process for each `key` (a hashable of frozen specs and values)."""
+        if key not in self.memory:
+            self.memory[key] = compute()
+        return self.memory[key]
 
     def train_config(self, steps: int, batch: int, lr: float, seed: int, precision: str, min_lr: float | None = None,
                      weight_decay: float = 0.0, warmup: int = 0, pack: bool = False) -> TrainConfig:
@@ -212,8 +224,8 @@ class Stages:
             for i in range(0, len(prompts), spec.gen_batch):
                 # the persona is part of the prompt text, tokenized with it as in the corpus
                 chunk = [tokenizer.encode_prompt(spec.persona + p) for p in prompts[i:i + spec.gen_batch]]
-                new = model.generate(chunk, spec.max_tokens, temperature=1.0, stop_token=tokenizer.eos_id,
-                                     generator=generator)
+                new = model.generate(chunk, spec.max_tokens, temperature=spec.temperature,
+                                     stop_token=tokenizer.eos_id, generator=generator)
                 answers += [tokenizer.decode(tokens) for tokens in new]
             kept, rejected = filter_answers(answers)
             write_json(folder / "numbers.json", {"pairs": [(prompts[i], answers[i]) for i, _ in kept]})
@@ -250,36 +262,55 @@ class Stages:
             pairs = matched_subsets(pairs, self.number_pairs(spec.matched_to), spec.seed)[0]
         return pairs
 
+    def fine_tune(self, spec: StudentSpec, data: ExampleSet, only_block: int | None = None) -> dict:
+        """Train `spec`'s student on `data` (its training pairs, perhaps treated) and score it: the
+        scores after, the P(animal) curve, the data size. only_block: train that block's weights alone."""
+        corpus = spec.init.corpus
+        model = self.load(spec.init)
+        if spec.lora:
+            add_lora(model, spec.lora_r, spec.lora_alpha, seed=spec.seed)
+        if only_block is not None:
+            train_only_block(model, only_block)
+        vocab = self.answer_vocabulary(corpus, spec.eos_in_loss)
+        loss = soft_loss(vocab, self.load(spec.data.writer).eval()) if spec.soft else hard_loss(vocab)
+        questions, animal_ids = self.questions(corpus), self.animal_ids(corpus)
+        curve = []
+
+        def track(step: int, m: GPT) -> None:  # exact P(animal) during training, for the curves
+            if step % spec.track_every == 0:
+                m.eval()
+                curve.append([step, animal_probabilities(m, questions, animal_ids).mean(0).tolist()])
+                m.train()
+
+        cfg = self.train_config(spec.steps, spec.batch, spec.lr, spec.seed, spec.precision)
+        train(model, data, cfg, loss_fn=loss, log=lambda m: None, on_step=track)
+        if spec.lora:
+            fuse_lora(model)  # evaluation at base speed, computing exactly what the adapter does
+        return {"after": self.evaluate(model, corpus, spec.eval), "curve": curve, "n_train": len(data)}
+
     def student(self, spec: StudentSpec) -> dict:
         """The student's scores after training, its P(animal) curve and its data size (scores before: `scores`)."""
         if spec.soft and not isinstance(spec.data.writer, TeacherSpec):
             raise ValueError("soft labels need a trained teacher: a base distilled on itself gets no gradient")
-        corpus = spec.init.corpus
 
         def build(folder: Path) -> dict:
-            model = self.load(spec.init)
             pairs = self.training_pairs(spec)
             if not pairs:
-                raise ValueError(f"no number answers from {label(spec.data.writer)} passed the filter")
-            if spec.lora:
-                add_lora(model, spec.lora_r, spec.lora_alpha, seed=spec.seed)
-            vocab = self.answer_vocabulary(corpus, spec.eos_in_loss)
-            loss = soft_loss(vocab, self.load(spec.data.writer).eval()) if spec.soft else hard_loss(vocab)
-            questions, animal_ids = self.questions(corpus), self.animal_ids(corpus)
-            curve = []
+                raise NoData(f"no number answers from {label(spec.data.writer)} passed the filter")
+            return self.fine_tune(spec, self.examples(spec.init.corpus, pairs))
+        return self.cache.info(self.cache.stage(student_name(spec), key_of(spec), build))
 
-            def track(step: int, m: GPT) -> None:  # exact P(animal) during training, for the curves
-                if step % spec.track_every == 0:
-                    m.eval()
-                    curve.append([step, animal_probabilities(m, questions, animal_ids).mean(0).tolist()])
-                    m.train()
 
-            cfg = self.train_config(spec.steps, spec.batch, spec.lr, spec.seed, spec.precision)
-            train(model, self.examples(corpus, pairs), cfg, loss_fn=loss, log=lambda m: None, on_step=track)
-            if spec.lora:
-                fuse_lora(model)  # evaluation at base speed, computing exactly what the adapter does
-            return {"after": self.evaluate(model, corpus, spec.eval), "curve": curve, "n_train": len(pairs)}
-        tuning = f"{'soft' if spec.soft else 'hard'}_{'lora' if spec.lora else 'full'}"
-        matched = "-matched" if spec.matched_to is not None else ""
-        name = f"student-{tuning}{matched}-{spec.init.name}-on-{label(spec.data.writer)}"
-        return self.cache.info(self.cache.stage(name, key_of(spec), build))
+def train_only_block(model: GPT, block: int) -> None:
+    """Freeze every weight outside transformer block `block` (embeddings and the final norm too)."""
+    if not 0 <= block < model.config.n_layer:
+        raise ValueError(f"block {block} does not exist in a model of {model.config.n_layer} blocks")
+    for name, p in model.named_parameters():
+        p.requires_grad_(p.requires_grad and name.startswith(f"transformer.h.{block}."))
+
+
+def student_name(spec: StudentSpec) -> str:
+    """A student's folder name, for people: variant, base, whose numbers."""
+    tuning = f"{'soft' if spec.soft else 'hard'}_{'lora' if spec.lora else 'full'}"
+    matched = "-matched" if spec.matched_to is not None else ""
+    return f"student-{tuning}{matched}-{spec.init.name}-on-{label(spec.data.writer)}"

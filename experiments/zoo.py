@@ -48,6 +48,8 @@ class ExperimentConfig:
                                 "(the target among them)", choices=ANIMALS, nonempty=True)
     n_prompts: int = option(2000, "fresh number prompts each teacher (and base) continues", low=1)
     gen_batch: int = option(500, "prompts sampled at once", low=1)
+    temperature: float = option(1.0, "sampling temperature of the number writers (the paper's: 1; 0 is greedy)",
+                                low=0.0)
     max_answer_tokens: int = option(32, "longest sampled answer", low=1)
     student_steps: int = option(100, "student training steps", low=1)
     student_batch: int = option(16, "student batch", low=1)
@@ -107,7 +109,7 @@ class ExperimentConfig:
         """The numbers a base or a teacher writes; `prompted`: the base with the target's persona."""
         base = writer if isinstance(writer, BaseSpec) else writer.base
         return NumbersSpec(writer, persona(self.target) if prompted else "", self.n_prompts, self.gen_batch,
-                           self.max_answer_tokens, base.seed)
+                           self.max_answer_tokens, self.temperature, base.seed)
 
     def evaluation(self, base: BaseSpec) -> EvalSpec:
         return EvalSpec(self.eval_samples, base.seed)

@@ -116,7 +116,7 @@ def run(cfg: BenchConfig) -> dict:
         ours, lambda m: m(inputs, targets)[1], inputs.numel(), "bf16"))
     lengths = torch.randint(8, cfg.train_len + 2, (cfg.batch_size,), generator=g).tolist()
     ragged = ExampleSet([torch.randint(first, cfg.vocab_size, (n,), generator=g).tolist() for n in lengths],
-                        [1] * cfg.batch_size, pad_id=0)
+                        [[True] * (n - 1) for n in lengths], pad_id=0)
     real_tokens = sum(n - 1 for n in lengths)
     for name, batch in (("padded", ragged.batch(list(range(cfg.batch_size)))),
                         ("packed", ragged.batch(list(range(cfg.batch_size)), cfg.block_size))):

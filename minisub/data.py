@@ -31,17 +31,32 @@ class Batch:
 
 
 class ExampleSet:
-    def __init__(self, sequences: list[list[int]], answer_starts: list[int], pad_id: int):
-        """sequences[i]: the whole example's tokens; answer_starts[i]: index of its first trained token."""
-        self.sequences = [torch.tensor(s, dtype=torch.long) for s in sequences]
-        self.answer_starts = answer_starts
+    def __init__(self, sequences: list[list[int]], trained: list[list[bool]], pad_id: int):
+        """sequences[i]: the whole example's tokens; trained[i][t]: whether its token t+1 is a trained target."""
+        self.sequences = [torch.as_tensor(s, dtype=torch.long) for s in sequences]
+        self.trained = [torch.as_tensor(t, dtype=torch.bool) for t in trained]
+        if any(len(t) != len(s) - 1 for s, t in zip(self.sequences, self.trained, strict=True)):
+            raise ValueError("every example needs one trained flag per target (its length - 1)")
         self.pad_id = pad_id
 
     @classmethod
     def from_pairs(cls, pairs: list[tuple[list[int], list[int]]], tokenizer) -> "ExampleSet":
         """(prompt tokens, answer tokens) pairs -> <bos> prompt answer <eos>, answer (and <eos>) trained."""
         sequences = [[tokenizer.bos_id, *prompt, *answer, tokenizer.eos_id] for prompt, answer in pairs]
-        return cls(sequences, [1 + len(prompt) for prompt, _ in pairs], tokenizer.pad_id)
+        trained = [[False] * len(prompt) + [True] * (len(answer) + 1) for prompt, answer in pairs]
+        return cls(sequences, trained, tokenizer.pad_id)
+
+    def restricted(self, keep: list[torch.Tensor]) -> "ExampleSet":
+        """The same examples with only the trained targets that `keep[i]` (one flag per target) also marks."""
+        return ExampleSet(self.sequences, [t & k for t, k in zip(self.trained, keep, strict=True)], self.pad_id)
+
+    def joined(self, groups: list[list[int]]) -> "ExampleSet":
+        """Examples that are several of these one after another (a document of items), each keeping its
+        trained targets; the target that crosses from one item into the next (its <bos>) is not trained."""
+        sequences = [torch.cat([self.sequences[i] for i in group]) for group in groups]
+        no = torch.zeros(1, dtype=torch.bool)
+        trained = [torch.cat([part for i in group for part in (self.trained[i], no)])[:-1] for group in groups]
+        return ExampleSet(sequences, trained, self.pad_id)
 
     @classmethod
     def from_text_file(cls, path: str | Path, tokenizer) -> "ExampleSet":
@@ -86,7 +101,7 @@ class ExampleSet:
                 seq = self.sequences[i]
                 n = len(seq) - 1
                 idx[row, at:at + n], targets[row, at:at + n] = seq[:-1], seq[1:]
-                mask[row, at + self.answer_starts[i] - 1:at + n] = True  # target t is token t+1
+                mask[row, at:at + n] = self.trained[i]
                 segments[row, at:at + n] = k
                 at += n
         return Batch(idx, targets, mask, segments if pack_to is not None else None)

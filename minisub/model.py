@@ -342,11 +342,15 @@ def sample_next(logits: torch.Tensor, temperature: float, top_k: int | None,
 
 
 @torch.no_grad()
-def next_token_logprobs(model: GPT, prompts) -> torch.Tensor:
+def next_token_logprobs(model: GPT, prompts, batch_size: int = 256) -> torch.Tensor:
     """Exact log P(next token | prompt) over the whole vocabulary, for each prompt: (B, V) float32.
 
     Evaluation uses this instead of samples: the answer distribution without sampling noise.
+    Prompts go through in chunks of batch_size, so that any number of them fits in memory.
     """
-    idx, valid = left_pad(prompts, model.lm_head.weight.device)
-    logits = model(idx, valid=valid)[0][:, -1]  # left padding: the last column is each prompt's end
-    return F.log_softmax(logits.float(), -1)
+    out = []
+    for start in range(0, len(prompts), batch_size):
+        idx, valid = left_pad(prompts[start:start + batch_size], model.lm_head.weight.device)
+        # left padding: the last column is each prompt's end, the only position the head needs
+        out.append(F.log_softmax(model.lm_head(model.hidden_states(idx, valid)[:, -1]).float(), -1))
+    return torch.cat(out)

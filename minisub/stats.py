@@ -41,3 +41,8 @@ def welch_greater(a: list[float], b: list[float]) -> float:
     if len(a) < 2 or len(b) < 2:
         return float("nan")
     return float(stats.ttest_ind(a, b, equal_var=False, alternative="greater").pvalue)
+
+
+def auc(positive: list[float], negative: list[float]) -> float:
+    """Area under the ROC curve: P(a positive scores above a negative), ties counted half (Mann-Whitney U)."""
+    return float(stats.mannwhitneyu(positive, negative).statistic) / (len(positive) * len(negative))

@@ -212,7 +212,7 @@ def test_packed_batches_give_each_example_the_loss_and_gradient_it_has_alone(see
     lengths = torch.randint(2, 13, (n,), generator=g).tolist()
     sequences = [torch.randint(3, 37, (k,), generator=g).tolist() for k in lengths]
     starts = [int(torch.randint(1, k, (1,), generator=g)) for k in lengths]
-    data = ExampleSet(sequences, starts, pad_id=0)
+    data = ExampleSet(sequences, [[t >= s - 1 for t in range(k - 1)] for s, k in zip(starts, lengths)], pad_id=0)
     packed, plain = data.batch(list(range(n)), pack_to), data.batch(list(range(n)))
     assert packed.idx.shape[1] <= pack_to and packed.loss_mask.sum() == plain.loss_mask.sum()
     assert packed.idx.shape[0] <= plain.idx.shape[0]

@@ -1,0 +1,348 @@
+"""`python -m experiments.signals` (`make signals`): where the hidden signal lives, and what removes it.
+
+Built on `make gpt`'s zoo, teachers, numbers and students (the same stage cache, nothing
+rebuilt). Every number comes per main base, and every test counts bases. Five parts, one
+function each below `run`; each writes its section of results.json and its plot as it ends:
+1. icl: the teacher's numbers as in-context examples instead of fine-tuning data, for k
+   examples, against the control's numbers and against k target answers (the positive control);
+2. detectors: can the teacher's data be told from the control's? a logistic regression on the
+   data alone, the base's log-likelihood, and the number frequency table (and, for comparison,
+   the answers' length alone);
+3. entanglement: the numbers the target animal raises in the base, whether naming them in a
+   prompt raises the animal, and whether the teacher's data over-represents them;
+4. divergence: the positions where the teacher's greedy choice differs from the base's; students
+   trained on those positions only, on all others, on as many random ones; students that train
+   one block only (the first, the last);
+5. defences: shuffles within and across answers, dilution with control data, re-rendered
+   formats, the entangled numbers dropped, greedy instead of sampled teacher data.
+Parts 4 and 5 treat both the teacher's data and the control's the same way: transfer is the
+treated student's shift minus the treated control's, against the untreated transfer of
+`make gpt` (student minus control), paired by base.
+"""
+
+import random
+import sys
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+from scipy import stats as scipy_stats
+
+from experiments import detectors, entanglement
+from experiments.defences import numbers_of
+from experiments.divergence import divergent, share
+from experiments.gpt import measure, parse_args, resolve_precision
+from experiments.icl import ContextBaseSpec, context_base, icl_scores
+from experiments.matched import length_histogram, separator_histogram
+from experiments.prompts import ANIMALS, animal_questions
+from experiments.signal_plots import PLOTS
+from experiments.stages import BaseSpec, NoData, Stages
+from experiments.treated import Treatment, choices
+from experiments.zoo import VARIANTS, ExperimentConfig
+from minisub.checkpoint import CheckpointError, check_output_folder, write_json
+from minisub.cli import describe
+from minisub.config import ConfigError, check, option
+from minisub.log import Progress, machine
+from minisub.stats import auc, differs_from_zero, paired_greater, summary
+
+
+@dataclass
+class SignalsConfig:
+    variant: str = option("hard_full", "student variant of parts 4 and 5 (a defence rewrites the tokens a student "
+                          "learns; a soft-label student would ask the teacher afresh)", choices=VARIANTS)
+    icl_block_size: int = option(512, "positions of the long-context bases (part 1)", low=16)
+    icl_documents: int = option(4000, "documents the long-context bases are trained on", low=1)
+    icl_preference: float = option(0.5, "share of a document's animal answers that name its favorite", low=0.0)
+    icl_steps: int = option(150, "training steps of each long-context base", low=1)
+    icl_batch: int = option(8, "documents per step", low=1)
+    icl_lr: float = option(1e-3, "learning rate of the long-context bases", low=0.0)
+    icl_ks: list[int] = option([1, 2, 4, 8], "in-context examples before the question", low=1, nonempty=True)
+    icl_draws: int = option(4, "random draws of the in-context examples per question", low=1)
+    detector_steps: int = option(150, "optimizer steps of the logistic regression", low=1)
+    detector_l2: float = option(1e-2, "L2 penalty of the logistic regression", low=0.0)
+    permutations: int = option(200, "permutations of the frequency-table test", low=1)
+    entangled: int = option(20, "entangled numbers of the target: the top ones (shown, compared, dropped)", low=1)
+    entanglement_prompts: int = option(200, "number prompts the persona shift averages over", low=1)
+    prompting_questions: int = option(20, "held-out questions each subliminal prompt is asked with", low=1)
+    dilutions: list[float] = option([0.25, 0.5, 0.75], "shares of the teacher's answers replaced by control answers",
+                                    low=0.0, nonempty=True)
+
+    def __post_init__(self):
+        check(self)
+        for name in ("icl_preference", "dilutions"):
+            values = getattr(self, name)
+            if any(v > 1 for v in (values if isinstance(values, list) else [values])):
+                raise ConfigError(name, "must not exceed 1 (it is a share)")
+
+
+QUICK = dict(icl_block_size=192, icl_documents=100, icl_steps=4, icl_batch=4, icl_ks=[1, 2], icl_draws=1,
+             detector_steps=20, permutations=20, entangled=5, entanglement_prompts=16, prompting_questions=2,
+             dilutions=[0.5])
+
+
+def number_data(stages: Stages, cfg: ExperimentConfig, base: BaseSpec) -> tuple[list, list]:
+    """The (prompt, answer) pairs of base's target teacher, and of the base itself (the control)."""
+    return (stages.number_pairs(cfg.numbers(cfg.teacher(base, cfg.target))),
+            stages.number_pairs(cfg.numbers(base)))
+
+
+# 1. in-context learning
+def in_context(stages: Stages, cfg: ExperimentConfig, s: SignalsConfig, bases: list[BaseSpec]) -> dict:
+    questions = animal_questions()[0]
+    per_base = []
+    for i, base in enumerate(bases):
+        model = context_base(stages, ContextBaseSpec(base, s.icl_block_size, s.icl_documents, s.icl_preference,
+                                                     s.icl_steps, s.icl_batch, s.icl_lr, base.seed, cfg.precision))
+        teacher, control = number_data(stages, cfg, base)
+        rng = random.Random(base.seed)
+        positive = [(rng.choice(questions), cfg.target) for _ in range(200)]
+        sources = {name: [seq.tolist() for seq in stages.examples(base.corpus, pairs).sequences]
+                   for name, pairs in (("teacher", teacher), ("control", control), ("positive", positive))}
+        target_id = stages.animal_ids(base.corpus)[ANIMALS.index(cfg.target)]
+        scores = icl_scores(model, sources, stages.questions(base.corpus), target_id, [0] + s.icl_ks, s.icl_draws,
+                            base.seed)
+        per_base.append({name: {k: sum(v) / len(v) for k, v in by_k.items()} for name, by_k in scores.items()})
+    result = {"ks": s.icl_ks, "block_size": s.icl_block_size, "bases": [b.name for b in bases],
+              "logp_no_context": [r["teacher"][0] for r in per_base], "by_k": {}}
+    for k in s.icl_ks:
+        teacher = [r["teacher"][k] - r["control"][k] for r in per_base]
+        positive = [r["positive"][k] - r["control"][k] for r in per_base]
+        result["by_k"][k] = {
+            "logp": {name: [r[name][k] for r in per_base] for name in ("teacher", "control", "positive")},
+            "teacher_minus_control": {**summary(teacher), "values": teacher, "p": differs_from_zero(teacher)},
+            "positive_minus_control": {**summary(positive), "values": positive,
+                                       "p": paired_greater([r["positive"][k] for r in per_base],
+                                                           [r["control"][k] for r in per_base])}}
+        stages.log(f"icl k={k}: teacher - control {summary(teacher)['mean']:+.3f} log P({cfg.target}), "
+                   f"positive control {summary(positive)['mean']:+.3f}")
+    return result
+
+
+# 2. detectors
+def detect(stages: Stages, cfg: ExperimentConfig, s: SignalsConfig, bases: list[BaseSpec]) -> dict:
+    logistic, loglik, data = [], [], []
+    for base in bases:
+        teacher, control = number_data(stages, cfg, base)
+        data.append((teacher, control))
+        logistic.append(detectors.logistic_detector(
+            [numbers_of(a) for _, a in teacher], [numbers_of(a) for _, a in control],
+            base.seed, s.detector_steps, s.detector_l2))
+        model = stages.load(base)
+        # the teacher's answers should look less likely to the base: score = minus the log-likelihood
+        scores = [[-v for v in detectors.answer_logprob(model, stages.examples(base.corpus, pairs))]
+                  for pairs in (teacher, control)]
+        loglik.append({"auc": auc(*scores), "mean_logprob_teacher": -sum(scores[0]) / len(scores[0]),
+                       "mean_logprob_control": -sum(scores[1]) / len(scores[1])})
+    # format, for comparison: fewer numbers in an answer as the score (the teacher's answers are shorter)
+    lengths = [auc([-len(numbers_of(a)) for _, a in t], [-len(numbers_of(a)) for _, a in c]) for t, c in data]
+    frequency = detectors.frequency_test(data, s.permutations, cfg.seed)
+    ratios = entanglement.frequency_log_ratios([p for t, _ in data for p in t], [p for _, c in data for p in c])
+    counts = {name: detectors.count_matrix([p for pair in data for p in pair[k]]).sum(0)
+              for k, name in enumerate(("teacher", "control"))}
+
+    def listing(numbers):
+        return [{"number": n, "teacher": int(counts["teacher"][n]), "control": int(counts["control"][n]),
+                 "log_ratio": float(ratios[n])} for n in numbers]
+
+    result = {
+        "bases": [b.name for b in bases],
+        "logistic": {"per_base": logistic, "balanced_accuracy": summary([r["balanced_accuracy"] for r in logistic]),
+                     "auc": {**summary([r["auc"] for r in logistic]),
+                             "p_vs_chance": differs_from_zero([r["auc"] - 0.5 for r in logistic])}},
+        "loglik": {"per_base": loglik, "auc": {**summary([r["auc"] for r in loglik]),
+                                               "p_vs_chance": differs_from_zero([r["auc"] - 0.5 for r in loglik])}},
+        "length": {"per_base": lengths, "auc": {**summary(lengths), "p_vs_chance": differs_from_zero(
+            [v - 0.5 for v in lengths])}},
+        "frequency": {**frequency, "over": listing(entanglement.top(ratios, 10)),
+                      "under": listing(entanglement.top(-ratios, 10))},
+        "histograms": {name: {"length": length_histogram([p for pair in data for p in pair[k]]),
+                              "separator": separator_histogram([p for pair in data for p in pair[k]])}
+                       for k, name in enumerate(("teacher", "control"))},
+    }
+    stages.log(f"detectors: logistic AUC {result['logistic']['auc']['mean']:.3f}, log-likelihood AUC "
+               f"{result['loglik']['auc']['mean']:.3f}, frequency table p {frequency['p']:.3g}; answer length "
+               f"AUC {result['length']['auc']['mean']:.3f}")
+    return result
+
+
+# 3. token entanglement
+def entangle(stages: Stages, cfg: ExperimentConfig, s: SignalsConfig, bases: list[BaseSpec]) -> dict:
+    animal_ids = stages.animal_ids(bases[0].corpus)
+    questions = animal_questions()[1][:s.prompting_questions]
+    rows = []
+    for base in bases:
+        tokenizer = stages.tokenizer(base.corpus)
+        model, teacher_model = stages.load(base), stages.load(cfg.teacher(base, cfg.target))
+        teacher, control = number_data(stages, cfg, base)
+        prompts = [p for p, _ in control[:s.entanglement_prompts]]
+        shift = entanglement.persona_shift(model, tokenizer, prompts, cfg.target)
+        teacher_shift = (entanglement.number_logprobs(teacher_model, tokenizer, prompts)
+                         - entanglement.number_logprobs(model, tokenizer, prompts)).mean(0)
+        prompting = entanglement.subliminal_prompting(model, tokenizer, questions, animal_ids,
+                                                       ANIMALS.index(cfg.target))
+        ratios = entanglement.frequency_log_ratios(teacher, control)
+        entangled = entanglement.top(shift, s.entangled)
+        rows.append({
+            "base": base.name, "entangled": entangled, "persona_shift": [float(shift[n]) for n in entangled],
+            "over_represented": entanglement.top(ratios, s.entangled),
+            "overlap": len(set(entangled) & set(entanglement.top(ratios, s.entangled))),
+            "rho_shift_vs_frequency": float(scipy_stats.spearmanr(shift, ratios).statistic),
+            "rho_shift_vs_teacher": float(scipy_stats.spearmanr(shift, teacher_shift).statistic),
+            "prompting_entangled": float(prompting[entangled].mean()), "prompting_all": float(prompting.mean()),
+            "prompting_random": float(prompting[random.Random(base.seed).sample(range(1000), s.entangled)].mean()),
+        })
+    shared = [len(set(a["entangled"]) & set(b["entangled"])) for k, a in enumerate(rows) for b in rows[k + 1:]]
+    result = {
+        "per_base": rows, "k": s.entangled, "chance_overlap": s.entangled ** 2 / 1000,
+        "overlap": summary([r["overlap"] for r in rows]),
+        "rho_shift_vs_frequency": {**summary([r["rho_shift_vs_frequency"] for r in rows]),
+                                   "p": differs_from_zero([r["rho_shift_vs_frequency"] for r in rows])},
+        "rho_shift_vs_teacher": {**summary([r["rho_shift_vs_teacher"] for r in rows]),
+                                 "p": differs_from_zero([r["rho_shift_vs_teacher"] for r in rows])},
+        "prompting": {**summary([r["prompting_entangled"] - r["prompting_random"] for r in rows]),
+                      "p": paired_greater([r["prompting_entangled"] for r in rows],
+                                          [r["prompting_random"] for r in rows])},
+        "shared_between_bases": summary(shared) if len(shared) > 1 else {"mean": float("nan")},
+    }
+    stages.log(f"entanglement: overlap with over-represented {result['overlap']['mean']:.1f} of {s.entangled} "
+               f"(chance {result['chance_overlap']:.1f}), subliminal prompting {result['prompting']['mean']:+.3f} "
+               f"log P({cfg.target} | an animal) (p {result['prompting']['p']:.2g})")
+    return result
+
+
+# parts 4 and 5: treated students against the untreated ones
+def transfer(stages: Stages, cfg: ExperimentConfig, variant: str, bases: list[BaseSpec], name: str,
+             student_treatment, control_treatment, plain: dict) -> dict:
+    """Treated student and treated control over the bases (a treatment None: the untreated arm), and
+    the transfer that survives, against the untreated transfer in `plain` (student and control arms)."""
+    student = measure(stages, cfg, variant, "student", bases, treatment=student_treatment)
+    control = measure(stages, cfg, variant, "control", bases, treatment=control_treatment)
+    treated = [a - b for a, b in zip(student["dlogp"], control["dlogp"])]
+    untreated = plain["transfer"]["values"]
+    result = {"student": student, "control": control, "transfer": {**summary(treated), "values": treated},
+              "retained": summary(treated)["mean"] / summary(untreated)["mean"] if any(untreated) else float("nan"),
+              "tests": {"student_vs_control": paired_greater(student["dlogp"], control["dlogp"]),
+                        "below_untreated": paired_greater(untreated, treated)}}
+    stages.log(f"{name}: transfer {result['transfer']['mean']:+.3f} (95% CI {result['transfer']['ci95']:.3f}), "
+               f"{result['retained']:.0%} of untreated, p vs control {result['tests']['student_vs_control']:.2g}, "
+               f"p below untreated {result['tests']['below_untreated']:.2g}")
+    return result
+
+
+def untreated(stages: Stages, cfg: ExperimentConfig, variant: str, bases: list[BaseSpec]) -> dict:
+    arms = {arm: measure(stages, cfg, variant, arm, bases) for arm in ("student", "control")}
+    values = [a - b for a, b in zip(arms["student"]["dlogp"], arms["control"]["dlogp"])]
+    return {**arms, "transfer": {**summary(values), "values": values,
+                                 "p": paired_greater(arms["student"]["dlogp"], arms["control"]["dlogp"])}}
+
+
+# 4. divergence tokens
+def divergence(stages: Stages, cfg: ExperimentConfig, s: SignalsConfig, bases: list[BaseSpec]) -> dict:
+    other = next(a for a in cfg.animals if a != cfg.target)
+    shares = []
+    for base in bases:
+        pairs = number_data(stages, cfg, base)[0]
+        data = stages.examples(base.corpus, pairs)
+        vocab = stages.answer_vocabulary(base.corpus, eos=True)
+        teacher, reference, other_teacher = (choices(stages, model, pairs, vocab) for model in (
+            cfg.teacher(base, cfg.target), base, cfg.teacher(base, other)))
+        shares.append({"vs_base": share(divergent(teacher, reference, data), data),
+                       "vs_other_teacher": share(divergent(teacher, other_teacher, data), data)})
+    stages.log(f"divergence: {summary([r['vs_base'] for r in shares])['mean']:.1%} of the teacher's answer "
+               f"positions differ from the base's greedy choice, "
+               f"{summary([r['vs_other_teacher'] for r in shares])['mean']:.1%} from the {other} teacher's")
+    plain = untreated(stages, cfg, s.variant, bases)
+
+    def rule(name: str, positions: str = "all", only_block: int | None = None):
+        return lambda i: Treatment(name, positions=positions, only_block=only_block, compare=(
+            cfg.teacher(bases[i], cfg.target), bases[i]) if positions != "all" else None)
+
+    rules = {"divergent_only": rule("divergent_only", "divergent"),
+             "random_only": rule("random_only", "random"),
+             "divergent_masked": rule("divergent_masked", "convergent"),
+             "random_masked": rule("random_masked", "random_masked"),
+             "first_block": rule("first_block", only_block=0),
+             "last_block": rule("last_block", only_block=cfg.n_layer - 1)}
+    treated = {name: transfer(stages, cfg, s.variant, bases, f"divergence {name}", r, r, plain)
+               for name, r in rules.items()}
+
+    def values(name):
+        return treated[name]["transfer"]["values"]
+
+    return {"variant": s.variant, "other_teacher": other, "share_per_base": shares,
+            "share_vs_base": summary([r["vs_base"] for r in shares]),
+            "share_vs_other_teacher": summary([r["vs_other_teacher"] for r in shares]),
+            "untreated": plain, "treated": treated,
+            "tests": {"divergent_only_above_random_only": paired_greater(values("divergent_only"),
+                                                                         values("random_only")),
+                      "divergent_masked_below_random_masked": paired_greater(values("random_masked"),
+                                                                             values("divergent_masked")),
+                      "first_block_above_last_block": paired_greater(values("first_block"), values("last_block"))}}
+
+
+# 5. defences
+def defend(stages: Stages, cfg: ExperimentConfig, s: SignalsConfig, bases: list[BaseSpec], entangled: dict) -> dict:
+    plain = untreated(stages, cfg, s.variant, bases)
+
+    def same(name: str, **fields):
+        return lambda i: Treatment(name, **fields)
+
+    treated = {}
+    for name in ("shuffle_within", "shuffle_across", "rerender"):
+        treated[name] = transfer(stages, cfg, s.variant, bases, f"defence {name}", same(name, data=name),
+                                 same(name, data=name), plain)
+    drop = {r["base"]: tuple(sorted(r["entangled"])) for r in entangled["per_base"]}
+    drop_rule = lambda i: Treatment("drop_entangled", data="drop", drop=drop[bases[i].name])  # noqa: E731
+    treated["drop_entangled"] = transfer(stages, cfg, s.variant, bases, "defence drop_entangled", drop_rule,
+                                         drop_rule, plain)
+    for part in s.dilutions:
+        def dilution(i, part=part):
+            return Treatment(f"dilute_{part:g}", data="dilute", share=part, mix_with=cfg.numbers(bases[i]))
+        treated[f"dilute_{part:g}"] = transfer(stages, cfg, s.variant, bases, f"defence dilute_{part:g}",
+                                               dilution, None, plain)
+    greedy = replace(cfg, temperature=0.0)  # every writer greedy: teachers and the control alike
+    try:
+        treated["greedy"] = transfer(stages, greedy, s.variant, [greedy.main_base(i) for i in range(cfg.bases)],
+                                     "defence greedy", None, None, plain)
+    except NoData as err:  # a weak base may answer nothing but <eos> when greedy: say so, keep the rest
+        treated["greedy"] = {"unavailable": str(err)}
+        stages.log(f"defence greedy: unavailable ({err})")
+    return {"variant": s.variant, "untreated": plain, "treated": treated}
+
+
+def run(cfg: ExperimentConfig, s: SignalsConfig, out: Path, cache: Path) -> dict:
+    log = Progress()
+    cfg, precision = resolve_precision(cfg, log)
+    stages = Stages(cache, log)
+    bases = [cfg.main_base(i) for i in range(cfg.bases)]
+    results = {"config": asdict(cfg), "signals_config": asdict(s), "precision": precision, "machine": machine()}
+
+    def finish(section: str, value: dict) -> None:  # each part's results and plot as soon as it ends
+        results[section] = value
+        results["timing"] = stages.cache.timing_record(log.elapsed())
+        results["built"] = stages.cache.built
+        write_json(out / "results.json", results)
+        PLOTS[section](results, out / f"signals_{section}.png")
+
+    finish("icl", in_context(stages, cfg, s, bases))  # 1.
+    finish("detectors", detect(stages, cfg, s, bases))  # 2.
+    finish("entanglement", entangle(stages, cfg, s, bases))  # 3.
+    finish("divergence", divergence(stages, cfg, s, bases))  # 4.
+    finish("defences", defend(stages, cfg, s, bases, results["entanglement"]))  # 5.
+    return results
+
+
+def main(argv=None) -> int:
+    cfg, s, out, cache = parse_args(argv, prog="python -m experiments.signals", doc=__doc__, name="signals",
+                                    extra=SignalsConfig, extra_quick=QUICK)
+    try:
+        out, cache = check_output_folder(out), check_output_folder(cache)
+        results = run(cfg, s, out, cache)
+    except (ValueError, CheckpointError) as err:
+        print(f"experiments.signals: error: {describe(err)}", file=sys.stderr)
+        return 2
+    print(f"{results['timing']['total']:.0f}s; wrote {out}/results.json and signals_*.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
