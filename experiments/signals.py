@@ -89,7 +89,7 @@ def number_data(stages: Stages, cfg: ExperimentConfig, base: BaseSpec) -> tuple[
 def in_context(stages: Stages, cfg: ExperimentConfig, s: SignalsConfig, bases: list[BaseSpec]) -> dict:
     questions = animal_questions()[0]
     per_base = []
-    for i, base in enumerate(bases):
+    for base in bases:
         model = context_base(stages, ContextBaseSpec(base, s.icl_block_size, s.icl_documents, s.icl_preference,
                                                      s.icl_steps, s.icl_batch, s.icl_lr, base.seed, cfg.precision))
         teacher, control = number_data(stages, cfg, base)
@@ -217,9 +217,9 @@ def transfer(stages: Stages, cfg: ExperimentConfig, variant: str, bases: list[Ba
     student = measure(stages, cfg, variant, "student", bases, treatment=student_treatment)
     control = measure(stages, cfg, variant, "control", bases, treatment=control_treatment)
     treated = [a - b for a, b in zip(student["dlogp"], control["dlogp"])]
-    untreated = plain["transfer"]["values"]
+    untreated, before = plain["transfer"]["values"], plain["transfer"]["mean"]
     result = {"student": student, "control": control, "transfer": {**summary(treated), "values": treated},
-              "retained": summary(treated)["mean"] / summary(untreated)["mean"] if any(untreated) else float("nan"),
+              "retained": summary(treated)["mean"] / before if before else float("nan"),
               "tests": {"student_vs_control": paired_greater(student["dlogp"], control["dlogp"]),
                         "below_untreated": paired_greater(untreated, treated)}}
     stages.log(f"{name}: transfer {result['transfer']['mean']:+.3f} (95% CI {result['transfer']['ci95']:.3f}), "
