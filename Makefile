@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: toy gpt grid signals test test-slow bench clean
+.PHONY: toy toy-sweeps gpt grid signals test test-slow bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +14,9 @@ $(STAMP): pyproject.toml
 
 toy: $(STAMP)
 	$(PY) -m toy_mnist $(ARGS)
+
+toy-sweeps: $(STAMP)
+	$(PY) -m toy_mnist.sweep $(ARGS)
 
 gpt: $(STAMP)
 	$(PY) -m experiments.gpt $(ARGS)

@@ -161,3 +161,24 @@ def load_mnist(data_dir: Path, download_missing: bool = False, seed: int = 0) ->
         raise DataError(f"{data_dir} holds only part of MNIST; missing: {', '.join(missing)} "
                         "(add them, download them, or use another folder)")
     return load_subset(seed)
+
+
+INPUTS = ("uniform", "gaussian", "digits", "shuffled")
+
+
+def distillation_inputs(kind: str, n: int, train_x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """(n, 784) images the students are distilled on, none of them a digit with its label:
+    uniform: noise in [-1, 1] (the paper's); gaussian: noise of the same mean and variance (0, 1/3);
+    digits: training digits drawn with replacement (real images, no labels);
+    shuffled: training digits with their pixels permuted, each image its own permutation (the
+    pixel statistics of digits without their shapes)."""
+    if kind == "uniform":
+        return torch.rand(n, 784, generator=generator) * 2 - 1
+    if kind == "gaussian":
+        return torch.randn(n, 784, generator=generator) / 3**0.5
+    if kind not in INPUTS:
+        raise ValueError(f"unknown distillation inputs {kind!r}; choose from {', '.join(INPUTS)}")
+    images = train_x.cpu()[torch.randint(len(train_x), (n,), generator=generator)]
+    if kind == "digits":
+        return images
+    return images.gather(1, torch.rand(n, 784, generator=generator).argsort(1))

@@ -10,7 +10,8 @@ __main__.py saves as results.json and report.py plots. Arms (each over all N mod
 """
 
 import time
-from contextlib import contextmanager
+import zlib
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 
 import torch
@@ -20,10 +21,11 @@ from minisub.config import ConfigError, check, option
 from minisub.log import Progress, machine
 from minisub.precision import PRECISIONS, choose_precision, synchronize, time_matmuls
 from minisub.stats import summary
-from toy_mnist.data import load_mnist
-from toy_mnist.mlp import INIT_KINDS, BatchedMLP, derangement, layer_names, student_init
+from toy_mnist.data import INPUTS, distillation_inputs, load_mnist
+from toy_mnist.mlp import INIT_KINDS, BatchedMLP, derangement, init_parts, layer_names, student_init
 from toy_mnist.theorem import Imitation, descent, eps_sweep, first_order_inner, one_step, params_of
-from toy_mnist.train import N_CLASSES, StageConfig, accuracy, distill, predict, train_teacher
+from toy_mnist.train import (IMITATIONS, N_CLASSES, OPTIMIZERS, StageConfig, accuracy, distill, predict,
+                             train_teacher)
 
 LAYERS = layer_names(3)  # fc1, fc2, head
 
@@ -48,9 +50,16 @@ class ToyConfig:
     n_noise: int = option(20000, "uniform-noise images the students are distilled on", low=1)
     student_epochs: int = option(5, "student epochs over the noise images", low=1)
     student_batch: int = option(128, "student batch size", low=1)
-    student_lr: float = option(1e-3, "student Adam learning rate", low=0.0)
+    student_lr: float = option(1e-3, "student learning rate", low=0.0)
+    student_optimizer: str = option("adam", "student optimizer: adam, or sgd (momentum 0.9)", choices=OPTIMIZERS)
+    student_weight_decay: float = option(0.0, "student L2 weight decay", low=0.0)
+    imitation: str = option("kl", "student loss: kl (softmax KL, the paper's) or mse (squared error on logits)",
+                            choices=IMITATIONS)
+    distill_inputs: str = option("uniform", "what students see: uniform or gaussian noise, digits (unlabeled "
+                                 "training images) or shuffled (their pixels permuted)", choices=INPUTS)
     init_controls: list[str] = option([], "extra aux-only student arms, one per spec LAYER=KIND[,LAYER=KIND]; "
-                                      "LAYER in fc1, fc2, head, all; KIND in shared, other, noise")
+                                      "LAYER in fc1, fc2, head, head_digits, head_aux, all; "
+                                      "KIND in shared, other, random, noise")
     init_noise_std: float = option(0.05, "std of the noise added to layers marked 'noise'", low=0.0)
     theorem_eps: float = option(1e-3, "teacher step size eps for the one-step theorem", low=0.0)
     theorem_batch: int = option(256, "inputs used for the one-step theorem (train digits for the teacher, "
@@ -88,9 +97,9 @@ def parse_init_spec(spec: str) -> dict[str, str]:
     for item in spec.split(","):
         name, _, kind = item.partition("=")
         names = LAYERS if name == "all" else [name]
-        if not set(names) <= set(LAYERS) or kind not in INIT_KINDS:
+        if not set(names) <= set(init_parts(LAYERS)) or kind not in INIT_KINDS:
             raise ValueError(f"bad init spec {spec!r}: use LAYER=KIND items with LAYER in "
-                             f"{LAYERS + ['all']} and KIND in {list(INIT_KINDS)}")
+                             f"{init_parts(LAYERS) + ['all']} and KIND in {list(INIT_KINDS)}")
         parsed.update(dict.fromkeys(names, kind))
     return parsed
 
@@ -177,49 +186,93 @@ def theorem_flops(forward: float, n_sweep: int) -> float:
     return (3 + 2 * 6 + 2 * 2 + n_sweep * 6) * forward
 
 
-def run(cfg: ToyConfig) -> dict:
-    log = Progress()
-    torch.manual_seed(cfg.seed)
-    generator = torch.Generator().manual_seed(cfg.seed)
-    device = torch.device(cfg.device)
-    choice = choose_precision(cfg.precision, cfg.device, matmul_shapes(cfg))
-    precision = choice.precision
-    log(choice.describe())
-    clock = StageClock(device)
+def stage_generator(seed: int, stage: str) -> torch.Generator:
+    """The random stream of one stage (the teachers' batches, the inputs, one student arm), so that
+    what a stage draws does not depend on which other stages run: a sweep point that trains two
+    arms gets exactly the numbers a full run gets for those two."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + zlib.crc32(stage.encode()))
 
+
+# The fields that reach only the students: points that differ in these alone share their teachers.
+STUDENT_FIELDS = ("n_noise", "student_epochs", "student_batch", "student_lr", "student_optimizer",
+                  "student_weight_decay", "imitation", "distill_inputs", "init_controls", "init_noise_std")
+
+
+@dataclass
+class Teachers:
+    """What every student arm starts from: the data, the shared inits, the pairing, the trained teachers."""
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    data: dict  # the data's summary
+    reference: BatchedMLP  # (N models) the shared initializations
+    partner: torch.Tensor  # (N,) model i's cross-init partner
+    teacher: BatchedMLP
+
+
+def train_teachers(cfg: ToyConfig, precision: str, log: Progress, clock: StageClock | None = None) -> Teachers:
+    device = torch.device(cfg.device)
     data = load_mnist(cfg.data_dir, cfg.download, cfg.seed)
     log(f"data: {data.source}, {len(data.train_y)} train / {len(data.test_y)} test")
-    train_x, train_y = data.train_x.to(device), data.train_y.to(device)
-    test_x, test_y = data.test_x.to(device), data.test_y.to(device)
-
+    generator = torch.Generator().manual_seed(cfg.seed)  # the inits and the pairing
     n_out = N_CLASSES + cfg.n_aux
     reference = BatchedMLP(cfg.n_models, [784, cfg.hidden, cfg.hidden, n_out], generator=generator).to(device)
     partner = derangement(cfg.n_models, generator)
-    noise = (torch.rand(cfg.n_noise, 784, generator=generator) * 2 - 1).to(device)  # uniform in [-1, 1]
+    train_x, train_y = data.train_x.to(device), data.train_y.to(device)
+    teacher = reference.copy()
+    with clock("teachers", 3 * reference.forward_flops(len(train_y) * cfg.teacher_epochs)) if clock else nullcontext():
+        train_teacher(teacher, train_x, train_y, StageConfig(cfg.teacher_epochs, cfg.teacher_batch, cfg.teacher_lr,
+                                                             precision), stage_generator(cfg.seed, "teachers"))
+    return Teachers(train_x, train_y, data.test_x.to(device), data.test_y.to(device), data.summary(), reference,
+                    partner, teacher)
 
+
+def student_inputs(cfg: ToyConfig, teachers: Teachers) -> torch.Tensor:
+    """The images every student arm is distilled on (--distill-inputs), the same for every arm."""
+    return distillation_inputs(cfg.distill_inputs, cfg.n_noise, teachers.train_x,
+                               stage_generator(cfg.seed, "inputs")).to(teachers.train_x.device)
+
+
+def train_student(cfg: ToyConfig, teachers: Teachers, inputs: torch.Tensor, teacher_logits: torch.Tensor,
+                  name: str, precision: str, on_step=None) -> torch.Tensor:
+    """Student arm `name` (of `student_arms`): its init, its imitation, its test accuracy per model (N,).
+
+    teacher_logits: the teachers' (N, n_inputs, 10+m) logits on `inputs`; on_step(step, student) as in distill.
+    """
+    spec, outputs = student_arms(cfg.init_controls)[name]
+    generator = stage_generator(cfg.seed, name)
+    student = student_init(teachers.reference, spec, teachers.partner, cfg.init_noise_std, generator)
+    outputs = {"aux": slice(N_CLASSES, None), "all": slice(None)}[outputs]
+    stage = StageConfig(cfg.student_epochs, cfg.student_batch, cfg.student_lr, precision, cfg.student_optimizer,
+                        cfg.student_weight_decay)
+    distill(student, teacher_logits, inputs, outputs, stage, generator, cfg.imitation, on_step)
+    return accuracy(student, teachers.test_x, teachers.test_y)
+
+
+def run(cfg: ToyConfig) -> dict:
+    log = Progress()
+    torch.manual_seed(cfg.seed)
+    choice = choose_precision(cfg.precision, cfg.device, matmul_shapes(cfg))
+    precision = choice.precision
+    log(choice.describe())
+    clock = StageClock(torch.device(cfg.device))
+    teachers = train_teachers(cfg, precision, log, clock)
+    reference = teachers.reference
+    inputs = student_inputs(cfg, teachers)
     with clock("theorem", theorem_flops(reference.forward_flops(cfg.theorem_batch), len(cfg.sweep_eps))):
-        theorem = theorem_results(reference, partner, train_x, train_y, noise, cfg)
+        theorem = theorem_results(reference, teachers.partner, teachers.train_x, teachers.train_y, inputs, cfg)
     log(f"theorem: same-init <dS,dT> >= 0 for {theorem['same_init']['frac_nonneg']:.0%} of models, "
         f"cross-init for {theorem['cross_init']['frac_nonneg']:.0%}")
 
-    accuracies = {"reference": accuracy(reference, test_x, test_y)}
-    teacher = reference.copy()
-    with clock("teachers", 3 * reference.forward_flops(len(train_y) * cfg.teacher_epochs)):
-        train_teacher(teacher, train_x, train_y,
-                      StageConfig(cfg.teacher_epochs, cfg.teacher_batch, cfg.teacher_lr, precision), generator)
-    accuracies["teacher"] = accuracy(teacher, test_x, test_y)
+    accuracies = {"reference": accuracy(reference, teachers.test_x, teachers.test_y),
+                  "teacher": accuracy(teachers.teacher, teachers.test_x, teachers.test_y)}
     log(f"teachers trained: test accuracy {accuracies['teacher'].mean():.3f}")
-
     with clock("teacher_logits", reference.forward_flops(cfg.n_noise)):
-        teacher_logits = predict(teacher, noise)  # (N, n_noise, 10+m), fixed during distillation
-    imitated = {"aux": slice(N_CLASSES, n_out), "all": slice(0, n_out)}
-    student_cfg = StageConfig(cfg.student_epochs, cfg.student_batch, cfg.student_lr, precision)
-    for name, (spec, outputs) in student_arms(cfg.init_controls).items():
-        student = student_init(reference, spec, partner, cfg.init_noise_std, generator)
-        outputs = imitated[outputs]
+        teacher_logits = predict(teachers.teacher, inputs)  # (N, n_noise, 10+m), fixed during distillation
+    for name in student_arms(cfg.init_controls):
         with clock(name, 3 * reference.forward_flops(cfg.n_noise * cfg.student_epochs)):
-            distill(student, teacher_logits, noise, outputs, student_cfg, generator)
-        accuracies[name] = accuracy(student, test_x, test_y)
+            accuracies[name] = train_student(cfg, teachers, inputs, teacher_logits, name, precision)
         log(f"{name}: test accuracy {accuracies[name].mean():.3f}")
 
     main_arms = ("reference", "teacher", "student_aux", "student_all", "cross_aux", "cross_all")
@@ -229,7 +282,7 @@ def run(cfg: ToyConfig) -> dict:
     return {
         "config": asdict(cfg),
         "precision": choice.record(),
-        "data": data.summary(),
+        "data": teachers.data,
         "arms": {name: summarize(accuracies[name]) for name in main_arms},
         "init_controls": {name[len("init:"):]: summarize(acc)
                           for name, acc in accuracies.items() if name.startswith("init:")},

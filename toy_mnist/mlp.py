@@ -7,8 +7,9 @@ gradient of the summed per-model losses with respect to model i's slice is exact
 own gradient: one optimizer over the stack trains N models at once. Adam is elementwise, so
 it behaves per model too.
 
-This file also builds the students' initializations (shared, another model's, or shared plus
-noise, chosen per layer) and the derangement that pairs each model with another one.
+This file also builds the students' initializations (shared, another model's, a fresh draw, or
+shared plus noise, chosen per layer or per part of the head) and the derangement that pairs
+each model with another one.
 """
 
 import torch
@@ -16,7 +17,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 ACTIVATIONS = {"relu": F.relu, "tanh": torch.tanh, "gelu": F.gelu}
-INIT_KINDS = ("shared", "other", "noise")
+INIT_KINDS = ("shared", "other", "random", "noise")
+# The head's output columns: the 10 digit logits first, then the auxiliary ones. An init spec may
+# name either part alone; "head" is both.
+HEAD_PARTS = {"head_digits": slice(0, 10), "head_aux": slice(10, None)}
 
 
 def layer_names(n_layers: int) -> list[str]:
@@ -74,25 +78,37 @@ def derangement(n: int, generator: torch.Generator) -> torch.Tensor:
             return perm
 
 
+def init_parts(names: list[str]) -> list[str]:
+    """What an init spec can name: every layer, and the two parts of the head."""
+    return names + list(HEAD_PARTS)
+
+
 def student_init(reference: BatchedMLP, spec: dict[str, str], partner: torch.Tensor,
                  noise_std: float = 0.0, generator: torch.Generator | None = None) -> BatchedMLP:
-    """A copy of `reference` whose layers follow `spec` (layer name -> shared / other / noise).
+    """A copy of `reference` whose layers (or head parts) follow `spec` (name -> kind).
 
     shared: model i keeps reference model i's layer (the teacher's init);
     other:  model i takes reference model partner[i]'s layer (another model's init);
+    random: a fresh draw from the init distribution (weights N(0, 1/d_in), biases zero);
     noise:  the shared layer plus N(0, noise_std^2) on every weight and bias.
-    Layers the spec does not name stay shared.
+    Names the spec does not give stay shared; head_digits / head_aux touch only those outputs.
     """
-    unknown = set(spec) - set(reference.names)
+    unknown = set(spec) - set(init_parts(reference.names))
     if unknown:
-        raise ValueError(f"unknown layers {sorted(unknown)}; the model has {reference.names}")
+        raise ValueError(f"unknown layers {sorted(unknown)}; the model has {init_parts(reference.names)}")
     student = reference.copy()
+    head = reference.names[-1]
     with torch.no_grad():
-        for name, w, b in zip(reference.names, student.weights, student.biases):
-            kind = spec.get(name, "shared")
+        for name, kind in spec.items():
+            layer = reference.names.index(head if name in HEAD_PARTS else name)
+            columns = HEAD_PARTS.get(name, slice(None))
+            w, b = student.weights[layer][..., columns], student.biases[layer][..., columns]  # views
             if kind == "other":
                 w.copy_(w[partner])
                 b.copy_(b[partner])
+            elif kind == "random":
+                w.copy_(torch.randn(w.shape, generator=generator, dtype=w.dtype).to(w.device) / w.shape[1] ** 0.5)
+                b.zero_()
             elif kind == "noise":
                 w.add_(noise_std * torch.randn(w.shape, generator=generator, dtype=w.dtype).to(w.device))
                 b.add_(noise_std * torch.randn(b.shape, generator=generator, dtype=b.dtype).to(b.device))

@@ -18,6 +18,12 @@ ARM_LABELS = {
 }
 
 
+def save(fig, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def all_arms(results: dict) -> dict[str, dict]:
     arms = {ARM_LABELS[name]: stats for name, stats in results["arms"].items()}
     arms.update({f"init\n{spec}": stats for spec, stats in results["init_controls"].items()})
@@ -41,9 +47,7 @@ def plot_accuracy(results: dict, path: Path) -> None:
     ax.set_title(f"Students learn digits from auxiliary logits on noise ({n} models, 95% CI)\n"
                  f"data: {results['data']['source']}", fontsize=9)
     ax.legend(loc="upper right", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save(fig, path)
 
 
 def plot_theorem(results: dict, path: Path) -> None:
@@ -68,9 +72,7 @@ def plot_theorem(results: dict, path: Path) -> None:
     right.set_xlabel("teacher step size eps")
     right.set_title("Same init: the error of the first-order formula shrinks like eps^2", fontsize=9)
     right.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save(fig, path)
 
 
 def table(results: dict) -> str:

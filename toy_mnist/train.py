@@ -6,6 +6,7 @@ every model gets exactly its own gradient. Each model sees the same batches in t
 order: the seeds differ in their initializations, which is what the experiment is about.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -18,12 +19,24 @@ from toy_mnist.mlp import BatchedMLP
 N_CLASSES = 10
 
 
+IMITATIONS = ("kl", "mse")
+OPTIMIZERS = ("adam", "sgd")
+
+
 @dataclass
 class StageConfig:
     epochs: int
     batch_size: int
     lr: float
     precision: str = "fp32"  # "bf16" (autocast matmuls) or "fp32"
+    optimizer: str = "adam"  # or "sgd": SGD with momentum 0.9
+    weight_decay: float = 0.0  # L2 penalty added to the gradient (torch's weight_decay), as replications used
+
+    def make_optimizer(self, params) -> torch.optim.Optimizer:
+        # fused: one kernel over all N models' tensors, 2x faster end to end on CPU here.
+        if self.optimizer == "sgd":
+            return torch.optim.SGD(params, lr=self.lr, momentum=0.9, weight_decay=self.weight_decay)
+        return torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay, fused=True)
 
 
 def batches(n: int, batch_size: int, epochs: int, generator: torch.Generator):
@@ -36,8 +49,7 @@ def batches(n: int, batch_size: int, epochs: int, generator: torch.Generator):
 def train_teacher(model: BatchedMLP, x: torch.Tensor, y: torch.Tensor, cfg: StageConfig,
                   generator: torch.Generator) -> None:
     """Cross-entropy on the 10 digit logits only: the auxiliary logits get no loss."""
-    # fused Adam: one kernel over all N models' tensors, 2x faster end to end on CPU here.
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=True)
+    opt = cfg.make_optimizer(model.parameters())
     for idx in batches(len(y), cfg.batch_size, cfg.epochs, generator):
         with autocast(x.device, cfg.precision):
             logits = model(x[idx])[..., :N_CLASSES].float()  # (N, B, 10)
@@ -48,13 +60,19 @@ def train_teacher(model: BatchedMLP, x: torch.Tensor, y: torch.Tensor, cfg: Stag
         opt.step()
 
 
-def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
-    """Sum over models of KL(softmax teacher || softmax student), averaged over the batch.
+def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, imitation: str = "kl"
+                      ) -> torch.Tensor:
+    """Sum over models of the imitation loss, averaged over the batch. Both (N, B, k).
 
-    Both (N, B, k): the softmax runs over the k logits given, so passing a slice restricts the
-    imitation to those outputs (the auxiliary logits in the paper's main arm).
+    kl: KL(softmax teacher || softmax student), the softmax over the k logits given, so passing a
+    slice restricts the imitation to those outputs (the auxiliary logits in the paper's main arm);
+    mse: the squared error summed over the k logits (the loss replications found stronger).
     """
-    return kl_divergence(teacher_logits, student_logits).mean(1).sum()  # (N, B) -> (N,) -> scalar
+    if imitation == "mse":
+        per_example = (student_logits - teacher_logits).pow(2).sum(-1)  # (N, B)
+    else:
+        per_example = kl_divergence(teacher_logits, student_logits)  # (N, B)
+    return per_example.mean(1).sum()
 
 
 @torch.no_grad()
@@ -64,17 +82,24 @@ def predict(model: BatchedMLP, x: torch.Tensor, chunk: int = 2048) -> torch.Tens
 
 
 def distill(student: BatchedMLP, teacher_logits: torch.Tensor, noise: torch.Tensor,
-            outputs: slice, cfg: StageConfig, generator: torch.Generator) -> None:
-    """Train `student` to match `teacher_logits` (N, n_noise, d_out) on `outputs` of each noise image."""
-    opt = torch.optim.Adam(student.parameters(), lr=cfg.lr, fused=True)
+            outputs: slice, cfg: StageConfig, generator: torch.Generator, imitation: str = "kl",
+            on_step: Callable[[int, BatchedMLP], None] | None = None) -> None:
+    """Train `student` to match `teacher_logits` (N, n_noise, d_out) on `outputs` of each noise image.
+
+    on_step(step, student), if given, runs after every optimizer step (steps count from 1). The
+    learning rate is constant, so the first E epochs of a longer run are exactly an E-epoch run.
+    """
+    opt = cfg.make_optimizer(student.parameters())
     targets = teacher_logits[..., outputs]
-    for idx in batches(len(noise), cfg.batch_size, cfg.epochs, generator):
+    for step, idx in enumerate(batches(len(noise), cfg.batch_size, cfg.epochs, generator), start=1):
         with autocast(noise.device, cfg.precision):
             logits = student(noise[idx])[..., outputs].float()
-        loss = distillation_loss(logits, targets[:, idx])
+        loss = distillation_loss(logits, targets[:, idx], imitation)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if on_step is not None:
+            on_step(step, student)
 
 
 @torch.no_grad()
