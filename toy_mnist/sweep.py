@@ -34,7 +34,7 @@ from minisub.precision import choose_precision
 from toy_mnist.data import INPUTS, DataError
 from toy_mnist.experiment import (STUDENT_FIELDS, Teachers, ToyConfig, matmul_shapes, student_arms, student_inputs,
                                   summarize, train_student, train_teachers)
-from toy_mnist.mlp import BatchedMLP
+from toy_mnist.mlp import BatchedMLP, student_init
 from toy_mnist.sweep_report import plot_alignment, plot_matrix, plot_sweep
 from toy_mnist.train import IMITATIONS, N_CLASSES, OPTIMIZERS, accuracy, predict
 
@@ -149,14 +149,15 @@ def flat(model: BatchedMLP) -> torch.Tensor:
 def epochs_and_alignment(points: Points, base: ToyConfig, s: SweepConfig) -> tuple[dict, dict]:
     """The epochs sweep from one run to the largest value, and the alignment tracked along it."""
     cfg = replace(base, student_epochs=max(s.epochs_values))
-    teachers, inputs, _ = points.inputs_for(cfg)
+    teachers = points.teachers_for(cfg)
     steps_per_epoch = math.ceil(cfg.n_noise / cfg.student_batch)
     probe_x, probe_y = teachers.train_x[:1000], teachers.train_y[:1000]
     teacher_move = flat(teachers.teacher) - flat(teachers.reference)  # (N, P)
     rows = {epochs: {"value": epochs} for epochs in s.epochs_values}
     alignment = {}
     for arm, key in (("student_aux", "same"), ("cross_aux", "cross")):
-        start, track = flat(init_of(teachers, arm)), {"step": [], "cosine": [], "teacher_loss": []}
+        init = student_init(teachers.reference, student_arms([])[arm][0], teachers.partner)  # the arm's, noise-free
+        start, track = flat(init), {"step": [], "cosine": [], "teacher_loss": []}
 
         def on_step(step: int, student: BatchedMLP, key=key, track=track, start=start) -> None:
             if step % s.alignment_every == 0 or step == 1:
@@ -177,17 +178,6 @@ def epochs_and_alignment(points: Points, base: ToyConfig, s: SweepConfig) -> tup
                                                              for e in s.epochs_values))
     alignment["steps_per_epoch"] = steps_per_epoch
     return {"field": "student_epochs", "points": list(rows.values())}, alignment
-
-
-def init_of(teachers: Teachers, arm: str) -> BatchedMLP:
-    """The init of a main arm's students: the shared one, or each model's partner's."""
-    if arm == "student_aux":
-        return teachers.reference
-    model = teachers.reference.copy()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(p[teachers.partner])
-    return model
 
 
 # 2. the per-layer init matrix
