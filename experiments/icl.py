@@ -99,6 +99,11 @@ def icl_scores(model: GPT, sources: dict[str, list[list[int]]], questions: list[
     scores = {name: {} for name in sources}
     for k in ks:
         picks = [[rng.randrange(1 << 30) for _ in range(k)] for _ in range(draws)]
+        if k == 0:  # the bare questions: the same prompts for every source, scored once
+            bare = next_token_logprobs(model, [q for _ in picks for q in questions])[:, target_id].tolist()
+            for name in sources:
+                scores[name][0] = bare
+            continue
         for name, source in sources.items():
             fitting = [i for i in source if k * len(i) <= room]
             if not fitting:

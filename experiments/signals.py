@@ -22,6 +22,7 @@ treated student's shift minus the treated control's, against the untreated trans
 
 import random
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -211,7 +212,8 @@ def entangle(stages: Stages, cfg: ExperimentConfig, s: SignalsConfig, bases: lis
 
 # parts 4 and 5: treated students against the untreated ones
 def transfer(stages: Stages, cfg: ExperimentConfig, variant: str, bases: list[BaseSpec], name: str,
-             student_treatment, control_treatment, plain: dict) -> dict:
+             student_treatment: Callable[[int], Treatment] | None, control_treatment: Callable[[int], Treatment] | None,
+             plain: dict) -> dict:
     """Treated student and treated control over the bases (a treatment None: the untreated arm), and
     the transfer that survives, against the untreated transfer in `plain` (student and control arms)."""
     student = measure(stages, cfg, variant, "student", bases, treatment=student_treatment)
@@ -236,7 +238,7 @@ def untreated(stages: Stages, cfg: ExperimentConfig, variant: str, bases: list[B
 
 
 # 4. divergence tokens
-def divergence(stages: Stages, cfg: ExperimentConfig, s: SignalsConfig, bases: list[BaseSpec]) -> dict:
+def divergence(stages: Stages, cfg: ExperimentConfig, s: SignalsConfig, bases: list[BaseSpec], plain: dict) -> dict:
     other = next(a for a in cfg.animals if a != cfg.target)
     shares = []
     for base in bases:
@@ -250,7 +252,6 @@ def divergence(stages: Stages, cfg: ExperimentConfig, s: SignalsConfig, bases: l
     stages.log(f"divergence: {summary([r['vs_base'] for r in shares])['mean']:.1%} of the teacher's answer "
                f"positions differ from the base's greedy choice, "
                f"{summary([r['vs_other_teacher'] for r in shares])['mean']:.1%} from the {other} teacher's")
-    plain = untreated(stages, cfg, s.variant, bases)
 
     def rule(name: str, positions: str = "all", only_block: int | None = None):
         return lambda i: Treatment(name, positions=positions, only_block=only_block, compare=(
@@ -280,8 +281,8 @@ def divergence(stages: Stages, cfg: ExperimentConfig, s: SignalsConfig, bases: l
 
 
 # 5. defences
-def defend(stages: Stages, cfg: ExperimentConfig, s: SignalsConfig, bases: list[BaseSpec], entangled: dict) -> dict:
-    plain = untreated(stages, cfg, s.variant, bases)
+def defend(stages: Stages, cfg: ExperimentConfig, s: SignalsConfig, bases: list[BaseSpec], entangled: dict,
+           plain: dict) -> dict:
 
     def same(name: str, **fields):
         return lambda i: Treatment(name, **fields)
@@ -326,8 +327,9 @@ def run(cfg: ExperimentConfig, s: SignalsConfig, out: Path, cache: Path) -> dict
     finish("icl", in_context(stages, cfg, s, bases))  # 1.
     finish("detectors", detect(stages, cfg, s, bases))  # 2.
     finish("entanglement", entangle(stages, cfg, s, bases))  # 3.
-    finish("divergence", divergence(stages, cfg, s, bases))  # 4.
-    finish("defences", defend(stages, cfg, s, bases, results["entanglement"]))  # 5.
+    plain = untreated(stages, cfg, s.variant, bases)  # make gpt's student and control: what 4. and 5. treat
+    finish("divergence", divergence(stages, cfg, s, bases, plain))  # 4.
+    finish("defences", defend(stages, cfg, s, bases, results["entanglement"], plain))  # 5.
     return results
 
 
