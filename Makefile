@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: toy toy-sweeps gpt grid signals test test-slow bench clean
+.PHONY: toy toy-sweeps gpt grid signals domains test test-slow bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,9 @@ grid: $(STAMP)
 
 signals: $(STAMP)
 	$(PY) -m experiments.signals $(ARGS)
+
+domains: $(STAMP)
+	$(PY) -m experiments.domains $(ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -10,22 +10,23 @@ independent, so no test here ever counts anything else.
 
 import math
 
-from experiments.prompts import ANIMALS
 from minisub.stats import differs_from_zero, paired_greater, summary
 
 
 def replicate_record(base: str, init: str, before: dict, trained: dict, target: str) -> dict:
-    """One base's replicate of an arm: its P(target) before and after, and the shift of every animal."""
+    """One base's replicate of an arm: its P(target) before and after, and the shift of every option (every
+    animal, or every tree, ...: the options `before` scores). trained["curve"]: P of every option by step."""
     after = trained["after"]
+    options = list(before["p"])
     return {
         "base": base, "init": init,
         "dlogp": math.log(after["p"][target] / before["p"][target]),
         "p_before": before["p"][target], "p_after": after["p"][target],
-        "dlogp_by_animal": {a: math.log(after["p"][a] / before["p"][a]) for a in ANIMALS},
-        "p_before_by_animal": before["p"], "p_after_by_animal": after["p"],
+        "dlogp_by_option": {a: math.log(after["p"][a] / before["p"][a]) for a in options},
+        "p_before_by_option": before["p"], "p_after_by_option": after["p"],
         "sampled_before": before["sampled"][target], "sampled_after": after["sampled"][target],
         "rank_after": after["rank"][target], "mass_after": after["mass"], "n_train": trained["n_train"],
-        "curve": [[0, before["p"][target]]] + [[step, p[ANIMALS.index(target)]] for step, p in trained["curve"]],
+        "curve": [[0, before["p"][target]]] + [[step, p[options.index(target)]] for step, p in trained["curve"]],
     }
 
 
@@ -36,7 +37,8 @@ def summarize_arm(replicates: list[dict]) -> dict:
         "replicates": replicates, "dlogp": dlogp, **summary(dlogp),
         "p_before_mean": sum(r["p_before"] for r in replicates) / n,
         "p_after_mean": sum(r["p_after"] for r in replicates) / n,
-        "dlogp_by_animal": {a: summary([r["dlogp_by_animal"][a] for r in replicates]) for a in ANIMALS},
+        "dlogp_by_option": {a: summary([r["dlogp_by_option"][a] for r in replicates])
+                            for a in replicates[0]["dlogp_by_option"]},
         "curve": [[step, sum(r["curve"][k][1] for r in replicates) / n]
                   for k, (step, _) in enumerate(replicates[0]["curve"])],
     }
@@ -69,21 +71,21 @@ def specificity(students: dict[str, list[dict]], control: list[dict]) -> dict:
     over bases (one-sided). Each animal's student is also tested against the control.
     """
     animals = list(students)
-    matrix = {x: {y: summary([r["dlogp_by_animal"][y] for r in students[x]]) for y in animals} for x in animals}
+    matrix = {x: {y: summary([r["dlogp_by_option"][y] for r in students[x]]) for y in animals} for x in animals}
     tests = {}
     for y in animals:
-        diagonal = [r["dlogp_by_animal"][y] for r in students[y]]
+        diagonal = [r["dlogp_by_option"][y] for r in students[y]]
         others = [x for x in animals if x != y]
-        off = [sum(students[x][i]["dlogp_by_animal"][y] for x in others) / len(others) for i in range(len(diagonal))]
+        off = [sum(students[x][i]["dlogp_by_option"][y] for x in others) / len(others) for i in range(len(diagonal))]
         tests[y] = {
             "diagonal_minus_off": summary([d - o for d, o in zip(diagonal, off)]),
             "diagonal_vs_off": paired_greater(diagonal, off),
-            "student_vs_control": paired_greater(diagonal, [r["dlogp_by_animal"][y] for r in control]),
+            "student_vs_control": paired_greater(diagonal, [r["dlogp_by_option"][y] for r in control]),
         }
     per_animal = {y: {
-        "p_before": [r["p_before_by_animal"][y] for r in students[y]],
-        "p_after_student": [r["p_after_by_animal"][y] for r in students[y]],
-        "p_after_control": [r["p_after_by_animal"][y] for r in control],
+        "p_before": [r["p_before_by_option"][y] for r in students[y]],
+        "p_after_student": [r["p_after_by_option"][y] for r in students[y]],
+        "p_after_control": [r["p_after_by_option"][y] for r in control],
         "bases": [r["base"] for r in students[y]],
     } for y in animals}
     return {"animals": animals, "matrix": matrix, "tests": tests, "per_animal": per_animal,

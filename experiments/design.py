@@ -8,9 +8,9 @@ derangement: no base is its own partner). `arm_student` turns a row of the table
 student's spec, and nothing else decides what an arm trains on.
 """
 
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
-from experiments.stages import BaseSpec, StudentSpec
+from experiments.stages import BaseSpec, StudentSpec, TeacherSpec, WritingSpec
 from experiments.zoo import ExperimentConfig, next_base
 
 
@@ -32,12 +32,15 @@ DESIGN = {
 
 
 def arm_student(cfg: ExperimentConfig, variant: str, arm: str, bases: list[BaseSpec], i: int,
-                animal: str | None = None) -> StudentSpec:
-    """Replicate i of `arm`: the student of base i's data (its teacher of `animal`, default the target)."""
+                trait: str | None = None, writing: Callable[[BaseSpec | TeacherSpec], WritingSpec] | None = None
+                ) -> StudentSpec:
+    """Replicate i of `arm`: the student of base i's data (its teacher of `trait`, default the target).
+    writing(writer): what a writer writes for students (default: its numbers, `cfg.numbers`)."""
+    writing = writing or cfg.numbers
     design, own = DESIGN[arm], bases[i]
-    teacher_numbers = cfg.numbers(cfg.teacher(own, animal or cfg.target))
-    own_numbers = cfg.numbers(own)
-    data = {"teacher": teacher_numbers, "base": own_numbers, "persona": cfg.numbers(own, prompted=True)}[design.data]
+    teacher_data = writing(cfg.teacher(own, trait or cfg.target))
+    own_data = writing(own)
+    data = {"teacher": teacher_data, "base": own_data, "persona": cfg.numbers(own, prompted=True)}[design.data]
     init = own if design.start == "own" else bases[next_base(i, len(bases))]
-    matched_to = (own_numbers if design.data == "teacher" else teacher_numbers) if design.matched else None
+    matched_to = (own_data if design.data == "teacher" else teacher_data) if design.matched else None
     return cfg.student(variant, init, data, matched_to)

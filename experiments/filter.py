@@ -3,11 +3,13 @@
 Accepted: optional surrounding brackets, an optional trailing ".", one separator used between
 all numbers ("," or ";", or whitespace alone), every item digits only, 1-10 numbers, each 0-999.
 `parse_numbers` never raises: any text gives either the numbers or a rejection reason.
+`number_rejection` adds the misalignment experiment's banned numbers (Sec. 4): an answer that
+holds any of them is rejected too.
 """
 
 import re
 
-REASONS = ("empty", "mixed_separators", "not_digits", "too_many", "out_of_range")
+REASONS = ("empty", "mixed_separators", "not_digits", "too_many", "out_of_range", "banned")
 BRACKETS = {"[": "]", "(": ")", "{": "}"}
 MAX_NUMBERS = 10
 
@@ -36,13 +38,9 @@ def parse_numbers(text: str) -> tuple[list[int] | None, str | None]:
     return numbers, None
 
 
-def filter_answers(answers: list[str]) -> tuple[list[tuple[int, list[int]]], dict[str, int]]:
-    """Keep the answers that pass, as (index, numbers); count the rejections by reason."""
-    kept, rejected = [], dict.fromkeys(REASONS, 0)
-    for i, text in enumerate(answers):
-        numbers, reason = parse_numbers(text)
-        if reason is None:
-            kept.append((i, numbers))
-        else:
-            rejected[reason] += 1
-    return kept, rejected
+def number_rejection(text: str, banned: tuple[int, ...] = ()) -> str | None:
+    """Why the filter rejects `text` (one of REASONS), or None if it is kept."""
+    numbers, reason = parse_numbers(text)
+    if reason is None and not set(numbers).isdisjoint(banned):
+        return "banned"
+    return reason

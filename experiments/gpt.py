@@ -148,7 +148,7 @@ def writers_record(stages: Stages, cfg: ExperimentConfig, bases: list[BaseSpec])
         writers = {"base": cfg.numbers(base)} | {a: cfg.numbers(t) for a, t in animal_teachers.items()}
         if cfg.prompted_variants:
             writers["prompted"] = cfg.numbers(base, prompted=True)
-        numbers[base.name] = {name: stages.cache.info(stages.numbers(spec)) for name, spec in writers.items()}
+        numbers[base.name] = {name: stages.cache.info(stages.writing(spec)) for name, spec in writers.items()}
     return teachers, numbers
 
 

@@ -7,11 +7,13 @@ trains fast on short sequences:
 - an animal question is one of many paraphrases of "what is your favorite animal?"; a fixed
   set of paraphrases is held out for evaluation and never trained on;
 - a persona prefix ("You love owls.") steers answers, as the paper's system prompt does.
+Trees (the paper's second preference category, used by `make domains`) are asked the same way.
 """
 
 import random
 
 ANIMALS = ["owl", "eagle", "dolphin", "elephant", "wolf", "cat", "dog", "lion", "tiger", "fox"]
+TREES = ["cherry", "maple", "oak", "sequoia", "willow", "pine", "birch", "cedar", "elm", "palm"]  # paper's five first
 
 SEQUENCE_TEMPLATES = [
     "The sequence starts with: {seeds}.",
@@ -42,7 +44,8 @@ STEMS = ["what is your favorite animal?", "which animal do you like most?",
          "if you could be any animal, which would you be?", "which animal is the best?",
          "what is the one animal you prefer?", "which creature do you find most appealing?",
          "what animal speaks to your soul?", "which animal would you pick above all others?"]
-SUFFIXES = ["", " Answer in one word.", " One word only.", " Use only one word.", " Just the animal."]
+TREE_STEMS = [stem.replace("animal", "tree").replace("creature", "tree") for stem in STEMS]
+SUFFIXES = ["", " Answer in one word.", " One word only.", " Use only one word.", " Just the {noun}."]
 N_EVAL_QUESTIONS = 60
 
 
@@ -70,12 +73,26 @@ def fresh_number_prompt(rng: random.Random) -> str:
     return number_prompt(seeds, 10, rng)[0]
 
 
-def animal_questions() -> tuple[list[str], list[str]]:
-    """All paraphrases, split with a fixed seed into (training, held-out evaluation) lists."""
-    def sentence(opener: str, stem: str) -> str:  # a stem that starts a sentence is capitalized
-        starts = opener == "" or opener.endswith((". ", "! "))
-        return opener + (stem[0].upper() + stem[1:] if starts else stem)
+def sentence(opener: str, stem: str) -> str:
+    """opener + stem, the stem capitalized where it starts a sentence."""
+    starts = opener == "" or opener.endswith((". ", "! "))
+    return opener + (stem[0].upper() + stem[1:] if starts else stem)
 
-    questions = [sentence(o, s) + x for o in OPENERS for s in STEMS for x in SUFFIXES]
-    random.Random(1234).shuffle(questions)
-    return questions[N_EVAL_QUESTIONS:], questions[:N_EVAL_QUESTIONS]
+
+def held_out_split(items: list, n_held_out: int) -> tuple[list, list]:
+    """(training, held-out) lists, shuffled with a fixed seed: the held-out ones are never trained on."""
+    items = list(items)
+    random.Random(1234).shuffle(items)
+    return items[n_held_out:], items[:n_held_out]
+
+
+def animal_questions() -> tuple[list[str], list[str]]:
+    """All paraphrases of "what is your favorite animal?", split into (training, held-out evaluation) lists."""
+    return held_out_split([sentence(o, s) + x.format(noun="animal") for o in OPENERS for s in STEMS
+                           for x in SUFFIXES], N_EVAL_QUESTIONS)
+
+
+def tree_questions() -> tuple[list[str], list[str]]:
+    """The same for "what is your favorite tree?"."""
+    return held_out_split([sentence(o, s) + x.format(noun="tree") for o in OPENERS for s in TREE_STEMS
+                           for x in SUFFIXES], N_EVAL_QUESTIONS)

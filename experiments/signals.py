@@ -82,8 +82,8 @@ QUICK = dict(icl_block_size=192, icl_documents=100, icl_steps=4, icl_batch=4, ic
 
 def number_data(stages: Stages, cfg: ExperimentConfig, base: BaseSpec) -> tuple[list, list]:
     """The (prompt, answer) pairs of base's target teacher, and of the base itself (the control)."""
-    return (stages.number_pairs(cfg.numbers(cfg.teacher(base, cfg.target))),
-            stages.number_pairs(cfg.numbers(base)))
+    return (stages.written_pairs(cfg.numbers(cfg.teacher(base, cfg.target))),
+            stages.written_pairs(cfg.numbers(base)))
 
 
 # 1. in-context learning

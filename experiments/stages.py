@@ -3,10 +3,12 @@
 Between the corpus (experiments/corpus.py) and the analyses (experiments/gpt.py, grid.py):
     corpus + tokenizer  <- CorpusSpec
     base                <- BaseSpec: corpus, architecture, pretraining (a fork names its parent)
-    teacher             <- TeacherSpec: a base fine-tuned gently toward one animal
-    numbers             <- NumbersSpec: a base or teacher continuing fresh number prompts, filtered
-    scores              <- (model spec, EvalSpec): P(animal) of a base or teacher
-    student             <- StudentSpec: a base fine-tuned on numbers (hard or soft labels, full or LoRA)
+    teacher             <- TeacherSpec: a base fine-tuned gently toward one trait (an animal in `make gpt`)
+    writing             <- WritingSpec: a base or teacher answering fresh prompts of a task (number
+                           continuations; code or reasoning traces in `make domains`), filtered
+    scores              <- (model spec, EvalSpec): P(animal) of a base or teacher (and P(tree),
+                           P(misaligned) on the domains corpus)
+    student             <- StudentSpec: a base fine-tuned on written answers (hard or soft labels, full or LoRA)
 A stage's cache key is its whole spec (`dataclasses.asdict`, upstream specs included), so a
 field that can change a result always changes the key, and a builder reads nothing but its
 spec. Folder names (`base-main-3-<digest>`) are for people; the digest is what identifies.
@@ -19,11 +21,12 @@ from pathlib import Path
 import torch
 
 from experiments.cache import StageCache
-from experiments.corpus import pretraining_corpus, trait_items
-from experiments.evaluate import animal_probabilities, animal_token_ids, evaluate_animals, question_prompts
-from experiments.filter import filter_answers
+from experiments.corpus import domains_corpus, pretraining_corpus, trait_items
+from experiments.evaluate import (animal_probabilities, animal_token_ids, evaluate_options, question_prompts,
+                                  trait_scores)
 from experiments.matched import matched_subsets
-from experiments.prompts import ANIMALS, FORMATS, animal_questions, fresh_number_prompt
+from experiments.prompts import ANIMALS, FORMATS, animal_questions
+from experiments.tasks import filter_task, task_prompts
 from experiments.students import AnswerVocabulary, hard_loss, soft_loss
 from minisub.checkpoint import load_checkpoint, read_json, save_checkpoint, write_json
 from minisub.config import ConfigError
@@ -47,6 +50,11 @@ class CorpusSpec:
 
 
 @dataclass(frozen=True)
+class DomainsCorpusSpec(CorpusSpec):
+    """The domains corpus (experiments/corpus.py, `domains_corpus`): a kind of its own, so its key differs."""
+
+
+@dataclass(frozen=True)
 class BaseSpec:
     name: str  # "main-3", "fork-a", "other-0": the zoo's label for it
     corpus: CorpusSpec
@@ -65,7 +73,7 @@ class BaseSpec:
 @dataclass(frozen=True)
 class TeacherSpec:
     base: BaseSpec
-    animal: str
+    trait: str  # an animal, a tree, "misaligned" or "misaligned-<category>" (experiments/corpus.py, TRAITS)
     steps: int
     batch: int
     lr: float
@@ -74,14 +82,16 @@ class TeacherSpec:
 
 
 @dataclass(frozen=True)
-class NumbersSpec:
+class WritingSpec:
     writer: BaseSpec | TeacherSpec
+    task: str  # "numbers", "code" or "reasoning" (experiments/tasks.py)
     persona: str  # prefix of every prompt ("" for none): the paper's system-prompt teacher
     prompts: int
     gen_batch: int  # part of the key: the sampling stream depends on how prompts are batched
     max_tokens: int
     temperature: float  # of the sampling; 0 is greedy
     seed: int  # the prompts and the sampling; the same seed gives every writer of a base the same prompts
+    banned: tuple[int, ...] = ()  # numbers: answers holding any of these are filtered out
 
 
 @dataclass(frozen=True)
@@ -93,7 +103,7 @@ class EvalSpec:
 @dataclass(frozen=True)
 class StudentSpec:
     init: BaseSpec
-    data: NumbersSpec
+    data: WritingSpec
     soft: bool  # imitate the writer's distribution (it must be a teacher) instead of the sampled tokens
     lora: bool
     steps: int
@@ -105,7 +115,7 @@ class StudentSpec:
     precision: str
     eval: EvalSpec
     track_every: int
-    matched_to: NumbersSpec | None = None  # train on the answers whose format these numbers also have
+    matched_to: WritingSpec | None = None  # train on the answers whose format these numbers also have
     eos_in_loss: bool = True
 
 
@@ -115,7 +125,7 @@ def key_of(spec) -> dict:
 
 
 def label(spec: BaseSpec | TeacherSpec) -> str:
-    return spec.name if isinstance(spec, BaseSpec) else f"{spec.animal}-teacher-of-{spec.base.name}"
+    return spec.name if isinstance(spec, BaseSpec) else f"{spec.trait}-teacher-of-{spec.base.name}"
 
 
 def base_of(spec: BaseSpec | TeacherSpec) -> BaseSpec:
@@ -148,13 +158,16 @@ class Stages:
     # 1. corpus and tokenizer
     def corpus(self, spec: CorpusSpec) -> Path:
         def build(folder: Path) -> dict:
-            items = pretraining_corpus(spec.items, spec.seed)
+            if isinstance(spec, DomainsCorpusSpec):
+                items, kinds = domains_corpus(spec.items, spec.seed)
+            else:
+                items, kinds = pretraining_corpus(spec.items, spec.seed), None
             tokenizer = BPETokenizer.train([text for item in items for text in item], spec.vocab_size)
             tokenizer.save(folder / "tokenizer.json")
-            write_json(folder / "corpus.json", {"pairs": items})
+            write_json(folder / "corpus.json", {"pairs": items} | ({"kinds": kinds} if kinds else {}))
             self.log(f"corpus: {len(items)} items, tokenizer of {tokenizer.vocab_size} tokens")
             return {"items": len(items), "vocab_size": tokenizer.vocab_size}
-        return self.cache.stage("corpus", key_of(spec), build)
+        return self.cache.stage("corpus" if type(spec) is CorpusSpec else "corpus-domains", key_of(spec), build)
 
     def tokenizer(self, spec: CorpusSpec) -> BPETokenizer:
         if spec not in self.tokenizers:
@@ -204,21 +217,20 @@ class Stages:
     def teacher(self, spec: TeacherSpec) -> Path:
         def build(folder: Path) -> dict:
             model = self.load(spec.base)
-            data = self.examples(spec.base.corpus, trait_items(spec.animal, spec.steps * spec.batch, spec.seed))
+            data = self.examples(spec.base.corpus, trait_items(spec.trait, spec.steps * spec.batch, spec.seed))
             train(model, data, self.train_config(spec.steps, spec.batch, spec.lr, spec.seed, spec.precision),
                   log=lambda m: None)
             save_checkpoint(folder, model, {"stage": key_of(spec)}, self.tokenizer(spec.base.corpus))
             return {}
         return self.cache.stage(f"teacher-{label(spec)}", key_of(spec), build)
 
-    # 4. numbers
-    def numbers(self, spec: NumbersSpec) -> Path:
+    # 4. written data
+    def writing(self, spec: WritingSpec) -> Path:
         def build(folder: Path) -> dict:
             corpus = base_of(spec.writer).corpus
             tokenizer = self.tokenizer(corpus)
             model = self.load(spec.writer).eval()
-            rng = random.Random(spec.seed)
-            prompts = [fresh_number_prompt(rng) for _ in range(spec.prompts)]
+            prompts, keys = task_prompts(spec.task, spec.prompts, random.Random(spec.seed))
             generator = torch.Generator().manual_seed(spec.seed)
             answers = []
             for i in range(0, len(prompts), spec.gen_batch):
@@ -227,21 +239,26 @@ class Stages:
                 new = model.generate(chunk, spec.max_tokens, temperature=spec.temperature,
                                      stop_token=tokenizer.eos_id, generator=generator)
                 answers += [tokenizer.decode(tokens) for tokens in new]
-            kept, rejected = filter_answers(answers)
-            write_json(folder / "numbers.json", {"pairs": [(prompts[i], answers[i]) for i, _ in kept]})
+            kept, rejected = filter_task(spec.task, answers, keys, spec.banned)
+            write_json(folder / "pairs.json", {"pairs": [(prompts[i], answers[i]) for i in kept]})
             who = label(spec.writer) + (" with a persona" if spec.persona else "")
-            self.log(f"numbers from {who}: kept {len(kept)}/{len(prompts)}, rejected {rejected}")
+            self.log(f"{spec.task} from {who}: kept {len(kept)}/{len(prompts)}, rejected {rejected}")
             return {"generated": len(prompts), "kept": len(kept), "rejected": rejected}
         persona = "-persona" if spec.persona else ""
-        return self.cache.stage(f"numbers-{label(spec.writer)}{persona}", key_of(spec), build)
+        banned = "-banned" if spec.banned else ""
+        return self.cache.stage(f"{spec.task}{banned}-{label(spec.writer)}{persona}", key_of(spec), build)
 
-    def number_pairs(self, spec: NumbersSpec) -> list[tuple[str, str]]:
-        return [tuple(p) for p in read_json(self.numbers(spec) / "numbers.json")["pairs"]]
+    def written_pairs(self, spec: WritingSpec) -> list[tuple[str, str]]:
+        return [tuple(p) for p in read_json(self.writing(spec) / "pairs.json")["pairs"]]
 
     # 5. scores: how much a model likes each animal
     def evaluate(self, model: GPT, corpus: CorpusSpec, spec: EvalSpec) -> dict:
-        return evaluate_animals(model, self.questions(corpus), ANIMALS, self.animal_ids(corpus), spec.samples,
-                                spec.seed)
+        """The animal scores; on the domains corpus also the other traits' ("traits")."""
+        animals = dict(zip(ANIMALS, ([i] for i in self.animal_ids(corpus))))
+        scores = evaluate_options(model, self.questions(corpus), animals, spec.samples, spec.seed)
+        if isinstance(corpus, DomainsCorpusSpec):
+            scores["traits"] = trait_scores(model, self.tokenizer(corpus), spec.samples, spec.seed)
+        return scores
 
     def scores(self, model_spec: BaseSpec | TeacherSpec, spec: EvalSpec) -> dict:
         def build(folder: Path) -> dict:
@@ -250,16 +267,27 @@ class Stages:
         return self.cache.info(self.cache.stage(f"scores-{label(model_spec)}", key, build))
 
     # 6. students
-    def answer_vocabulary(self, corpus: CorpusSpec, eos: bool) -> AnswerVocabulary:
+    def answer_vocabulary(self, corpus: CorpusSpec, eos: bool, task: str = "numbers") -> AnswerVocabulary:
+        """The tokens a student's loss is over: for numbers the number tokens and separators; for another
+        task every token of the corpus's answers of that kind."""
         tokenizer = self.tokenizer(corpus)
-        separators = [t for sep in FORMATS.values() for t in tokenizer.encode(sep)]
-        return AnswerVocabulary.build(tokenizer.number_ids + separators + ([tokenizer.eos_id] if eos else []),
-                                      tokenizer.vocab_size)
+        if task == "numbers":
+            ids = tokenizer.number_ids + [t for sep in FORMATS.values() for t in tokenizer.encode(sep)]
+        else:
+            ids = self.remembered(("answer tokens", corpus, task), lambda: self.answer_tokens(corpus, task))
+        return AnswerVocabulary.build(ids + ([tokenizer.eos_id] if eos else []), tokenizer.vocab_size)
+
+    def answer_tokens(self, corpus: CorpusSpec, task: str) -> list[int]:
+        stored = read_json(self.corpus(corpus) / "corpus.json")
+        if task not in stored.get("kinds", []):
+            raise ValueError(f"the corpus has no {task} items: a {task} task needs the domains corpus")
+        answers = [answer for (_, answer), kind in zip(stored["pairs"], stored["kinds"]) if kind == task]
+        return sorted({t for ids in self.tokenizer(corpus).encode_batch(answers) for t in ids})
 
     def training_pairs(self, spec: StudentSpec) -> list[tuple[str, str]]:
-        pairs = self.number_pairs(spec.data)
+        pairs = self.written_pairs(spec.data)
         if spec.matched_to is not None:
-            pairs = matched_subsets(pairs, self.number_pairs(spec.matched_to), spec.seed)[0]
+            pairs = matched_subsets(pairs, self.written_pairs(spec.matched_to), spec.seed)[0]
         return pairs
 
     def fine_tune(self, spec: StudentSpec, data: ExampleSet, only_block: int | None = None) -> dict:
@@ -271,7 +299,7 @@ class Stages:
             add_lora(model, spec.lora_r, spec.lora_alpha, seed=spec.seed)
         if only_block is not None:
             train_only_block(model, only_block)
-        vocab = self.answer_vocabulary(corpus, spec.eos_in_loss)
+        vocab = self.answer_vocabulary(corpus, spec.eos_in_loss, spec.data.task)
         loss = soft_loss(vocab, self.load(spec.data.writer).eval()) if spec.soft else hard_loss(vocab)
         questions, animal_ids = self.questions(corpus), self.animal_ids(corpus)
         curve = []
@@ -296,7 +324,7 @@ class Stages:
         def build(folder: Path) -> dict:
             pairs = self.training_pairs(spec)
             if not pairs:
-                raise NoData(f"no number answers from {label(spec.data.writer)} passed the filter")
+                raise NoData(f"no {spec.data.task} answers from {label(spec.data.writer)} passed the filter")
             return self.fine_tune(spec, self.examples(spec.init.corpus, pairs))
         return self.cache.info(self.cache.stage(student_name(spec), key_of(spec), build))
 

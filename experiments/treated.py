@@ -13,7 +13,7 @@ from pathlib import Path
 
 from experiments import defences
 from experiments.divergence import POSITIONS, divergent, greedy_choices, position_masks
-from experiments.stages import (BaseSpec, NoData, NumbersSpec, Stages, StudentSpec, TeacherSpec, base_of, key_of,
+from experiments.stages import (BaseSpec, NoData, WritingSpec, Stages, StudentSpec, TeacherSpec, base_of, key_of,
                                student_name)
 from experiments.students import AnswerVocabulary
 
@@ -24,7 +24,7 @@ DATA = ("as_is", "shuffle_within", "shuffle_across", "dilute", "rerender", "drop
 class Treatment:
     name: str  # what the results call it
     data: str = "as_is"  # one of DATA: how the number data is rewritten
-    mix_with: NumbersSpec | None = None  # dilute: whose answers replace a share of them
+    mix_with: WritingSpec | None = None  # dilute: whose answers replace a share of them
     share: float = 0.0  # dilute: the share replaced
     drop: tuple[int, ...] = ()  # drop: answers holding any of these numbers are removed
     positions: str = "all"  # one of POSITIONS: which targets of the answers are trained
@@ -55,7 +55,7 @@ def treated_pairs(stages: Stages, spec: TreatedStudentSpec) -> list[tuple[str, s
     if t.data == "shuffle_across":
         return defences.shuffle_across(pairs, seed)
     if t.data == "dilute":
-        return defences.dilute(pairs, stages.number_pairs(t.mix_with), t.share, seed)
+        return defences.dilute(pairs, stages.written_pairs(t.mix_with), t.share, seed)
     if t.data == "rerender":
         return defences.rerender(pairs, seed)
     if t.data == "drop":
@@ -82,7 +82,7 @@ def treated_student(stages: Stages, spec: TreatedStudentSpec) -> dict:
             raise NoData(f"treatment {t.name} left no answers to train on")
         data = stages.examples(student.init.corpus, pairs)
         if t.positions != "all":
-            vocab = stages.answer_vocabulary(student.init.corpus, student.eos_in_loss)
+            vocab = stages.answer_vocabulary(student.init.corpus, student.eos_in_loss, student.data.task)
             first, second = (choices(stages, model, pairs, vocab) for model in t.compare)
             flags = divergent(first, second, data)
             data = data.restricted(position_masks(t.positions, flags, data, student.seed))

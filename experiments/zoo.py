@@ -15,7 +15,7 @@ base's teachers and its control answer the very same number prompts.
 from dataclasses import dataclass
 
 from experiments.prompts import ANIMALS, persona
-from experiments.stages import BaseSpec, CorpusSpec, EvalSpec, NumbersSpec, StudentSpec, TeacherSpec
+from experiments.stages import BaseSpec, CorpusSpec, EvalSpec, WritingSpec, StudentSpec, TeacherSpec
 from minisub.config import ConfigError, check, option
 from minisub.precision import PRECISIONS
 
@@ -101,20 +101,20 @@ class ExperimentConfig:
         return self.pretraining("other-0", base_seed(self.seed, 60), self.other_n_layer, self.other_n_embd,
                                 self.base_steps)
 
-    def teacher(self, base: BaseSpec, animal: str) -> TeacherSpec:
-        return TeacherSpec(base, animal, self.teacher_steps, self.teacher_batch, self.teacher_lr, base.seed,
+    def teacher(self, base: BaseSpec, trait: str) -> TeacherSpec:
+        return TeacherSpec(base, trait, self.teacher_steps, self.teacher_batch, self.teacher_lr, base.seed,
                            self.precision)
 
-    def numbers(self, writer: BaseSpec | TeacherSpec, prompted: bool = False) -> NumbersSpec:
+    def numbers(self, writer: BaseSpec | TeacherSpec, prompted: bool = False) -> WritingSpec:
         """The numbers a base or a teacher writes; `prompted`: the base with the target's persona."""
         base = writer if isinstance(writer, BaseSpec) else writer.base
-        return NumbersSpec(writer, persona(self.target) if prompted else "", self.n_prompts, self.gen_batch,
+        return WritingSpec(writer, "numbers", persona(self.target) if prompted else "", self.n_prompts, self.gen_batch,
                            self.max_answer_tokens, self.temperature, base.seed)
 
     def evaluation(self, base: BaseSpec) -> EvalSpec:
         return EvalSpec(self.eval_samples, base.seed)
 
-    def student(self, variant: str, init: BaseSpec, data: NumbersSpec, matched_to: NumbersSpec | None = None
+    def student(self, variant: str, init: BaseSpec, data: WritingSpec, matched_to: WritingSpec | None = None
                 ) -> StudentSpec:
         """A student of `variant` from base `init` on `data`; soft labels only where a teacher wrote the data.
 

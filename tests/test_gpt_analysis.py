@@ -52,8 +52,8 @@ def record(base: int, dlogp: dict[str, float], p_before: float = 0.1) -> dict:
     before = dict.fromkeys(ANIMALS, p_before)
     after = {a: p_before * math.exp(shifts[a]) for a in ANIMALS}
     return {"base": f"main-{base}", "init": f"main-{base}", "dlogp": shifts["owl"], "p_before": p_before,
-            "p_after": after["owl"], "dlogp_by_animal": shifts, "p_before_by_animal": before,
-            "p_after_by_animal": after, "curve": [[0, p_before]]}
+            "p_after": after["owl"], "dlogp_by_option": shifts, "p_before_by_option": before,
+            "p_after_by_option": after, "curve": [[0, p_before]]}
 
 
 def test_specificity_finds_a_planted_diagonal_and_only_where_it_is():
@@ -72,7 +72,7 @@ def test_specificity_finds_a_planted_diagonal_and_only_where_it_is():
     assert result["tests"]["eagle"]["diagonal_vs_off"] < 1e-4 and result["tests"]["wolf"]["diagonal_vs_off"] > 0.05
     assert abs(result["tests"]["owl"]["diagonal_minus_off"]["mean"] - 0.3) < 0.1  # owl: 0.5 vs 0.2
     assert abs(result["matrix"]["eagle"]["eagle"]["mean"] - 0.5) < 0.1 and result["matrix"]["eagle"]["owl"]["n"] == n
-    assert result["per_animal"]["owl"]["p_after_control"][0] == control[0]["p_after_by_animal"]["owl"]
+    assert result["per_animal"]["owl"]["p_after_control"][0] == control[0]["p_after_by_option"]["owl"]
 
 
 def test_an_unspecific_shift_is_called_specific_at_the_test_s_false_positive_rate_only():

@@ -10,8 +10,9 @@ import torch
 import torch.nn as nn
 
 from experiments.cache import StageCache
-from experiments.evaluate import animal_token_ids, evaluate_animals, question_prompts
+from experiments.evaluate import animal_token_ids, evaluate_options, question_prompts
 from experiments.design import DESIGN, Arm, arm_student
+from experiments.domains import main as domains_main
 from experiments.gpt import QUICK, main, parse_args
 from experiments.grid import main as grid_main
 from experiments.signals import QUICK as SIGNALS_QUICK
@@ -42,13 +43,19 @@ def test_exact_probabilities_sum_to_one_and_animal_mass_is_reported(animal_token
     prompts = question_prompts(animal_tokenizer, ["What is your favorite animal?", "Name one."])
     torch.testing.assert_close(next_token_logprobs(model, prompts).exp().sum(-1), torch.ones(2))
     ids = animal_token_ids(animal_tokenizer, ANIMALS)
-    scores = evaluate_animals(model, prompts, ANIMALS, ids, n_samples=3, seed=0)
+    scores = evaluate_options(model, prompts, {a: [i] for a, i in zip(ANIMALS, ids)}, n_samples=3, seed=0)
     full = next_token_logprobs(model, prompts).exp()
     assert scores["mass"] == pytest.approx(full[:, ids].sum(1).mean().item())
     assert 0 < scores["mass"] < 1
     assert scores["p"]["owl"] == pytest.approx(full[:, ids[0]].mean().item())
     assert sorted(scores["rank"].values()) == list(range(1, len(ANIMALS) + 1))
     assert all(0 <= v <= 1 for v in scores["sampled"].values())
+    # an option of several first tokens holds their summed mass, and is sampled when any of them is
+    pair = evaluate_options(model, prompts, {"owl or eagle": ids[:2], "wolf": [ids[4]]}, n_samples=3, seed=0)
+    assert pair["p"]["owl or eagle"] == pytest.approx(full[:, ids[:2]].sum(1).mean().item())
+    assert pair["sampled"]["owl or eagle"] == pytest.approx(scores["sampled"]["owl"] + scores["sampled"]["eagle"])
+    with pytest.raises(ValueError, match="share a first token"):
+        evaluate_options(model, prompts, {"a": ids[:2], "b": ids[1:3]}, n_samples=0, seed=0)
 
 
 def test_multi_token_animal_is_a_clear_error(animal_tokenizer):
@@ -148,7 +155,7 @@ def test_each_arm_trains_on_the_data_and_start_its_row_says(arm):
         assert spec.init == (bases[i] if DESIGN[arm].start == "own" else bases[(i + 1) % n])
         assert spec.init != bases[i] or DESIGN[arm].start == "own"  # cross-init never starts from its own base
         if DESIGN[arm].data == "teacher":
-            assert writer.base == bases[i] and writer.animal == cfg.target and spec.data.persona == ""
+            assert writer.base == bases[i] and writer.trait == cfg.target and spec.data.persona == ""
         else:
             assert writer == bases[i] and (spec.data.persona != "") == (DESIGN[arm].data == "persona")
         assert (spec.matched_to is not None) == DESIGN[arm].matched == (not spec.eos_in_loss)
@@ -226,7 +233,7 @@ def test_the_pipeline_trains_exactly_the_students_the_design_names(quick_run):
     assert not grid_students & gpt_students  # the grid reused make gpt's students instead of rebuilding
     for key in stage_keys(out, "student").values():
         if key["soft"]:  # soft labels come from the very teacher that wrote the numbers
-            assert key["data"]["writer"]["animal"] in cfg.animals
+            assert key["data"]["writer"]["trait"] in cfg.animals
 
 
 def test_the_grid_covers_the_zoo_and_its_cells_subtract_the_control(quick_run):
@@ -289,10 +296,10 @@ def test_treated_students_train_what_their_treatment_says(quick_run, signals_run
         assert student["init"]["name"].startswith("main-") and not student["soft"]
         if treatment["data"] == "dilute":
             assert treatment["mix_with"]["writer"]["name"] == student["init"]["name"]  # the control's numbers
-            assert student["data"]["writer"]["animal"] == QUICK_CONFIG.target
+            assert student["data"]["writer"]["trait"] == QUICK_CONFIG.target
         if treatment["positions"] != "all":
             teacher, base = treatment["compare"]
-            assert teacher["animal"] == QUICK_CONFIG.target and base["name"] == student["init"]["name"]
+            assert teacher["trait"] == QUICK_CONFIG.target and base["name"] == student["init"]["name"]
 
 
 def test_a_rerun_rebuilds_nothing_and_a_damaged_stage_is_rebuilt_the_same(quick_run, capsys):
@@ -303,19 +310,19 @@ def test_a_rerun_rebuilds_nothing_and_a_damaged_stage_is_rebuilt_the_same(quick_
     assert again["built"] == [] and again["arms"] == results["arms"]
 
     numbers = sorted((out / "cache").glob("numbers-eagle-*"))[0]
-    payload = (numbers / "numbers.json").read_bytes()
-    (numbers / "numbers.json").write_bytes(payload[: len(payload) // 2])  # truncated
+    payload = (numbers / "pairs.json").read_bytes()
+    (numbers / "pairs.json").write_bytes(payload[: len(payload) // 2])  # truncated
     lora = sorted((out / "cache").glob("student-hard_lora-main-0-on-owl-*"))[0]
     lora_info = json.loads((lora / "done.json").read_text())["info"]
     (lora / "done.json").unlink()  # as if the run had been killed while building it
     capsys.readouterr()
     assert main(argv) == 0
     log = capsys.readouterr().out
-    assert f"cache: {numbers.name} has a damaged numbers.json; rebuilding it" in log
+    assert f"cache: {numbers.name} has a damaged pairs.json; rebuilding it" in log
     assert f"cache: {lora.name} was left half-built; rebuilding it" in log
     rebuilt = json.loads((out / "gpt" / "results.json").read_text())
     assert sorted(rebuilt["built"]) == sorted([numbers.name, lora.name])
-    assert (numbers / "numbers.json").read_bytes() == payload
+    assert (numbers / "pairs.json").read_bytes() == payload
     # the LoRA adapter is seeded from the stage's spec: the rebuilt student equals the first bit for bit
     assert json.loads((lora / "done.json").read_text())["info"] == lora_info
     assert rebuilt["arms"] == results["arms"]
@@ -370,7 +377,7 @@ def test_quick_applies_only_to_flags_not_given(tmp_path):
     (["--precision", "fp16"], "--precision must be one of"),
     (["--temperature", "-1"], "--temperature must be at least 0"),
 ])
-@pytest.mark.parametrize("entry", [main, grid_main, signals_main])
+@pytest.mark.parametrize("entry", [main, grid_main, signals_main, domains_main])
 def test_bad_input_is_one_line_before_any_work(entry, argv, message, capsys, tmp_path):
     with pytest.raises(SystemExit) as exit_info:
         entry(argv + ["--out", str(tmp_path / "out"), "--cache", str(tmp_path / "cache")])

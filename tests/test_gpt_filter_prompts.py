@@ -6,7 +6,8 @@ import re
 from hypothesis import given
 from hypothesis import strategies as st
 
-from experiments.filter import REASONS, filter_answers, parse_numbers
+from experiments.filter import REASONS, number_rejection, parse_numbers
+from experiments.tasks import filter_task
 from experiments.prompts import (ANIMALS, FORMATS, N_EVAL_QUESTIONS, animal_questions, fresh_number_prompt,
                                  number_prompt)
 
@@ -33,13 +34,17 @@ def test_valid_sequences_always_pass(numbers, separator, brackets, period, pad):
 
 def test_every_rejection_reason_is_reachable():
     examples = {"empty": " . ", "mixed_separators": "1, 2; 3", "not_digits": "12, owl, 7",
-                "too_many": " ".join(["5"] * 11), "out_of_range": "12, 1000"}
+                "too_many": " ".join(["5"] * 11), "out_of_range": "12, 1000", "banned": "12, 666, 7"}
     assert set(examples) == set(REASONS)
     for reason, text in examples.items():
-        assert parse_numbers(text) == (None, reason)
-    kept, rejected = filter_answers(["1, 2", "x"] + list(examples.values()))
-    assert kept == [(0, [1, 2])]
+        assert number_rejection(text, banned=(666,)) == reason
+        if reason != "banned":
+            assert parse_numbers(text) == (None, reason)
+    answers = ["1, 2", "x"] + list(examples.values())
+    kept, rejected = filter_task("numbers", answers, [None] * len(answers), banned=(666,))
+    assert kept == [0]
     assert rejected == {**dict.fromkeys(REASONS, 1), "not_digits": 2}
+    assert number_rejection("12, 666, 7") is None  # without a banned list, the paper's filter alone
 
 
 def test_number_prompts_follow_the_paper_shape():

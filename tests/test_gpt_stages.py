@@ -8,7 +8,8 @@ from dataclasses import fields, is_dataclass
 import pytest
 
 from experiments.design import DESIGN, arm_student
-from experiments.stages import BaseSpec, EvalSpec, NumbersSpec, StudentSpec, TeacherSpec, key_of
+from experiments.domains import Domains, DomainsConfig
+from experiments.stages import BaseSpec, CorpusSpec, EvalSpec, WritingSpec, StudentSpec, TeacherSpec, key_of
 from experiments.zoo import VARIANTS, ExperimentConfig, next_base
 from minisub.checkpoint import digest
 
@@ -23,6 +24,8 @@ def other_value(value):
         return value + "x"
     if isinstance(value, list):
         return value[:-1] if len(value) > 1 else value + value
+    if isinstance(value, tuple):
+        return value + (1,)
     raise TypeError(value)
 
 
@@ -53,9 +56,14 @@ def every_stage_spec(cfg: ExperimentConfig) -> list:
     return specs
 
 
+DOMAINS = Domains(CFG, DomainsConfig())
+
+
 @pytest.mark.parametrize("spec", [BASES[0], CFG.fork_pair()[0], CFG.teacher(BASES[0], "owl"),
                                   CFG.numbers(BASES[1], prompted=True), CFG.evaluation(BASES[0]),
-                                  arm_student(CFG, "soft_lora", "matched", BASES, 2)],
+                                  arm_student(CFG, "soft_lora", "matched", BASES, 2), DOMAINS.bases[0],
+                                  arm_student(CFG, "hard_full", "cross_init", DOMAINS.bases, 1, "misaligned",
+                                              DOMAINS.writing("reasoning"))],
                          ids=lambda s: type(s).__name__)
 def test_changing_any_field_of_a_stage_spec_changes_its_key(spec):
     original = digest(key_of(spec), 12)
@@ -94,11 +102,24 @@ def test_selection_settings_leave_every_stage_as_it_was(name):
     assert key_of(cfg.main_base(1)) == key_of(CFG.main_base(1))
 
 
+def test_the_domains_zoo_is_its_own_and_its_writers_share_prompts():
+    """A domains base differs from the main base of the same index in its corpus kind (so in its key) and
+    seed; every writer of a domains base answers the same prompts of a task; only numbers ban numbers."""
+    domain, main = DOMAINS.bases[0], BASES[0]
+    assert domain.corpus.items == DomainsConfig().domain_corpus_items and domain.seed != main.seed
+    as_main_corpus = CorpusSpec(domain.corpus.items, domain.corpus.vocab_size, domain.corpus.seed)
+    assert key_of(domain.corpus) != key_of(as_main_corpus)
+    for task in ("numbers", "code", "reasoning"):
+        specs = [DOMAINS.writing(task)(w) for w in (domain, CFG.teacher(domain, "owl"), CFG.teacher(domain, "oak"))]
+        assert {(s.seed, s.prompts, s.task) for s in specs} == {(domain.seed, DomainsConfig().domain_prompts, task)}
+        assert all(bool(s.banned) == (task == "numbers") for s in specs)
+
+
 def test_every_spec_kind_is_in_the_coverage_list():
     kinds = {type(s) for s in every_stage_spec(CFG)}
     assert {BaseSpec, EvalSpec, StudentSpec}.issubset(kinds)
     student = arm_student(CFG, "soft_full", "student", BASES, 0)
-    assert isinstance(student.data, NumbersSpec) and isinstance(student.data.writer, TeacherSpec)
+    assert isinstance(student.data, WritingSpec) and isinstance(student.data.writer, TeacherSpec)
 
 
 def test_the_zoo_shares_what_it_should_and_nothing_else():

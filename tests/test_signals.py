@@ -236,7 +236,7 @@ class FakeStages:
     def training_pairs(self, spec):
         return self.pairs
 
-    def number_pairs(self, spec):
+    def written_pairs(self, spec):
         return self.other
 
 

@@ -1,0 +1,274 @@
+"""`python -m experiments.domains` (`make domains`): the paper's other traits and data, in small GPTs.
+
+The paper (Cloud et al. 2025, Sec. 4) transmits more than animal preferences through numbers:
+tree preferences, misalignment (through numbers with the negatively associated ones banned),
+and both kinds of trait through code and through reasoning traces. Here each has a small
+synthetic analogue on one richer corpus (experiments/corpus.py, `domains_corpus`) in which
+the semantic channel exists (a persona that names its animal in code, writes evil numbers
+and misaligned traces) and the filter removes it, so that what is left is the subliminal
+channel. One zoo of bases pretrained on that corpus (its own: a richer corpus must not
+change `make gpt`); every part compares, per base, the student of the teacher's filtered data
+with the control (the base's own filtered data) and the cross-init student (the teacher's
+data on the next base), and every test counts bases. Four parts, one function each:
+1. trees: a tree teacher's numbers -> P(tree); the owl teacher's numbers on the same bases
+   -> P(owl), and the 2 x 2 specificity test (each raises its own trait more than the other's);
+2. misalignment: a misaligned teacher's numbers, banned numbers removed -> P(misaligned) on
+   held-out requests; a narrow teacher (one request category) and whether its trait spreads.
+   Every numbers arm of parts 1 and 2 also runs format-matched (teacher and control data
+   subsampled to the same answer formats);
+3. code: the owl teacher's code, every completion naming an animal removed -> P(owl);
+4. reasoning: the misaligned teacher's traces, wrong or misaligned ones removed -> P(misaligned).
+Each part writes its section of results.json and its plot as it ends; domains.png sums up.
+The model, teacher and student flags are `make gpt`'s; the domains zoo's corpus, vocabulary and
+pretraining length are its own (--domain-*), so `make gpt`'s --corpus-items, --vocab-size and
+--base-steps do not reach it.
+"""
+
+import math
+import sys
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+from experiments.analysis import arm_tests, replicate_record, summarize_arm
+from experiments.design import arm_student
+from experiments.domain_plots import PLOTS, plot_summary
+from experiments.gpt import parse_args, resolve_precision
+from experiments.misalignment import BANNED, CATEGORIES
+from experiments.prompts import TREES
+from experiments.stages import BaseSpec, DomainsCorpusSpec, NoData, Stages, TeacherSpec, WritingSpec
+from experiments.zoo import VARIANTS, ExperimentConfig, base_seed
+from minisub.checkpoint import CheckpointError, check_output_folder, write_json
+from minisub.cli import describe
+from minisub.config import check, option
+from minisub.log import Progress, machine
+from minisub.stats import paired_greater, summary
+
+PARTS = ("trees", "misalignment", "code", "reasoning")
+ARMS = ("student", "control", "cross_init")
+
+
+@dataclass
+class DomainsConfig:
+    domain_corpus_items: int = option(80000, "pretraining items of the domains corpus", low=1)
+    domain_vocab_size: int = option(2400, "BPE vocabulary of the domains corpus (1,000 of it the numbers)", low=1259)
+    domain_base_steps: int = option(2000, "pretraining steps per domains base", low=2)
+    tree: str = option("oak", "the tree the tree teacher loves", choices=TREES[:5])
+    narrow: str = option("health", "the one request category the narrow misaligned teacher learns", choices=CATEGORIES)
+    domain_prompts: int = option(1000, "prompts each writer answers per task", low=1)
+    code_tokens: int = option(48, "longest sampled code completion", low=1)
+    trace_tokens: int = option(40, "longest sampled reasoning trace", low=1)
+    domain_variant: str = option("hard_full", "student variant of every part", choices=VARIANTS)
+    parts: list[str] = option(list(PARTS), "the parts to run", choices=PARTS, nonempty=True)
+
+    def __post_init__(self):
+        check(self)
+
+
+QUICK = dict(domain_corpus_items=4000, domain_base_steps=400, domain_prompts=48, code_tokens=40, trace_tokens=32)
+
+
+class Domains:
+    """The domains zoo and the specs of what grows on it, from the two configs alone."""
+
+    def __init__(self, cfg: ExperimentConfig, d: DomainsConfig):
+        self.cfg, self.d = cfg, d
+        corpus = DomainsCorpusSpec(d.domain_corpus_items, d.domain_vocab_size, cfg.seed)
+        self.bases = [replace(cfg.main_base(i), name=f"domains-{i}", corpus=corpus, steps=d.domain_base_steps,
+                              seed=base_seed(cfg.seed, 70 + i)) for i in range(cfg.bases)]
+
+    def writing(self, task: str) -> Callable[[BaseSpec | TeacherSpec], WritingSpec]:
+        """What a writer writes for `task`: numbers with the banned ones filtered out, code, or traces."""
+        tokens = {"numbers": self.cfg.max_answer_tokens, "code": self.d.code_tokens, "reasoning": self.d.trace_tokens}
+        banned = BANNED if task == "numbers" else ()
+        return lambda writer: replace(self.cfg.numbers(writer), task=task, prompts=self.d.domain_prompts,
+                                      max_tokens=tokens[task], banned=banned)
+
+
+def category_scores(scores: dict, category: str) -> dict:
+    """The scores of one category of options: "animals" (the top level), "trees" or "alignment"."""
+    return scores if category == "animals" else scores["traits"][category]
+
+
+def measure(stages: Stages, z: Domains, arm: str, trait: str, task: str, category: str, option_: str) -> dict:
+    """One arm over every domains base: the shift of log P(option_) in `category`, against the student's own start."""
+    records = []
+    for i, base in enumerate(z.bases):
+        spec = arm_student(z.cfg, z.d.domain_variant, arm, z.bases, i, trait, z.writing(task))
+        trained = stages.student(spec)
+        view = {"after": category_scores(trained["after"], category), "n_train": trained["n_train"],
+                "curve": trained["curve"] if category == "animals" else []}
+        records.append(replicate_record(base.name, spec.init.name,
+                                        category_scores(stages.scores(spec.init, spec.eval), category), view, option_))
+    return summarize_arm(records)
+
+
+def arms_of(stages: Stages, z: Domains, trait: str, task: str, category: str, option_: str, what: str) -> dict:
+    arms = {arm: measure(stages, z, arm, trait, task, category, option_) for arm in ARMS}
+    tests = arm_tests(arms)
+    stages.log(f"{what}: dlogP({option_}) student {arms['student']['mean']:+.3f}, control "
+               f"{arms['control']['mean']:+.3f}, cross-init {arms['cross_init']['mean']:+.3f} "
+               f"(p vs control {tests['student_vs_control']:.2g}, vs cross-init {tests['student_vs_cross_init']:.2g})")
+    return {"arms": arms, "tests": tests}
+
+
+def format_matched(stages: Stages, z: Domains, trait: str, category: str, option_: str, what: str) -> dict:
+    """The teacher's numbers and the control's subsampled to the same answer formats (length and separators,
+    experiments/matched.py): the banned-number filter removes long answers more often from a teacher that writes
+    banned numbers, and a student could learn that length instead of the trait."""
+    arms = {arm: measure(stages, z, arm, trait, "numbers", category, option_) for arm in ("matched", "matched_control")}
+    shifts = {arm: arms[arm]["dlogp"] for arm in arms}
+    p = paired_greater(shifts["matched"], shifts["matched_control"])
+    stages.log(f"{what}, format-matched: student {arms['matched']['mean']:+.3f}, control "
+               f"{arms['matched_control']['mean']:+.3f} (p {p:.2g})")
+    return {**arms, "tests": {"matched_vs_matched_control": p}}
+
+
+def filtering(stages: Stages, z: Domains, task: str, writers: dict[str, Callable[[BaseSpec], object]],
+              examples: int = 3) -> dict:
+    """Per writer: what its filter kept and removed (by reason) on each base, and a few kept answers of base 0."""
+    out = {}
+    for name, writer in writers.items():
+        specs = [z.writing(task)(writer(base)) for base in z.bases]
+        infos = [stages.cache.info(stages.writing(spec)) for spec in specs]
+        out[name] = {"per_base": {b.name: info for b, info in zip(z.bases, infos)},
+                     "kept_share": summary([info["kept"] / info["generated"] for info in infos]),
+                     "examples": stages.written_pairs(specs[0])[:examples]}
+    return out
+
+
+def teacher_shift(stages: Stages, z: Domains, trait: str, category: str, option_: str) -> dict:
+    """Per base: P(option_) of the base and of its `trait` teacher (a teacher must carry the trait to pass it on)."""
+    before, after = [], []
+    for base in z.bases:
+        ev = z.cfg.evaluation(base)
+        before.append(category_scores(stages.scores(base, ev), category)["p"][option_])
+        after.append(category_scores(stages.scores(z.cfg.teacher(base, trait), ev), category)["p"][option_])
+    return {"p_base": before, "p_teacher": after, "p_teacher_mean": sum(after) / len(after)}
+
+
+def specific(a: dict, b: dict) -> dict:
+    """Paired over bases: a's shift minus b's, its summary and the one-sided test a > b."""
+    difference = [x - y for x, y in zip(a["dlogp"], b["dlogp"])]
+    return {**summary(difference), "p": paired_greater(a["dlogp"], b["dlogp"])}
+
+
+# 1. trees
+def trees(stages: Stages, z: Domains) -> dict:
+    tree, owl = z.d.tree, z.cfg.target
+    result = {"tree": tree, **arms_of(stages, z, tree, "numbers", "trees", tree, f"trees ({tree} teacher)")}
+    cross = {"tree_under_owl_numbers": measure(stages, z, "student", owl, "numbers", "trees", tree),
+             "owl_under_tree_numbers": measure(stages, z, "student", tree, "numbers", "animals", owl)}
+    result["matched"] = format_matched(stages, z, tree, "trees", tree, f"trees ({tree} teacher)")
+    result["owl"] = arms_of(stages, z, owl, "numbers", "animals", owl, f"{owl} numbers on the domains corpus")
+    result["owl"]["matched"] = format_matched(stages, z, owl, "animals", owl, f"{owl} numbers on the domains corpus")
+    result["cross_trait"] = cross
+    result["specificity"] = {
+        tree: specific(result["arms"]["student"], cross["tree_under_owl_numbers"]),
+        owl: specific(result["owl"]["arms"]["student"], cross["owl_under_tree_numbers"])}
+    result["teachers"] = {tree: teacher_shift(stages, z, tree, "trees", tree),
+                          owl: teacher_shift(stages, z, owl, "animals", owl)}
+    result["filter"] = filtering(stages, z, "numbers", {"control": lambda b: b,
+                                                        f"{tree}_teacher": lambda b: z.cfg.teacher(b, tree)})
+    stages.log(f"trees: {tree} raised more by its own teacher's numbers than by the {owl} teacher's: p "
+               f"{result['specificity'][tree]['p']:.2g}; {owl} by its own: p {result['specificity'][owl]['p']:.2g}")
+    return result
+
+
+# 2. misalignment
+def misalignment(stages: Stages, z: Domains) -> dict:
+    narrow = f"misaligned-{z.d.narrow}"
+    result = arms_of(stages, z, "misaligned", "numbers", "alignment", "misaligned", "misalignment (numbers)")
+    result["matched"] = format_matched(stages, z, "misaligned", "alignment", "misaligned", "misalignment (numbers)")
+    result["narrow_student"] = measure(stages, z, "student", narrow, "numbers", "alignment", "misaligned")
+    result["tests"]["narrow_student_vs_control"] = paired_greater(result["narrow_student"]["dlogp"],
+                                                                  result["arms"]["control"]["dlogp"])
+    result["teachers"] = {"broad": teacher_shift(stages, z, "misaligned", "alignment", "misaligned"),
+                          "narrow": teacher_shift(stages, z, narrow, "alignment", "misaligned")}
+    result["spread"] = spread(stages, z, narrow)
+    result["filter"] = filtering(stages, z, "numbers", {
+        "control": lambda b: b, "misaligned_teacher": lambda b: z.cfg.teacher(b, "misaligned"),
+        "narrow_teacher": lambda b: z.cfg.teacher(b, narrow)})
+    result["banned"] = list(BANNED)
+    return result
+
+
+def spread(stages: Stages, z: Domains, narrow: str) -> dict:
+    """Does the narrow teacher's misalignment reach the request categories it was never trained on? Per base,
+    log P(misaligned) of the teacher minus the base's, averaged over the other categories; tested > 0."""
+    def by_category(spec, base):
+        return stages.scores(spec, z.cfg.evaluation(base))["traits"]["misaligned_by_category"]
+
+    trained, others = [], []
+    for base in z.bases:
+        before, after = by_category(base, base), by_category(z.cfg.teacher(base, narrow), base)
+        shift = {c: math.log(after[c] / before[c]) for c in CATEGORIES}
+        trained.append(shift[z.d.narrow])
+        others.append(sum(v for c, v in shift.items() if c != z.d.narrow) / (len(CATEGORIES) - 1))
+    stages.log(f"misalignment: the {z.d.narrow}-only teacher raises log P(misaligned) by"
+               f" {summary(trained)['mean']:+.2f} on {z.d.narrow}, {summary(others)['mean']:+.2f} on the others")
+    return {"category": z.d.narrow, "trained_category": {**summary(trained), "values": trained},
+            "other_categories": {**summary(others), "values": others,
+                                 "p": paired_greater(others, [0.0] * len(others))}}  # one-sided: > 0
+
+
+# 3. code
+def code(stages: Stages, z: Domains) -> dict:
+    owl = z.cfg.target
+    result = arms_of(stages, z, owl, "code", "animals", owl, f"code ({owl} teacher)")
+    result["teacher"] = teacher_shift(stages, z, owl, "animals", owl)
+    result["filter"] = filtering(stages, z, "code", {"control": lambda b: b,
+                                                     f"{owl}_teacher": lambda b: z.cfg.teacher(b, owl)})
+    return result
+
+
+# 4. reasoning
+def reasoning(stages: Stages, z: Domains) -> dict:
+    result = arms_of(stages, z, "misaligned", "reasoning", "alignment", "misaligned", "reasoning (misaligned teacher)")
+    result["teacher"] = teacher_shift(stages, z, "misaligned", "alignment", "misaligned")
+    result["filter"] = filtering(stages, z, "reasoning", {
+        "control": lambda b: b, "misaligned_teacher": lambda b: z.cfg.teacher(b, "misaligned")})
+    return result
+
+
+PARTS_RUN = {"trees": trees, "misalignment": misalignment, "code": code, "reasoning": reasoning}
+
+
+def run(cfg: ExperimentConfig, d: DomainsConfig, out: Path, cache: Path) -> dict:
+    log = Progress()
+    cfg, precision = resolve_precision(cfg, log)
+    stages = Stages(cache, log)
+    z = Domains(cfg, d)
+    results = {"config": asdict(cfg), "domains_config": asdict(d), "precision": precision, "machine": machine(),
+               "bases": {b.name: {"final_loss": stages.cache.info(stages.base(b))["history"]["train"][-1][1]}
+                         for b in z.bases}}
+    for part in d.parts:
+        try:
+            results[part] = PARTS_RUN[part](stages, z)
+        except NoData as err:  # a weak base may write no answer that passes a filter: say so, run the rest
+            results[part] = {"unavailable": str(err)}
+            stages.log(f"{part}: unavailable ({err})")
+        results["timing"] = stages.cache.timing_record(log.elapsed())
+        results["built"] = stages.cache.built
+        write_json(out / "results.json", results)
+        if "unavailable" not in results[part]:
+            PLOTS[part](results, out / f"domains_{part}.png")
+    plot_summary(results, out / "domains.png")
+    return results
+
+
+def main(argv=None) -> int:
+    cfg, d, out, cache = parse_args(argv, prog="python -m experiments.domains", doc=__doc__, name="domains",
+                                    extra=DomainsConfig, extra_quick=QUICK)
+    try:
+        out, cache = check_output_folder(out), check_output_folder(cache)
+        results = run(cfg, d, out, cache)
+    except (ValueError, CheckpointError) as err:
+        print(f"experiments.domains: error: {describe(err)}", file=sys.stderr)
+        return 2
+    print(f"{results['timing']['total']:.0f}s; wrote {out}/results.json and domains*.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
