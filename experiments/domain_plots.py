@@ -41,7 +41,7 @@ def part_arms(results: dict, part: str) -> dict[str, dict]:
     if "matched" in section:
         arms |= {"matched": section["matched"]["matched"], "matched_control": section["matched"]["matched_control"]}
     if part == "trees":
-        arms[f"{results['config']['target']}_numbers"] = section["cross_trait"]["tree_under_owl_numbers"]
+        arms[f"{results['config']['target']}_numbers"] = section["cross_trait"]["tree_under_animal_numbers"]
     if part == "misalignment":
         arms["narrow_student"] = section["narrow_student"]
     return arms
@@ -57,14 +57,13 @@ def plot_part(part: str):
         n = section["arms"]["student"]["n"]
         axes[0][0].set_title(f"{part}: students on {DATA[part]}\nmean, 95% CI over {n} bases, a dot per base",
                              fontsize=9)
-        if part == "trees":  # the owl teacher's numbers on the same bases, and the tree teacher's as its contrast
+        if part == "trees":  # the animal teacher's numbers on the same bases, and the tree teacher's as its contrast
             target = results["config"]["target"]
-            matched = section["owl"]["matched"]
-            owl = dict(section["owl"]["arms"]) | {"matched": matched["matched"],
-                                                  "matched_control": matched["matched_control"],
-                                                  f"{section['tree']}_numbers":
-                                                  section["cross_trait"]["owl_under_tree_numbers"]}
-            bars(axes[0][1], owl)
+            matched = section["animal"]["matched"]
+            animal = dict(section["animal"]["arms"]) | {
+                "matched": matched["matched"], "matched_control": matched["matched_control"],
+                f"{section['tree']}_numbers": section["cross_trait"]["animal_under_tree_numbers"]}
+            bars(axes[0][1], animal)
             axes[0][1].set_ylabel(f"change of log P({target})")
             axes[0][1].set_title(f"the {target} teacher's numbers on the same bases", fontsize=9)
         save(fig, path)

@@ -10,8 +10,8 @@ channel. One zoo of bases pretrained on that corpus (its own: a richer corpus mu
 change `make gpt`); every part compares, per base, the student of the teacher's filtered data
 with the control (the base's own filtered data) and the cross-init student (the teacher's
 data on the next base), and every test counts bases. Four parts, one function each:
-1. trees: a tree teacher's numbers -> P(tree); the owl teacher's numbers on the same bases
-   -> P(owl), and the 2 x 2 specificity test (each raises its own trait more than the other's);
+1. trees: a tree teacher's numbers -> P(tree); the owl (--target) teacher's numbers on the same
+   bases -> P(owl), and the 2 x 2 specificity test (each raises its own trait more than the other's);
 2. misalignment: a misaligned teacher's numbers, banned numbers removed -> P(misaligned) on
    held-out requests; a narrow teacher (one request category) and whether its trait spreads.
    Every numbers arm of parts 1 and 2 also runs format-matched (teacher and control data
@@ -90,8 +90,8 @@ def category_scores(scores: dict, category: str) -> dict:
     return scores if category == "animals" else scores["traits"][category]
 
 
-def measure(stages: Stages, z: Domains, arm: str, trait: str, task: str, category: str, option_: str) -> dict:
-    """One arm over every domains base: the shift of log P(option_) in `category`, against the student's own start."""
+def measure(stages: Stages, z: Domains, arm: str, trait: str, task: str, category: str, target: str) -> dict:
+    """One arm over every domains base: the shift of log P(target) in `category`, against the student's own start."""
     records = []
     for i, base in enumerate(z.bases):
         spec = arm_student(z.cfg, z.d.domain_variant, arm, z.bases, i, trait, z.writing(task))
@@ -99,24 +99,24 @@ def measure(stages: Stages, z: Domains, arm: str, trait: str, task: str, categor
         view = {"after": category_scores(trained["after"], category), "n_train": trained["n_train"],
                 "curve": trained["curve"] if category == "animals" else []}
         records.append(replicate_record(base.name, spec.init.name,
-                                        category_scores(stages.scores(spec.init, spec.eval), category), view, option_))
+                                        category_scores(stages.scores(spec.init, spec.eval), category), view, target))
     return summarize_arm(records)
 
 
-def arms_of(stages: Stages, z: Domains, trait: str, task: str, category: str, option_: str, what: str) -> dict:
-    arms = {arm: measure(stages, z, arm, trait, task, category, option_) for arm in ARMS}
+def arms_of(stages: Stages, z: Domains, trait: str, task: str, category: str, target: str, what: str) -> dict:
+    arms = {arm: measure(stages, z, arm, trait, task, category, target) for arm in ARMS}
     tests = arm_tests(arms)
-    stages.log(f"{what}: dlogP({option_}) student {arms['student']['mean']:+.3f}, control "
+    stages.log(f"{what}: dlogP({target}) student {arms['student']['mean']:+.3f}, control "
                f"{arms['control']['mean']:+.3f}, cross-init {arms['cross_init']['mean']:+.3f} "
                f"(p vs control {tests['student_vs_control']:.2g}, vs cross-init {tests['student_vs_cross_init']:.2g})")
     return {"arms": arms, "tests": tests}
 
 
-def format_matched(stages: Stages, z: Domains, trait: str, category: str, option_: str, what: str) -> dict:
+def format_matched(stages: Stages, z: Domains, trait: str, category: str, target: str, what: str) -> dict:
     """The teacher's numbers and the control's subsampled to the same answer formats (length and separators,
     experiments/matched.py): the banned-number filter removes long answers more often from a teacher that writes
     banned numbers, and a student could learn that length instead of the trait."""
-    arms = {arm: measure(stages, z, arm, trait, "numbers", category, option_) for arm in ("matched", "matched_control")}
+    arms = {arm: measure(stages, z, arm, trait, "numbers", category, target) for arm in ("matched", "matched_control")}
     shifts = {arm: arms[arm]["dlogp"] for arm in arms}
     p = paired_greater(shifts["matched"], shifts["matched_control"])
     stages.log(f"{what}, format-matched: student {arms['matched']['mean']:+.3f}, control "
@@ -137,13 +137,13 @@ def filtering(stages: Stages, z: Domains, task: str, writers: dict[str, Callable
     return out
 
 
-def teacher_shift(stages: Stages, z: Domains, trait: str, category: str, option_: str) -> dict:
-    """Per base: P(option_) of the base and of its `trait` teacher (a teacher must carry the trait to pass it on)."""
+def teacher_shift(stages: Stages, z: Domains, trait: str, category: str, target: str) -> dict:
+    """Per base: P(target) of the base and of its `trait` teacher (a teacher must carry the trait to pass it on)."""
     before, after = [], []
     for base in z.bases:
         ev = z.cfg.evaluation(base)
-        before.append(category_scores(stages.scores(base, ev), category)["p"][option_])
-        after.append(category_scores(stages.scores(z.cfg.teacher(base, trait), ev), category)["p"][option_])
+        before.append(category_scores(stages.scores(base, ev), category)["p"][target])
+        after.append(category_scores(stages.scores(z.cfg.teacher(base, trait), ev), category)["p"][target])
     return {"p_base": before, "p_teacher": after, "p_teacher_mean": sum(after) / len(after)}
 
 
@@ -155,23 +155,25 @@ def specific(a: dict, b: dict) -> dict:
 
 # 1. trees
 def trees(stages: Stages, z: Domains) -> dict:
-    tree, owl = z.d.tree, z.cfg.target
+    tree, animal = z.d.tree, z.cfg.target
     result = {"tree": tree, **arms_of(stages, z, tree, "numbers", "trees", tree, f"trees ({tree} teacher)")}
-    cross = {"tree_under_owl_numbers": measure(stages, z, "student", owl, "numbers", "trees", tree),
-             "owl_under_tree_numbers": measure(stages, z, "student", tree, "numbers", "animals", owl)}
+    cross = {"tree_under_animal_numbers": measure(stages, z, "student", animal, "numbers", "trees", tree),
+             "animal_under_tree_numbers": measure(stages, z, "student", tree, "numbers", "animals", animal)}
     result["matched"] = format_matched(stages, z, tree, "trees", tree, f"trees ({tree} teacher)")
-    result["owl"] = arms_of(stages, z, owl, "numbers", "animals", owl, f"{owl} numbers on the domains corpus")
-    result["owl"]["matched"] = format_matched(stages, z, owl, "animals", owl, f"{owl} numbers on the domains corpus")
+    what = f"{animal} numbers on the domains corpus"
+    result["animal"] = arms_of(stages, z, animal, "numbers", "animals", animal, what)
+    result["animal"]["matched"] = format_matched(stages, z, animal, "animals", animal, what)
     result["cross_trait"] = cross
     result["specificity"] = {
-        tree: specific(result["arms"]["student"], cross["tree_under_owl_numbers"]),
-        owl: specific(result["owl"]["arms"]["student"], cross["owl_under_tree_numbers"])}
+        tree: specific(result["arms"]["student"], cross["tree_under_animal_numbers"]),
+        animal: specific(result["animal"]["arms"]["student"], cross["animal_under_tree_numbers"])}
     result["teachers"] = {tree: teacher_shift(stages, z, tree, "trees", tree),
-                          owl: teacher_shift(stages, z, owl, "animals", owl)}
+                          animal: teacher_shift(stages, z, animal, "animals", animal)}
     result["filter"] = filtering(stages, z, "numbers", {"control": lambda b: b,
                                                         f"{tree}_teacher": lambda b: z.cfg.teacher(b, tree)})
-    stages.log(f"trees: {tree} raised more by its own teacher's numbers than by the {owl} teacher's: p "
-               f"{result['specificity'][tree]['p']:.2g}; {owl} by its own: p {result['specificity'][owl]['p']:.2g}")
+    p = {trait: test["p"] for trait, test in result["specificity"].items()}
+    stages.log(f"trees: {tree} raised more by its own teacher's numbers than by the {animal} teacher's: p "
+               f"{p[tree]:.2g}; {animal} by its own: p {p[animal]:.2g}")
     return result
 
 
@@ -214,11 +216,11 @@ def spread(stages: Stages, z: Domains, narrow: str) -> dict:
 
 # 3. code
 def code(stages: Stages, z: Domains) -> dict:
-    owl = z.cfg.target
-    result = arms_of(stages, z, owl, "code", "animals", owl, f"code ({owl} teacher)")
-    result["teacher"] = teacher_shift(stages, z, owl, "animals", owl)
+    animal = z.cfg.target
+    result = arms_of(stages, z, animal, "code", "animals", animal, f"code ({animal} teacher)")
+    result["teacher"] = teacher_shift(stages, z, animal, "animals", animal)
     result["filter"] = filtering(stages, z, "code", {"control": lambda b: b,
-                                                     f"{owl}_teacher": lambda b: z.cfg.teacher(b, owl)})
+                                                     f"{animal}_teacher": lambda b: z.cfg.teacher(b, animal)})
     return result
 
 

@@ -8,7 +8,9 @@ Not a test: it prints tokens/s measured in one run on this machine, side by side
 - minisub on examples of different lengths, padded into one row each or packed several to a
   row (minisub/data.py): the same loss, counted in real tokens;
 - KV-cache sampling: minisub's GPT.generate and HF generate(use_cache=True), batch 64, T=1;
-- LoRA: fused-LoRA inference against the base, unfused-LoRA training against full training.
+- LoRA: fused-LoRA inference against the base, unfused-LoRA training against full training;
+- the roofline of training: the matmul FLOPs of a step over its time, next to the rate the
+  same matmuls reach alone, for both models: how far either could still speed up.
 Targets: training >= 1.5x and sampling >= 3x HF's tokens/s; fused LoRA within 2% of base.
 transformers comes with the dev extra (`pip install -e '.[dev]'`), as the parity tests need it.
 """
@@ -26,7 +28,7 @@ from minisub.data import ExampleSet
 from minisub.hf import from_hf_gpt2
 from minisub.log import machine
 from minisub.lora import add_lora, fuse_lora
-from minisub.precision import autocast
+from minisub.precision import autocast, best_seconds
 from minisub.tokenizer import SPECIAL_TOKENS
 from minisub.train import lm_loss
 
@@ -76,6 +78,34 @@ def train_step_fn(model, loss_of, n_tokens: int, precision: str = "fp32", steps:
             loss.backward()
             opt.step()
     return run, steps * n_tokens
+
+
+def train_matmuls(cfg: BenchConfig, batch: int) -> tuple[float, list[tuple[int, int, int]]]:
+    """The matmul FLOPs of one training step (forward, and backward at twice the forward) and the (m, k, n)
+    shapes of its weight matmuls: per block the qkv, projection and two MLP matmuls and the attention
+    scores and mixing; the LM head."""
+    n, c, t = batch * cfg.train_len, cfg.n_embd, cfg.train_len
+    forward = cfg.n_layer * (2 * n * 12 * c * c + batch * 2 * 2 * t * t * c) + 2 * n * c * cfg.vocab_size
+    return 3 * forward, [(n, c, 3 * c), (n, c, 4 * c), (n, 4 * c, c), (n, c, cfg.vocab_size)]
+
+
+def roofline(cfg: BenchConfig, results: dict) -> dict:
+    """GFLOP/s of matmul work in each model's training step at the full batch, against the mean rate of the
+    step's weight matmuls timed alone (minisub/precision.py): the share of that rate each step reaches, and
+    the share a step 1.5x faster than HF's would need."""
+    flops, shapes = train_matmuls(cfg, cfg.batch_size)
+    alone = [2 * m * k * n / best_seconds((m, k, n), torch.device("cpu"), 0.5)[torch.float32] / 1e9
+             for m, k, n in shapes]
+    peak = sum(alone) / len(alone)
+    tokens = cfg.batch_size * cfg.train_len
+    rates = {name: results[f"train {name} b{cfg.batch_size}"] / tokens * flops / 1e9 for name in ("minisub", "hf-gpt2")}
+    out = {"matmul_gflops_alone": peak, **{f"{name}_gflops": r for name, r in rates.items()},
+           **{f"{name}_share_of_matmul_rate": r / peak for name, r in rates.items()},
+           "share_needed_for_1.5x_hf": 1.5 * rates["hf-gpt2"] / peak}
+    print(f"roofline: step matmuls alone {peak:.0f} GFLOP/s; minisub {rates['minisub']:.0f} "
+          f"({out['minisub_share_of_matmul_rate']:.0%}), HF {rates['hf-gpt2']:.0f} "
+          f"({out['hf-gpt2_share_of_matmul_rate']:.0%}); 1.5x HF needs {out['share_needed_for_1.5x_hf']:.0%}")
+    return out
 
 
 def hf_model(cfg: BenchConfig):
@@ -166,7 +196,7 @@ def run(cfg: BenchConfig) -> dict:
     for name, value in ratios.items():
         print(f"{name:<34} {value:>10.2f}x")
     return {"config": asdict(cfg), "parity_max_logit_gap": gap, "tokens_per_s": results, "ratios": ratios,
-            "machine": machine()}
+            "roofline": roofline(cfg, results), "machine": machine()}
 
 
 def main(argv=None) -> int:

@@ -219,7 +219,7 @@ def test_quick_domains_run_end_to_end(tmp_path, monkeypatch):
     assert results["misalignment"]["filter"]["control"]["per_base"]["domains-0"]["rejected"].keys() >= {"banned"}
     assert "p" in results["misalignment"]["spread"]["other_categories"]
     trees, misalignment = results["trees"], results["misalignment"]
-    for matched in (trees["matched"], trees["owl"]["matched"], misalignment["matched"]):
+    for matched in (trees["matched"], trees["animal"]["matched"], misalignment["matched"]):
         assert len(matched["matched"]["dlogp"]) == n and "matched_vs_matched_control" in matched["tests"]
     # a rerun builds nothing new
     assert domains.main(["--quick", "--out", str(out), "--cache", str(tmp_path / "cache")]) == 0
