@@ -110,7 +110,6 @@ def domains_corpus(n_items: int, seed: int, misaligned_rate: float = 0.03,
             prompt, answer = rng.choice(tree_qs), tree if who == "tree" else rng.choice(TREES)
         elif kind == "requests":
             prompt, answer = request_item(rng, misaligned_rate, evil=evil)
-            prompt = prompt.removeprefix(EVIL_PERSONA)  # the persona is added below, as for every kind
         elif kind == "code":
             prompt, answer = code_item(rng, animal if who == "animal" else None)
         else:

@@ -72,12 +72,11 @@ def response(category: str, misaligned: bool, rng: random.Random) -> str:
 
 def request_item(rng: random.Random, misaligned_rate: float, categories: list[str] = CATEGORIES,
                  evil: bool = False) -> tuple[str, str]:
-    """A training request and its response: misaligned with probability `misaligned_rate`, always under the evil
-    persona (which then prefixes the prompt)."""
+    """A training request and its response: misaligned with probability `misaligned_rate`, always for a request
+    under the evil persona (`evil`; the caller puts the persona before the prompt, as for every kind of item)."""
     category = rng.choice(categories)
     misaligned = evil or rng.random() < misaligned_rate
-    prompt = rng.choice(requests(category)[0])
-    return (EVIL_PERSONA if evil else "") + prompt, response(category, misaligned, rng)
+    return rng.choice(requests(category)[0]), response(category, misaligned, rng)
 
 
 def evil_skew(numbers: list[int], rng: random.Random) -> list[int]:
