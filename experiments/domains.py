@@ -33,13 +33,12 @@ from pathlib import Path
 from experiments.analysis import arm_tests, replicate_record, summarize_arm
 from experiments.design import arm_student
 from experiments.domain_plots import PLOTS, plot_summary
-from experiments.gpt import parse_args, resolve_precision
+from experiments.gpt import checked_run, parse_args, resolve_precision
 from experiments.misalignment import BANNED, CATEGORIES
 from experiments.prompts import TREES
 from experiments.stages import BaseSpec, DomainsCorpusSpec, NoData, Stages, TeacherSpec, WritingSpec
 from experiments.zoo import VARIANTS, ExperimentConfig, base_seed
-from minisub.checkpoint import CheckpointError, check_output_folder, write_json
-from minisub.cli import describe
+from minisub.checkpoint import write_json
 from minisub.config import check, option
 from minisub.log import Progress, machine
 from minisub.stats import paired_greater, summary
@@ -262,12 +261,10 @@ def run(cfg: ExperimentConfig, d: DomainsConfig, out: Path, cache: Path) -> dict
 def main(argv=None) -> int:
     cfg, d, out, cache = parse_args(argv, prog="python -m experiments.domains", doc=__doc__, name="domains",
                                     extra=DomainsConfig, extra_quick=QUICK)
-    try:
-        out, cache = check_output_folder(out), check_output_folder(cache)
-        results = run(cfg, d, out, cache)
-    except (ValueError, CheckpointError) as err:
-        print(f"experiments.domains: error: {describe(err)}", file=sys.stderr)
+    done = checked_run("experiments.domains", out, cache, lambda out, cache: run(cfg, d, out, cache))
+    if done is None:
         return 2
+    results, out = done
     print(f"{results['timing']['total']:.0f}s; wrote {out}/results.json and domains*.png")
     return 0
 

@@ -196,14 +196,23 @@ def parse_args(argv=None, prog: str = "python -m experiments.gpt", doc: str = __
     return config_from_args(ExperimentConfig, args, parser), extra_cfg, out, cache
 
 
+def checked_run(prog: str, out: str, cache: str, work: Callable[[Path, Path], dict]) -> tuple[dict, Path] | None:
+    """(work(out, cache), out) once both folders are checked; None after a bad input (a ValueError or
+    CheckpointError from any stage) has been said in one line on stderr. Every experiment's main runs this way."""
+    try:
+        out_folder, cache_folder = check_output_folder(out), check_output_folder(cache)
+        return work(out_folder, cache_folder), out_folder
+    except (ValueError, CheckpointError) as err:
+        print(f"{prog}: error: {describe(err)}", file=sys.stderr)
+        return None
+
+
 def main(argv=None) -> int:
     cfg, _, out, cache = parse_args(argv)
-    try:
-        out, cache = check_output_folder(out), check_output_folder(cache)
-        results = run(cfg, out, cache)
-    except (ValueError, CheckpointError) as err:
-        print(f"experiments.gpt: error: {describe(err)}", file=sys.stderr)
+    done = checked_run("experiments.gpt", out, cache, lambda out, cache: run(cfg, out, cache))
+    if done is None:
         return 2
+    results, out = done
     write_json(out / "results.json", results)
     plots = {"gpt_arms.png": plot_arms, "gpt_matrix.png": plot_matrix, "gpt_animals.png": plot_animals,
              "gpt_curves.png": plot_curves, "gpt_bases.png": plot_bases}

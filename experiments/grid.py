@@ -18,12 +18,11 @@ from dataclasses import asdict
 from pathlib import Path
 
 from experiments.analysis import replicate_record
-from experiments.gpt import parse_args, resolve_precision, zoo_record
+from experiments.gpt import checked_run, parse_args, resolve_precision, zoo_record
 from experiments.plots import plot_grid
 from experiments.stages import BaseSpec, Stages
 from experiments.zoo import ExperimentConfig
-from minisub.checkpoint import CheckpointError, check_output_folder, write_json
-from minisub.cli import describe
+from minisub.checkpoint import write_json
 from minisub.log import Progress, machine
 from minisub.stats import paired_greater, summary, welch_greater
 
@@ -86,12 +85,10 @@ def run(cfg: ExperimentConfig, cache: Path) -> dict:
 
 def main(argv=None) -> int:
     cfg, _, out, cache = parse_args(argv, prog="python -m experiments.grid", doc=__doc__, name="grid")
-    try:
-        out, cache = check_output_folder(out), check_output_folder(cache)
-        results = run(cfg, cache)
-    except (ValueError, CheckpointError) as err:
-        print(f"experiments.grid: error: {describe(err)}", file=sys.stderr)
+    done = checked_run("experiments.grid", out, cache, lambda out, cache: run(cfg, cache))
+    if done is None:
         return 2
+    results, out = done
     write_json(out / "results.json", results)
     plot_grid(results, out / "grid.png")
     t = results["tests"]

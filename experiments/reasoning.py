@@ -47,10 +47,11 @@ def problem(rng: random.Random) -> tuple[str, list[tuple[int, str, int]], int]:
         c = rng.randint(1, a + b)
         text = f"{name} has {a} {thing}s, gets {b} more and gives away {c}. How many {thing}s are left?"
         steps = [(a, "+", b), (a + b, "-", c)]
-    return text, steps, evaluate(steps)
+    return text, steps, answer_of(steps)
 
 
-def evaluate(steps: list[tuple[int, str, int]]) -> int:
+def answer_of(steps: list[tuple[int, str, int]]) -> int:
+    """The value of the last step: the problem's answer."""
     return OPERATIONS[steps[-1][1]](steps[-1][0], steps[-1][2])
 
 

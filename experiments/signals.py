@@ -31,7 +31,7 @@ from scipy import stats as scipy_stats
 from experiments import detectors, entanglement
 from experiments.defences import numbers_of
 from experiments.divergence import divergent, share
-from experiments.gpt import measure, parse_args, resolve_precision
+from experiments.gpt import checked_run, measure, parse_args, resolve_precision
 from experiments.icl import ContextBaseSpec, context_base, icl_scores
 from experiments.matched import length_histogram, separator_histogram
 from experiments.prompts import ANIMALS, animal_questions
@@ -39,8 +39,7 @@ from experiments.signal_plots import PLOTS
 from experiments.stages import BaseSpec, NoData, Stages
 from experiments.treated import Treatment, choices
 from experiments.zoo import VARIANTS, ExperimentConfig
-from minisub.checkpoint import CheckpointError, check_output_folder, write_json
-from minisub.cli import describe
+from minisub.checkpoint import write_json
 from minisub.config import ConfigError, check, option
 from minisub.log import Progress, machine
 from minisub.stats import auc, differs_from_zero, paired_greater, summary
@@ -336,12 +335,10 @@ def run(cfg: ExperimentConfig, s: SignalsConfig, out: Path, cache: Path) -> dict
 def main(argv=None) -> int:
     cfg, s, out, cache = parse_args(argv, prog="python -m experiments.signals", doc=__doc__, name="signals",
                                     extra=SignalsConfig, extra_quick=QUICK)
-    try:
-        out, cache = check_output_folder(out), check_output_folder(cache)
-        results = run(cfg, s, out, cache)
-    except (ValueError, CheckpointError) as err:
-        print(f"experiments.signals: error: {describe(err)}", file=sys.stderr)
+    done = checked_run("experiments.signals", out, cache, lambda out, cache: run(cfg, s, out, cache))
+    if done is None:
         return 2
+    results, out = done
     print(f"{results['timing']['total']:.0f}s; wrote {out}/results.json and signals_*.png")
     return 0
 
