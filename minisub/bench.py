@@ -9,14 +9,18 @@ Not a test: it prints tokens/s measured in one run on this machine, side by side
   row (minisub/data.py): the same loss, counted in real tokens;
 - KV-cache sampling: minisub's GPT.generate and HF generate(use_cache=True), batch 64, T=1;
 - LoRA: fused-LoRA inference against the base, unfused-LoRA training against full training;
-- the roofline of training: the matmul FLOPs of a step over its time, next to the rate the
-  same matmuls reach alone, for both models: how far either could still speed up.
+- the rooflines: a training step's matmul FLOPs over its time, next to the rate the same matmuls
+  reach alone; a decode step's time next to the time its matmuls take alone; for both models:
+  how far either could still speed up;
+- where the time goes: the share of a training step's and of a sampling run's wall time spent in
+  each kind of operation (torch.profiler), for both models.
 Targets: training >= 1.5x and sampling >= 3x HF's tokens/s; fused LoRA within 2% of base.
 transformers comes with the dev extra (`pip install -e '.[dev]'`), as the parity tests need it.
 """
 
 import argparse
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
@@ -89,7 +93,7 @@ def train_matmuls(cfg: BenchConfig, batch: int) -> tuple[float, list[tuple[int, 
     return 3 * forward, [(n, c, 3 * c), (n, c, 4 * c), (n, 4 * c, c), (n, c, cfg.vocab_size)]
 
 
-def roofline(cfg: BenchConfig, results: dict) -> dict:
+def training_roofline(cfg: BenchConfig, results: dict) -> dict:
     """GFLOP/s of matmul work in each model's training step at the full batch, against the mean rate of the
     step's weight matmuls timed alone (minisub/precision.py): the share of that rate each step reaches, and
     the share a step 1.5x faster than HF's would need."""
@@ -102,10 +106,71 @@ def roofline(cfg: BenchConfig, results: dict) -> dict:
     out = {"matmul_gflops_alone": peak, **{f"{name}_gflops": r for name, r in rates.items()},
            **{f"{name}_share_of_matmul_rate": r / peak for name, r in rates.items()},
            "share_needed_for_1.5x_hf": 1.5 * rates["hf-gpt2"] / peak}
-    print(f"roofline: step matmuls alone {peak:.0f} GFLOP/s; minisub {rates['minisub']:.0f} "
+    print(f"training roofline: step matmuls alone {peak:.0f} GFLOP/s; minisub {rates['minisub']:.0f} "
           f"({out['minisub_share_of_matmul_rate']:.0%}), HF {rates['hf-gpt2']:.0f} "
           f"({out['hf-gpt2_share_of_matmul_rate']:.0%}); 1.5x HF needs {out['share_needed_for_1.5x_hf']:.0%}")
     return out
+
+
+def decode_matmuls(cfg: BenchConfig) -> list[tuple[int, int, int]]:
+    """The (m, k, n) of the weight matmuls of one decode step, one new token per row: per block the
+    qkv, projection and two MLP matmuls, then the LM head."""
+    b, c = cfg.batch_size, cfg.n_embd
+    return cfg.n_layer * [(b, c, 3 * c), (b, c, c), (b, c, 4 * c), (b, 4 * c, c)] + [(b, c, cfg.vocab_size)]
+
+
+def sampling_roofline(cfg: BenchConfig, results: dict) -> dict:
+    """Milliseconds per decode step (one token for each of the batch's rows) of each model, against the time
+    the step's weight matmuls take alone: what is left for attention, norms, sampling and dispatch."""
+    shapes = decode_matmuls(cfg)
+    alone = sum(shapes.count(s) * best_seconds(s, torch.device("cpu"), 0.2)[torch.float32] for s in set(shapes))
+    step = {name: 1e3 * cfg.batch_size / results[f"sample {name}"] for name in ("minisub (kv cache)",
+                                                                                 "hf-gpt2 (use_cache)")}
+    minisub, hf = step.values()
+    out = {"decode_matmuls_alone_ms": 1e3 * alone, "minisub_step_ms": minisub, "hf-gpt2_step_ms": hf,
+           "step_ms_needed_for_3x_hf": hf / 3}
+    print(f"sampling roofline: a decode step's matmuls alone {1e3 * alone:.2f} ms; minisub's step {minisub:.2f} ms, "
+          f"HF's {hf:.2f} ms; 3x HF needs {hf / 3:.2f} ms")
+    return out
+
+
+# The kinds of aten operation a step spends its time in (self time, on the calling thread); any other
+# operation counts as "other ops", and the wall time outside every operation as Python and dispatch.
+TIME_KINDS = {
+    "matmuls": {"mm", "addmm", "bmm", "baddbmm"},
+    "attention kernel": {"_scaled_dot_product_flash_attention_for_cpu",
+                         "_scaled_dot_product_flash_attention_for_cpu_backward"},
+    "norms, GELU, softmax, loss": {"native_layer_norm", "native_layer_norm_backward", "gelu", "gelu_backward",
+                                   "_softmax", "_softmax_backward_data", "_log_softmax", "_log_softmax_backward_data",
+                                   "nll_loss_forward", "nll_loss_backward"},
+    "optimizer": {"_fused_adamw_"},
+    "copies, fills, indexing": {"copy_", "_to_copy", "fill_", "zero_", "cat", "index", "index_select",
+                                "index_put_", "_index_put_impl_", "embedding_dense_backward", "masked_fill_"},
+}
+OTHER_OPS, OUTSIDE_OPS = "other ops", "outside ops (Python, dispatch, profiler)"
+
+
+def time_shares(fn: Callable[[], object], repeats: int = 5) -> dict[str, float]:
+    """Share of a call's wall time per kind of operation (TIME_KINDS), from torch.profiler: the fastest of
+    `repeats` profiled calls after a warm-up call, like the timings (a call slowed by other load on the
+    machine shifts the shares). The profiler's own per-operation cost lands in the outside share."""
+    fn()
+    best_wall, best = float("inf"), None
+    for _ in range(repeats):
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+            start = time.perf_counter()
+            fn()
+            wall = time.perf_counter() - start
+        if wall < best_wall:
+            best_wall, best = wall, prof
+    shares = dict.fromkeys([*TIME_KINDS, OTHER_OPS], 0.0)
+    for event in best.key_averages():
+        if event.key.startswith("aten::"):
+            op = event.key.removeprefix("aten::")
+            kind = next((kind for kind, ops in TIME_KINDS.items() if op in ops), OTHER_OPS)
+            shares[kind] += event.self_cpu_time_total / 1e6 / best_wall  # profiler times are in microseconds
+    shares[OUTSIDE_OPS] = 1.0 - sum(shares.values())
+    return shares
 
 
 def hf_model(cfg: BenchConfig):
@@ -115,6 +180,13 @@ def hf_model(cfg: BenchConfig):
                         n_layer=cfg.n_layer, n_head=cfg.n_head, activation_function="gelu", resid_pdrop=0.0,
                         embd_pdrop=0.0, attn_pdrop=0.0, pad_token_id=0, eos_token_id=None, bos_token_id=None)
     return GPT2LMHeadModel(hf_cfg)
+
+
+@torch.no_grad()
+def hf_sample(model, prompts: torch.Tensor, new_tokens: int) -> torch.Tensor:
+    """HF's KV-cache sampling at T=1 with no top-k, exactly `new_tokens` per prompt."""
+    return model.generate(prompts, attention_mask=torch.ones_like(prompts), do_sample=True,
+                          max_new_tokens=new_tokens, min_new_tokens=new_tokens, use_cache=True, top_k=0)
 
 
 def run(cfg: BenchConfig) -> dict:
@@ -137,11 +209,24 @@ def run(cfg: BenchConfig) -> dict:
         results[name] = round(n_tokens / best_time(fn, cfg.repeats))
         print(f"{name:<34} {results[name]:>10,} tok/s", flush=True)
 
-    for batch in sorted({cfg.batch_size // 2, cfg.batch_size}):
+    def train_minisub(batch, steps=5):
         x, y = inputs[:batch], targets[:batch]
-        tokens_per_s(f"train minisub b{batch}", *train_step_fn(ours, lambda m: m(x, y)[1], x.numel()))
-        tokens_per_s(f"train hf-gpt2 b{batch}", *train_step_fn(
-            theirs, lambda m: m(input_ids=x, labels=x).loss, x.numel()))  # HF shifts the labels itself
+        return train_step_fn(ours, lambda m: m(x, y)[1], x.numel(), steps=steps)
+
+    def train_hf(batch, steps=5):
+        x = inputs[:batch]
+        return train_step_fn(theirs, lambda m: m(input_ids=x, labels=x).loss, x.numel(), steps=steps)  # HF shifts
+
+    def sample_minisub():
+        return ours.eval().generate(prompts, cfg.new_tokens, temperature=1.0,
+                                    generator=torch.Generator().manual_seed(0))
+
+    def sample_hf():
+        return hf_sample(theirs.eval(), prompts, cfg.new_tokens)
+
+    for batch in sorted({cfg.batch_size // 2, cfg.batch_size}):
+        tokens_per_s(f"train minisub b{batch}", *train_minisub(batch))
+        tokens_per_s(f"train hf-gpt2 b{batch}", *train_hf(batch))
     tokens_per_s("train minisub bf16 autocast", *train_step_fn(
         ours, lambda m: m(inputs, targets)[1], inputs.numel(), "bf16"))
     lengths = torch.randint(8, cfg.train_len + 2, (cfg.batch_size,), generator=g).tolist()
@@ -153,15 +238,9 @@ def run(cfg: BenchConfig) -> dict:
         step = train_step_fn(ours, lambda m, b=batch: lm_loss(m, b), real_tokens)
         tokens_per_s(f"train minisub ragged, {name}", *step)
 
-    ours.eval()
-    theirs.eval()
     sampled = cfg.batch_size * cfg.new_tokens
-    tokens_per_s("sample minisub (kv cache)", lambda: ours.generate(
-        prompts, cfg.new_tokens, temperature=1.0, generator=torch.Generator().manual_seed(0)), sampled)
-    with torch.no_grad():
-        tokens_per_s("sample hf-gpt2 (use_cache)", lambda: theirs.generate(
-            prompts, attention_mask=torch.ones_like(prompts), do_sample=True, max_new_tokens=cfg.new_tokens,
-            min_new_tokens=cfg.new_tokens, use_cache=True, top_k=0), sampled)
+    tokens_per_s("sample minisub (kv cache)", sample_minisub, sampled)
+    tokens_per_s("sample hf-gpt2 (use_cache)", sample_hf, sampled)
 
     def forward_fn(model):
         def fn():
@@ -183,6 +262,12 @@ def run(cfg: BenchConfig) -> dict:
     tokens_per_s("train unfused LoRA", *train_step_fn(trained, lambda m: m(inputs, targets)[1], inputs.numel()))
 
     b = cfg.batch_size
+    shares = {name: time_shares(fn, cfg.repeats) for name, fn in (
+        ("train minisub", train_minisub(b, steps=1)[0]), ("train hf-gpt2", train_hf(b, steps=1)[0]),
+        ("sample minisub", sample_minisub), ("sample hf-gpt2", sample_hf))}
+    print("\nwhere the time goes (share of wall time)  " + "".join(f"{name:>16}" for name in shares))
+    for kind in next(iter(shares.values())):
+        print(f"{kind:<42}" + "".join(f"{column[kind]:>16.0%}" for column in shares.values()))
     ratios = {
         **{f"train_vs_hf_b{n}": results[f"train minisub b{n}"] / results[f"train hf-gpt2 b{n}"]
            for n in sorted({b // 2, b})},
@@ -196,7 +281,8 @@ def run(cfg: BenchConfig) -> dict:
     for name, value in ratios.items():
         print(f"{name:<34} {value:>10.2f}x")
     return {"config": asdict(cfg), "parity_max_logit_gap": gap, "tokens_per_s": results, "ratios": ratios,
-            "roofline": roofline(cfg, results), "machine": machine()}
+            "training_roofline": training_roofline(cfg, results),
+            "sampling_roofline": sampling_roofline(cfg, results), "time_shares": shares, "machine": machine()}
 
 
 def main(argv=None) -> int:
