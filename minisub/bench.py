@@ -209,9 +209,9 @@ def run(cfg: BenchConfig) -> dict:
         results[name] = round(n_tokens / best_time(fn, cfg.repeats))
         print(f"{name:<34} {results[name]:>10,} tok/s", flush=True)
 
-    def train_minisub(batch, steps=5):
+    def train_minisub(batch, steps=5, precision="fp32"):
         x, y = inputs[:batch], targets[:batch]
-        return train_step_fn(ours, lambda m: m(x, y)[1], x.numel(), steps=steps)
+        return train_step_fn(ours, lambda m: m(x, y)[1], x.numel(), precision, steps)
 
     def train_hf(batch, steps=5):
         x = inputs[:batch]
@@ -227,8 +227,7 @@ def run(cfg: BenchConfig) -> dict:
     for batch in sorted({cfg.batch_size // 2, cfg.batch_size}):
         tokens_per_s(f"train minisub b{batch}", *train_minisub(batch))
         tokens_per_s(f"train hf-gpt2 b{batch}", *train_hf(batch))
-    tokens_per_s("train minisub bf16 autocast", *train_step_fn(
-        ours, lambda m: m(inputs, targets)[1], inputs.numel(), "bf16"))
+    tokens_per_s("train minisub bf16 autocast", *train_minisub(cfg.batch_size, precision="bf16"))
     lengths = torch.randint(8, cfg.train_len + 2, (cfg.batch_size,), generator=g).tolist()
     ragged = ExampleSet([torch.randint(first, cfg.vocab_size, (n,), generator=g).tolist() for n in lengths],
                         [[True] * (n - 1) for n in lengths], pad_id=0)
