@@ -120,13 +120,13 @@ def decode_matmuls(cfg: BenchConfig) -> list[tuple[int, int, int]]:
 
 
 def sampling_roofline(cfg: BenchConfig, results: dict) -> dict:
-    """Milliseconds per decode step (one token for each of the batch's rows) of each model, against the time
-    the step's weight matmuls take alone: what is left for attention, norms, sampling and dispatch."""
+    """Milliseconds per decode step of each model (a sampling run's time over its new tokens per row, so the
+    prefill is spread over the steps), against the time the step's weight matmuls take alone: what is left
+    for attention, norms, sampling and dispatch."""
     shapes = decode_matmuls(cfg)
     alone = sum(shapes.count(s) * best_seconds(s, torch.device("cpu"), 0.2)[torch.float32] for s in set(shapes))
-    step = {name: 1e3 * cfg.batch_size / results[f"sample {name}"] for name in ("minisub (kv cache)",
-                                                                                 "hf-gpt2 (use_cache)")}
-    minisub, hf = step.values()
+    minisub = 1e3 * cfg.batch_size / results["sample minisub (kv cache)"]
+    hf = 1e3 * cfg.batch_size / results["sample hf-gpt2 (use_cache)"]
     out = {"decode_matmuls_alone_ms": 1e3 * alone, "minisub_step_ms": minisub, "hf-gpt2_step_ms": hf,
            "step_ms_needed_for_3x_hf": hf / 3}
     print(f"sampling roofline: a decode step's matmuls alone {1e3 * alone:.2f} ms; minisub's step {minisub:.2f} ms, "
