@@ -2,22 +2,24 @@
 
 `StageCache.stage(name, key, build)` returns `<root>/<name>-<digest of key>`, calling
 `build(folder) -> info` only when that folder holds no finished, intact result. A finished
-folder has a done.json with the key, the info and a SHA-256 of every file the build wrote;
-on first use in a process the files are checked against it, and a damaged or half-built
-folder is rebuilt from scratch, with one line saying so. A lock file per stage makes a second
+folder has a done.json with the key, the info, a SHA-256 of every file the build wrote, and a
+SHA-256 of its own content (for students and scores the info *is* the result, so done.json
+is checked like every other file); on first use in a process the files are checked against
+it, and a damaged, half-built or misplaced folder is rebuilt from scratch, with one line
+saying so. A lock file per stage makes a second
 run that needs the same stage wait for the first instead of building it again; an
 interrupted build leaves no done.json and is simply redone.
 """
 
-import fcntl
 import hashlib
+import json
 import shutil
 import time
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
 from minisub.checkpoint import CheckpointError, digest, read_json, write_json
+from minisub.locks import exclusive
 
 DONE = "done.json"
 
@@ -30,14 +32,24 @@ def file_hash(path: Path) -> str:
     return h.hexdigest()
 
 
-def damage(folder: Path) -> str | None:
-    """None if `folder` holds a finished, intact stage; else what is wrong with it."""
+def content_hash(record: dict) -> str:
+    """The SHA-256 of a done record's content (everything but the hash itself), keys sorted."""
+    return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
+
+
+def damage(folder: Path, key: dict) -> str | None:
+    """None if `folder` holds the finished, intact stage of `key`; else what is wrong with it."""
     if not (folder / DONE).exists():
         return "is not built" if not folder.exists() else "was left half-built"
     try:
-        files = read_json(folder / DONE)["files"]
-    except (CheckpointError, KeyError, TypeError):
+        record = read_json(folder / DONE)
+        saved_hash, files = record.pop("sha256"), record["files"]
+    except (CheckpointError, KeyError, TypeError, AttributeError):
         return f"has an unreadable {DONE}"
+    if content_hash(record) != saved_hash:
+        return f"has a damaged {DONE}"
+    if record["key"] != json.loads(json.dumps(key)):  # compared as JSON reads it back (tuples are lists)
+        return f"holds another stage ({DONE} names another key)"
     for name, expected in files.items():
         if not (folder / name).is_file():
             return f"lost {name}"
@@ -54,27 +66,16 @@ class StageCache:
         self.timing: dict[str, float] = {}  # seconds spent building, per stage kind (not its upstream stages)
         self.nested = 0.0  # seconds of the stages built inside the build now running
 
-    @contextmanager
-    def lock(self, folder: Path):
-        self.root.mkdir(parents=True, exist_ok=True)
-        with open(folder.with_name(folder.name + ".lock"), "w") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                self.log(f"cache: waiting for another run that is building {folder.name}")
-                fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
-
     def stage(self, name: str, key: dict, build: Callable[[Path], dict]) -> Path:
         """The folder of a stage's result, building it (build(folder) -> info) when absent or damaged."""
         folder = self.root / f"{name}-{digest(key, 12)}"
         if folder in self.checked:
             return folder
-        with self.lock(folder):
-            problem = damage(folder)
+
+        def waiting(holder: str) -> None:
+            self.log(f"cache: waiting for another run ({holder}) to build {folder.name}")
+        with exclusive(folder.with_name(folder.name + ".lock"), on_wait=waiting):
+            problem = damage(folder, key)
             if problem is not None:
                 if folder.exists():
                     self.log(f"cache: {folder.name} {problem}; rebuilding it")
@@ -84,7 +85,8 @@ class StageCache:
                 self.nested = 0.0
                 info = build(folder)
                 files = {p.name: file_hash(p) for p in sorted(folder.iterdir()) if p.is_file()}
-                write_json(folder / DONE, {"key": key, "info": info, "files": files})
+                record = json.loads(json.dumps({"key": key, "info": info, "files": files}))  # as it reads back
+                write_json(folder / DONE, record | {"sha256": content_hash(record)})
                 kind, elapsed = name.split("-")[0], time.perf_counter() - started
                 self.timing[kind] = self.timing.get(kind, 0.0) + elapsed - self.nested
                 self.nested = outer + elapsed

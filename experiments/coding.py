@@ -87,7 +87,7 @@ def code_rejection(text: str) -> str | None:
         with warnings.catch_warnings():  # a sampled "1x" warns before it fails; the reason is all we need
             warnings.simplefilter("ignore", SyntaxWarning)
             tree = ast.parse(text)
-    except (SyntaxError, ValueError):  # ValueError: a null byte
+    except (SyntaxError, ValueError, RecursionError, MemoryError):  # a null byte; nesting too deep to parse
         return "does_not_parse"
     if len(tree.body) != 1 or not isinstance(tree.body[0], ast.FunctionDef):
         return "does_not_parse"

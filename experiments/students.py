@@ -40,17 +40,19 @@ def answer_logits(model: GPT, batch: Batch, vocab: AnswerVocabulary) -> tuple[to
     return hidden @ model.lm_head.weight[vocab.ids].T, targets[keep]
 
 
+# Both losses average over the trained positions as sum / max(1, N): bit for bit the mean where
+# N > 0, and 0 (no gradient), not NaN, for a batch that a treatment left without trained targets.
 def hard_loss(vocab: AnswerVocabulary):
     def loss(model: GPT, batch: Batch) -> torch.Tensor:
         logits, targets = answer_logits(model, batch, vocab)
-        return F.cross_entropy(logits.float(), targets)
+        return F.cross_entropy(logits.float(), targets, reduction="sum") / max(1, targets.numel())
     return loss
 
 
 def soft_loss(vocab: AnswerVocabulary, teacher: GPT):
     def loss(model: GPT, batch: Batch) -> torch.Tensor:
-        logits, _ = answer_logits(model, batch, vocab)
+        logits, targets = answer_logits(model, batch, vocab)
         with torch.no_grad():
             teacher_logits, _ = answer_logits(teacher, batch, vocab)
-        return kl_divergence(teacher_logits, logits).mean()
+        return kl_divergence(teacher_logits, logits).sum() / max(1, targets.numel())
     return loss

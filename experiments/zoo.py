@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from experiments.prompts import ANIMALS, persona
 from experiments.stages import BaseSpec, CorpusSpec, EvalSpec, WritingSpec, StudentSpec, TeacherSpec
 from minisub.config import ConfigError, check, option
+from minisub.model import GPTConfig
 from minisub.precision import PRECISIONS
 
 VARIANTS = ("hard_full", "hard_lora", "soft_full", "soft_lora")
@@ -78,6 +79,12 @@ class ExperimentConfig:
             raise ConfigError("fork_shared", f"must be below 1, not {self.fork_shared}")
         if self.grid_bases > self.bases:
             raise ConfigError("grid_bases", f"({self.grid_bases}) cannot exceed --bases ({self.bases})")
+        for layers, width in (("n_layer", "n_embd"), ("other_n_layer", "other_n_embd")):
+            try:  # every architecture of the zoo passes the model's own checks before any work
+                GPTConfig(vocab_size=self.vocab_size, block_size=self.block_size, n_layer=getattr(self, layers),
+                          n_head=self.n_head, n_embd=getattr(self, width))
+            except ConfigError as err:
+                raise ConfigError({"n_layer": layers, "n_embd": width}.get(err.field, err.field), err.reason) from None
 
     # every spec below is a function of this config alone: its fields are what the cache keys hold
     def corpus(self) -> CorpusSpec:

@@ -5,29 +5,36 @@ train            examples file + tokenizer -> a checkpoint folder (model, config
 sample           checkpoint (+ LoRA adapter) + prompts -> continuations, KV-cached
 finetune         checkpoint + examples -> a new checkpoint (full) or an adapter (--lora-r > 0)
 Example files hold one example per line: `prompt<TAB>answer` (loss on the answer) or plain text.
-Output folders are checked before any work; a folder that already holds a run is refused unless
---resume continues it or --force starts it over.
+Output folders are checked before any work and locked while a command writes them (a second
+run into the same folder is refused, naming the first); a folder that already holds a run is
+refused unless --resume continues it or --force starts it over, and an output that is, or holds,
+an input is refused outright. --resume continues only with the saved run's settings and data,
+unless --force allows a change.
 """
 
 import argparse
 import os
 import sys
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
 
 from minisub import distributed
-from minisub.checkpoint import CheckpointError, check_output_folder, load_checkpoint, save_checkpoint
+from minisub.checkpoint import (CheckpointError, check_apart, check_output_folder, clean_temporaries, load_checkpoint,
+                                save_checkpoint)
 from minisub.cli import Parser, add_config_flags, config_from_args, describe
 from minisub.config import ConfigError, check, option
-from minisub.data import ExampleSet
+from minisub.data import ExampleSet, read_lines
+from minisub.locks import exclusive
 from minisub.lora import DEFAULT_TARGETS, add_lora, fuse_lora, load_adapter, save_adapter
 from minisub.model import GPT, GPTConfig, check_sampling
 from minisub.tokenizer import BPETokenizer
 from minisub.train import STATE_FILE, TrainConfig, has_training_state, train
 
 RUN_FILES = ("config.json", "adapter_config.json", STATE_FILE)  # what marks a folder as holding a run
+LOCK_FILE = ".minisub.lock"  # held by the run writing the folder; names it (minisub/locks.py)
 
 
 @dataclass
@@ -58,26 +65,34 @@ class SampleConfig:
         check_sampling(self.max_new_tokens, self.temperature, self.top_k)  # the limits generate() applies
 
 
-def prepare_output(out: str, resume: bool, force: bool) -> Path:
-    """The output folder, checked before any work: writable, and not holding a run by mistake."""
+@contextmanager
+def prepared_output(out: str, resume: bool, force: bool, inputs: dict[str, str | None]):
+    """The output folder, checked before any work (writable, apart from the inputs, not holding a run
+    by mistake) and held for the body: no other run writes it meanwhile."""
+    check_apart(out, inputs)
     folder = check_output_folder(out)
-    if resume and not has_training_state(folder):
-        raise ValueError(f"--resume: {folder} holds no training state to continue")
-    if not resume:
-        present = [name for name in RUN_FILES if (folder / name).exists()]
-        if present and not force:
-            raise ValueError(f"{folder} already holds a run ({', '.join(present)}); pass --resume to "
-                             "continue it or --force to start over")
-        for name in present:  # --force: nothing of the old run may be mistaken for the new one
-            (folder / name).unlink()
-    return folder
+    with exclusive(folder / LOCK_FILE):
+        clean_temporaries(folder)  # what a killed run's writes left; ours is the only live writer
+        if resume and not has_training_state(folder):
+            raise ValueError(f"--resume: {folder} holds no training state to continue")
+        if not resume:
+            present = [name for name in RUN_FILES if (folder / name).exists()]
+            if present and not force:
+                raise ValueError(f"{folder} already holds a run ({', '.join(present)}); pass --resume to "
+                                 "continue it or --force to start over")
+            for name in present:  # --force: nothing of the old run may be mistaken for the new one
+                (folder / name).unlink()
+        yield folder
 
 
 def cmd_train_tokenizer(args) -> None:
-    lines = [line for line in Path(args.input).read_text().splitlines() if line.strip()]
+    check_apart(args.out, {"--input": args.input})
+    if Path(args.out).is_dir():
+        raise ValueError(f"--out {args.out} is a folder; name the tokenizer.json file to write")
+    check_output_folder(Path(args.out).parent)
+    lines = read_lines(args.input)
     if not lines:
         raise ValueError(f"{args.input} holds no text")
-    check_output_folder(Path(args.out).parent)
     tokenizer = BPETokenizer.train(lines, args.vocab_size)
     tokenizer.save(args.out)
     print(f"tokenizer: {tokenizer.vocab_size} tokens -> {args.out}")
@@ -97,38 +112,42 @@ def cmd_train(args) -> None:
     val_set = load_examples(args.val, tokenizer, model_cfg.block_size) if args.val else None
     procs, _ = distributed.setup(args.train_cfg.device)  # under torchrun: rank 0 alone checks and writes
     distributed.check_split(args.train_cfg.batch_size, procs)  # before rank 0 touches the output folder
-    out = prepare_output(args.out, args.resume, args.force) if procs.is_main else Path(args.out)
-    distributed.barrier(procs)
-    torch.manual_seed(args.train_cfg.seed)
-    model = GPT(model_cfg)
-    say = print if procs.is_main else (lambda message: None)
-    say(f"model: {model.num_params():,} parameters; {len(train_set)} training examples; "
-        f"{procs.world_size} process(es)")
-    history = train(model, train_set, args.train_cfg, out, val_set, resume=args.resume, log=say)
-    if procs.is_main:
-        save_checkpoint(out, model, {"train_config": asdict(args.train_cfg), "history": history,
-                                     "data": str(args.data), "processes": procs.world_size}, tokenizer)
-        print(f"saved {out}")
+    inputs = {"--data": args.data, "--val": args.val, "--tokenizer": args.tokenizer}
+    held = prepared_output(args.out, args.resume, args.force, inputs) if procs.is_main else nullcontext(Path(args.out))
+    with held as out:
+        distributed.barrier(procs)
+        torch.manual_seed(args.train_cfg.seed)
+        model = GPT(model_cfg)
+        say = print if procs.is_main else (lambda message: None)
+        say(f"model: {model.num_params():,} parameters; {len(train_set)} training examples; "
+            f"{procs.world_size} process(es)")
+        history = train(model, train_set, args.train_cfg, out, val_set, resume=args.resume, log=say,
+                        allow_changes=args.force)
+        if procs.is_main:
+            save_checkpoint(out, model, {"train_config": asdict(args.train_cfg), "history": history,
+                                         "data": str(args.data), "processes": procs.world_size}, tokenizer)
+            print(f"saved {out}")
 
 
 def cmd_finetune(args) -> None:
     model, meta = load_checkpoint(args.checkpoint)
     tokenizer = BPETokenizer.load(Path(args.checkpoint) / "tokenizer.json")
     train_set = load_examples(args.data, tokenizer, model.config.block_size)
-    out = prepare_output(args.out, args.resume, args.force)
     lora = args.lora_cfg
     if lora.lora_r > 0:
         add_lora(model, lora.lora_r, lora.lora_alpha, lora.lora_targets, lora.lora_dropout, seed=args.train_cfg.seed)
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    print(f"fine-tuning {trainable:,} of {model.num_params():,} parameters")
-    history = train(model, train_set, args.train_cfg, out, resume=args.resume)
-    record = {"base": str(args.checkpoint), "train_config": asdict(args.train_cfg), "history": history,
-              "data": str(args.data)}
-    if lora.lora_r > 0:
-        save_adapter(out, model, record)
-    else:
-        save_checkpoint(out, model, record, tokenizer)
-    print(f"saved {out}")
+    inputs = {"--checkpoint": args.checkpoint, "--data": args.data}
+    with prepared_output(args.out, args.resume, args.force, inputs) as out:
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        print(f"fine-tuning {trainable:,} of {model.num_params():,} parameters")
+        history = train(model, train_set, args.train_cfg, out, resume=args.resume, allow_changes=args.force)
+        record = {"base": str(args.checkpoint), "train_config": asdict(args.train_cfg), "history": history,
+                  "data": str(args.data)}
+        if lora.lora_r > 0:
+            save_adapter(out, model, record)
+        else:
+            save_checkpoint(out, model, record, tokenizer)
+        print(f"saved {out}")
 
 
 def cmd_sample(args) -> None:
@@ -150,7 +169,8 @@ def cmd_sample(args) -> None:
 
 def add_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true", help="continue from the training state in --out")
-    p.add_argument("--force", action="store_true", help="start over in an --out that already holds a run")
+    p.add_argument("--force", action="store_true", help="start over in an --out that already holds a run; with "
+                   "--resume, continue even where the settings or the data differ from the saved run's")
 
 
 def build_parser() -> Parser:
@@ -199,7 +219,7 @@ def main(argv=None) -> int:
         setattr(args, name, config_from_args(config_cls, args, args.parser))
     try:
         args.run(args)
-    except (ValueError, CheckpointError, FileNotFoundError, IsADirectoryError) as err:
+    except (ValueError, CheckpointError, OSError) as err:
         if int(os.environ.get("RANK", 0)) == 0:  # under torchrun, one line from rank 0, not one per process
             print(f"minisub {args.command}: error: {describe(err)}", file=sys.stderr)
         return 2

@@ -12,6 +12,7 @@ batch).
 Text files hold one example per line, `prompt<TAB>answer` or plain text.
 """
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,7 +61,7 @@ class ExampleSet:
 
     @classmethod
     def from_text_file(cls, path: str | Path, tokenizer) -> "ExampleSet":
-        lines = [line for line in Path(path).read_text().splitlines() if line.strip()]
+        lines = read_lines(path)
         if not lines:
             raise ValueError(f"{path} holds no examples")
         prompts, answers = zip(*(line.split("\t", 1) if "\t" in line else ("", line) for line in lines))
@@ -69,6 +70,15 @@ class ExampleSet:
 
     def __len__(self) -> int:
         return len(self.sequences)
+
+    def fingerprint(self) -> str:
+        """A SHA-256 (16 hex digits) of every example's tokens and trained flags, in order: the data's identity."""
+        h = hashlib.sha256()
+        for sequence, trained in zip(self.sequences, self.trained):
+            h.update(len(sequence).to_bytes(8, "little"))
+            h.update(sequence.numpy().tobytes())
+            h.update(trained.numpy().tobytes())
+        return h.hexdigest()[:16]
 
     def max_len(self) -> int:
         return max(len(s) for s in self.sequences) - 1
@@ -112,3 +122,14 @@ class ExampleSet:
 
     def sample(self, batch_size: int, generator: torch.Generator) -> Batch:
         return self.batch(self.sample_rows(batch_size, generator))
+
+
+def read_lines(path: str | Path) -> list[str]:
+    """The non-blank lines of a UTF-8 text file; an unreadable file is a ValueError that names it."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path} is not UTF-8 text (byte {err.start}: {err.reason})") from None
+    except OSError as err:
+        raise ValueError(f"cannot read {path} ({err.strerror or err})") from None
+    return [line for line in text.splitlines() if line.strip()]

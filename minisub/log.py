@@ -3,13 +3,32 @@ and the description of the machine that every results file records."""
 
 import platform
 import time
+from pathlib import Path
 
 import torch
 
 
+ISA = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "asimd", "sve")  # what decides matmul speed
+
+
+def cpu() -> dict:
+    """The CPU's model name and which of the ISA extensions in ISA it has (from /proc/cpuinfo on Linux)."""
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            name, _, value = line.partition(":")
+            if name.strip() == "model name":
+                model = value.strip()
+            elif name.strip() in ("flags", "Features"):
+                flags |= set(value.split())
+    except OSError:
+        pass
+    return {"cpu": model, "isa": [flag for flag in ISA if flag in flags]}
+
+
 def machine(**extra) -> dict:
-    """What ran the run: platform, processor, torch version, CPU threads (and whatever the caller adds)."""
-    return {"platform": platform.platform(), "processor": platform.processor(), "torch": torch.__version__,
+    """What ran the run: platform, CPU model and ISA, torch version, CPU threads (and what the caller adds)."""
+    return {"platform": platform.platform(), **cpu(), "torch": torch.__version__,
             "threads": torch.get_num_threads(), **extra}
 
 

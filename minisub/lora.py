@@ -11,7 +11,10 @@ A (r, in) Kaiming-uniform, B (out, r) zero, scale = alpha / r, so at init the mo
   Both are explicit calls, never a side effect of train()/eval() (loralib's hidden merge in
   train()/eval() caused real bugs);
 - `save_adapter` / `load_adapter`: adapter_model.safetensors + adapter_config.json with r, alpha,
-  dropout, targets and a hash of the base model's config; a mismatched base is refused.
+  dropout, targets and fingerprints of the base model's config and of its weights; an adapter
+  is applied only to the very base it was trained on (and `GPT.generate` refuses to sample
+  from logits that are not finite, as an absurd alpha makes them).
+A rank above min(in, out) of a layer adds parameters and no expressiveness, so it is refused.
 """
 
 import math
@@ -22,7 +25,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from minisub.checkpoint import CheckpointError, digest, read_json, read_tensors, write_json, write_tensors
+from minisub.checkpoint import (CheckpointError, digest, read_json, read_tensors, tensors_digest, weights,
+                                write_json, write_tensors)
+from minisub.config import check_value
 
 DEFAULT_TARGETS = ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")
 
@@ -94,6 +99,11 @@ def add_lora(model: nn.Module, r: int, alpha: float, targets=DEFAULT_TARGETS, dr
         raise ValueError(f"no linear layer matches the LoRA targets {list(targets)}")
     if any(name == "lm_head" for name in chosen):
         raise ValueError("lm_head is tied to the token embedding; it cannot take a LoRA adapter")
+    for name in chosen:
+        linear = model.get_submodule(name)
+        if r > min(linear.in_features, linear.out_features):
+            raise ValueError(f"LoRA rank {r} exceeds {name}'s smaller side ({linear.in_features} in, "
+                             f"{linear.out_features} out): at most {min(linear.in_features, linear.out_features)}")
     for p in model.parameters():
         p.requires_grad_(False)
     generator = torch.Generator().manual_seed(seed)
@@ -120,6 +130,13 @@ def config_hash(config) -> str:
     return digest(asdict(config))
 
 
+def base_weights_hash(model: nn.Module) -> str:
+    """A fingerprint of the base model's weights, the adapters left out (the model must not be fused)."""
+    if any(layer.fused for layer in lora_layers(model).values()):
+        raise ValueError("the model's adapters are fused into its weights; unfuse them first")
+    return tensors_digest({k: v for k, v in weights(model).items() if ".lora_" not in k})
+
+
 def save_adapter(folder: str | Path, model: nn.Module, meta: dict | None = None) -> None:
     """Only the adapters, plus what is needed to apply them again."""
     layers = lora_layers(model)
@@ -133,7 +150,8 @@ def save_adapter(folder: str | Path, model: nn.Module, meta: dict | None = None)
     write_tensors(folder / "adapter_model.safetensors", tensors)
     write_json(folder / "adapter_config.json", {
         "r": first.r, "alpha": first.alpha, "dropout": first.lora_dropout.p,
-        "targets": sorted(layers), "base_config_hash": config_hash(model.config), **(meta or {}),
+        "targets": sorted(layers), "base_config_hash": config_hash(model.config),
+        "base_weights_hash": base_weights_hash(model), **(meta or {}),
     })
 
 
@@ -144,6 +162,15 @@ def load_adapter(model: nn.Module, folder: str | Path) -> dict:
     if meta.get("base_config_hash") != config_hash(model.config):
         raise CheckpointError(f"{folder} was trained for another base model (config hash "
                               f"{meta.get('base_config_hash')}, this model {config_hash(model.config)})")
+    if meta.get("base_weights_hash") != base_weights_hash(model):
+        raise CheckpointError(f"{folder} was trained on other base weights (weights hash "
+                              f"{meta.get('base_weights_hash')}, this model {base_weights_hash(model)})")
+    try:
+        check_value("r", meta["r"], {"low": 1})
+        check_value("alpha", float(meta["alpha"]), {"low": 0.0})
+        check_value("dropout", float(meta["dropout"]), {"low": 0.0})
+    except (KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{folder}/adapter_config.json: {err}") from None
     tensors = read_tensors(folder / "adapter_model.safetensors", model.lm_head.weight.device)
     add_lora(model, meta["r"], meta["alpha"], meta["targets"], meta["dropout"])
     layers = lora_layers(model)

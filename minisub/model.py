@@ -271,6 +271,8 @@ class GPT(nn.Module):
         cache = KVCache(self.config, B, T + max_new_tokens, device, self.lm_head.weight.dtype)
         # 2. prefill: all prompts through the model at once; the last column predicts the first new token
         logits = self(idx, valid=valid, cache=cache)[0][:, -1]  # (B, V)
+        if not torch.isfinite(logits).all():  # overflowing weights (a diverged run, a wild adapter): no samples
+            raise ValueError("the model's logits are not finite: its weights overflow")
         # 3. decode: sample a token per row and feed it back; a row that emitted stop_token leaves
         #    the batch (its remaining slots keep stop_token, which step 4 cuts off)
         new = torch.full((B, max_new_tokens), -1 if stop_token is None else stop_token, device=device)

@@ -9,7 +9,12 @@ Used for pretraining (`python -m minisub train`), fine-tuning, full or LoRA
   folder holds everything a resumed run needs (weights, AdamW moments, both RNG states, and in
   its header the step and the history), so a run stopped at step k and resumed ends with the
   same weights as one that never stopped. It is one file renamed into place: a kill at any
-  moment leaves either the previous state or the new one, never a mix.
+  moment leaves either the previous state or the new one, never a mix. The state also records
+  the run's setup (the training config, a fingerprint of the data, the model's config and its
+  adapters); a resume that would change any of it is refused, naming the fields, unless the
+  caller allows it, and then the change is kept in the history.
+- The first step whose loss or gradient norm is not finite stops training with a
+  `TrainingDiverged` error that names the step: a diverged model is never returned as trained.
 """
 
 import json
@@ -27,6 +32,7 @@ from minisub import distributed
 from minisub.checkpoint import CheckpointError, load_weights, read_tensor_file, weights, write_tensors
 from minisub.config import ConfigError, check, option
 from minisub.data import Batch, ExampleSet
+from minisub.lora import lora_layers
 from minisub.precision import autocast
 
 LossFn = Callable[[nn.Module, Batch], torch.Tensor]
@@ -55,6 +61,9 @@ class TrainConfig:
     precision: str = option("fp32", "fp32 (exact), or bf16 (autocast matmuls; faster on some CPUs)",
                             choices=("fp32", "bf16"))
 
+    # fields that change no weight: a resume may change them freely
+    BOOKKEEPING = ("eval_every", "eval_batches", "checkpoint_every", "log_every", "device")
+
     def __post_init__(self):
         check(self)
         if self.min_lr > self.lr:
@@ -62,6 +71,14 @@ class TrainConfig:
         for name in ("beta1", "beta2"):
             if getattr(self, name) >= 1:
                 raise ConfigError(name, f"must be below 1, not {getattr(self, name)}")
+
+
+class TrainingDiverged(ValueError):
+    """The loss or the gradient stopped being finite; the message names the step."""
+
+
+class ResumeMismatch(ValueError):
+    """A resume asked for another setup than the saved run's; the message names what differs."""
 
 
 def lm_loss(model: nn.Module, batch: Batch) -> torch.Tensor:
@@ -101,26 +118,53 @@ def evaluate(model: nn.Module, data: ExampleSet, cfg: TrainConfig, loss_fn: Loss
 STATE_FILE = "training_state.safetensors"
 
 
+def setup_of(model: nn.Module, cfg: TrainConfig, data: ExampleSet) -> dict:
+    """What a run's weights depend on besides its seed's randomness: what a resume must keep."""
+    adapters = {name: [layer.r, layer.alpha, layer.lora_dropout.p] for name, layer in lora_layers(model).items()}
+    config = {k: v for k, v in asdict(cfg).items() if k not in TrainConfig.BOOKKEEPING}
+    return {"train_config": config, "data": data.fingerprint(), "model": asdict(model.config), "lora": adapters}
+
+
+def differences(saved: dict, now: dict, prefix: str = "") -> dict[str, list]:
+    """{field: [saved value, value now]} for every leaf that differs between two nested dicts."""
+    changed = {}
+    for name in sorted(set(saved) | set(now)):
+        a, b = saved.get(name), now.get(name)
+        if isinstance(a, dict) and isinstance(b, dict):
+            changed |= differences(a, b, f"{prefix}{name}.")
+        elif a != b:
+            changed[prefix + name] = [a, b]
+    return changed
+
+
 def save_training_state(folder: Path, model: nn.Module, opt: torch.optim.Optimizer,
-                        generator: torch.Generator, step: int, history: dict, cfg: TrainConfig) -> None:
+                        generator: torch.Generator, step: int, history: dict, setup: dict) -> None:
     opt_state = opt.state_dict()
     tensors = {f"model.{k}": v for k, v in weights(model).items()}
     for index, state in opt_state["state"].items():
         tensors.update({f"optim.{index}.{name}": value for name, value in state.items()})
     tensors["rng.data"] = generator.get_state()
     tensors["rng.torch"] = torch.get_rng_state()
-    header = {"step": step, "history": history, "train_config": asdict(cfg),
-              "param_groups": opt_state["param_groups"]}
+    header = {"step": step, "history": history, "setup": setup, "param_groups": opt_state["param_groups"]}
     write_tensors(folder / STATE_FILE, tensors, {"training_state": json.dumps(header)})
 
 
 def load_training_state(folder: Path, model: nn.Module, opt: torch.optim.Optimizer,
-                        generator: torch.Generator) -> tuple[int, dict]:
+                        generator: torch.Generator, setup: dict, allow_changes: bool) -> tuple[int, dict]:
+    """Restore a saved run into model, opt and generator; returns (step, history). A saved setup
+    other than `setup` is a ResumeMismatch unless allow_changes, which records it in the history."""
     path = folder / STATE_FILE
     tensors, header = read_tensor_file(path)
     if "training_state" not in header:
         raise CheckpointError(f"{path} holds no training state")
     meta = json.loads(header["training_state"])
+    changed = differences(meta.get("setup", {}), json.loads(json.dumps(setup)))
+    if changed and not allow_changes:
+        listed = "; ".join(f"{name} {a!r} -> {b!r}" for name, (a, b) in changed.items())
+        raise ResumeMismatch(f"the run in {folder} was made with other settings ({listed}); resume with the "
+                             "same ones, or allow the change (--force)")
+    if changed:
+        meta["history"].setdefault("resumed_with_changes", []).append({"step": meta["step"], "changed": changed})
     load_weights(model, {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}, str(path))
     state: dict[int, dict] = {}
     for key, value in tensors.items():
@@ -141,10 +185,11 @@ def has_training_state(folder: str | Path) -> bool:
 def train(model: nn.Module, train_set: ExampleSet, cfg: TrainConfig, out_dir: str | Path | None = None,
           val_set: ExampleSet | None = None, loss_fn: LossFn = lm_loss, resume: bool = False,
           log: Callable[[str], None] = print,
-          on_step: Callable[[int, nn.Module], None] | None = None) -> dict:
+          on_step: Callable[[int, nn.Module], None] | None = None, allow_changes: bool = False) -> dict:
     """Train `model` in place for cfg.steps steps; returns the history of train and eval losses.
 
     on_step(step, model), if given, runs after every optimizer step (e.g. to track a metric).
+    resume: continue from the training state in out_dir; allow_changes: even if its setup differs.
     Under torchrun (minisub/distributed.py) each process trains on its slice of every batch;
     the loss function must then call the model itself (its forward), which DDP wraps, and
     average over `batch.loss_mask` positions, so that weighting each slice by its share of those
@@ -161,10 +206,11 @@ def train(model: nn.Module, train_set: ExampleSet, cfg: TrainConfig, out_dir: st
     opt = make_optimizer(model, cfg)
     trainable = [p for group in opt.param_groups for p in group["params"]]
     start, history = 0, {"train": [], "eval": []}
+    setup = setup_of(model, cfg, train_set) if out_dir is not None else {}
     if resume:
         if out_dir is None or not has_training_state(out_dir):
             raise ValueError(f"resume: no training state in {out_dir}")
-        start, history = load_training_state(out_dir, model, opt, generator)
+        start, history = load_training_state(out_dir, model, opt, generator, setup, allow_changes)
         log(f"resumed at step {start}")
     pack_to = model.config.block_size if cfg.pack else None
     tokens, clock = 0, time.perf_counter()
@@ -181,11 +227,15 @@ def train(model: nn.Module, train_set: ExampleSet, cfg: TrainConfig, out_dir: st
             loss = loss * trained * procs.world_size / total
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        done = step + 1
+        grad_norm = nn.utils.get_total_norm([p.grad for p in trainable if p.grad is not None])
+        if not torch.isfinite(loss.detach() + grad_norm):  # one check, one host sync, for both
+            raise TrainingDiverged(f"training diverged at step {done}: loss {loss.item():.4g}, gradient norm "
+                                   f"{grad_norm.item():.4g}; a lower learning rate (lr {cfg.lr:g}) may help")
         if cfg.grad_clip > 0:
-            nn.utils.clip_grad_norm_(trainable, cfg.grad_clip)
+            nn.utils.clip_grads_with_norm_(trainable, cfg.grad_clip, grad_norm)
         opt.step()
         tokens += batch.idx.numel() * procs.world_size
-        done = step + 1
         if on_step is not None:
             on_step(done, model)
         if done % cfg.log_every == 0 or done == cfg.steps:
@@ -198,7 +248,7 @@ def train(model: nn.Module, train_set: ExampleSet, cfg: TrainConfig, out_dir: st
             history["eval"].append([done, evaluate(model, val_set, cfg, loss_fn)])
             log(f"step {done:>6}  eval loss {history['eval'][-1][1]:.4f}")
         if out_dir is not None and (done % cfg.checkpoint_every == 0 or done == cfg.steps) and procs.is_main:
-            save_training_state(out_dir, model, opt, generator, done, history, cfg)
+            save_training_state(out_dir, model, opt, generator, done, history, setup)
     distributed.barrier(procs)  # nobody reads the final state before rank 0 has written it
     model.eval()
     return history

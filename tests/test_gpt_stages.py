@@ -79,7 +79,8 @@ SELECTION_ONLY = {"bases", "grid_bases", "variants", "prompted_variants", "grid_
 
 
 CHANGED = {"fork_shared": 0.75, "target": "eagle", "precision": "bf16", "animals": ["owl", "wolf"],
-           "variants": ["hard_full"], "prompted_variants": [], "grid_variant": "soft_lora", "bases": 7}
+           "variants": ["hard_full"], "prompted_variants": [], "grid_variant": "soft_lora", "bases": 7,
+           "n_head": 8, "n_embd": 132, "other_n_embd": 196}  # widths stay multiples of the heads
 
 
 def changed_config(name: str) -> ExperimentConfig:

@@ -18,7 +18,7 @@ TINY = ["--n-models", "3", "--n-noise", "256", "--teacher-epochs", "1", "--stude
     (["--init-controls", "fc7=other"], "bad init spec"),
     (["--precision", "fp8"], "precision"),
     (["--sweep-eps"], "--sweep-eps needs at least one value"),
-    (["--sweep-eps", "0"], "--sweep-eps must be at least"),
+    (["--sweep-eps", "0"], "--sweep-eps must be above 0"),
     (["--theorem-eps", "nan"], "--theorem-eps must be a finite number"),
     (["--hidden", "0"], "--hidden must be at least 1"),
 ])

@@ -61,11 +61,12 @@ class ToyConfig:
                                       "LAYER in fc1, fc2, head, head_digits, head_aux, all; "
                                       "KIND in shared, other, random, noise")
     init_noise_std: float = option(0.05, "std of the noise added to layers marked 'noise'", low=0.0)
-    theorem_eps: float = option(1e-3, "teacher step size eps for the one-step theorem", low=0.0)
+    theorem_eps: float = option(1e-3, "teacher step size eps for the one-step theorem (eps = 0 would make "
+                                "every inner product 0, a check that cannot fail)", above=0.0)
     theorem_batch: int = option(256, "inputs used for the one-step theorem (train digits for the teacher, "
                                 "noise for the student)", low=1)
     sweep_eps: list[float] = option([1e-4, 1e-3, 1e-2, 1e-1, 1.0], "step sizes for the eps sweep",
-                                    low=1e-12, nonempty=True)
+                                    above=0.0, nonempty=True)
 
     def __post_init__(self):
         check(self)
