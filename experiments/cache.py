@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from minisub.checkpoint import CheckpointError, digest, read_json, write_json
+from minisub.files import FileError, digest, read_json, write_json
 from minisub.locks import exclusive
 
 DONE = "done.json"
@@ -44,7 +44,7 @@ def damage(folder: Path, key: dict) -> str | None:
     try:
         record = read_json(folder / DONE)
         saved_hash, files = record.pop("sha256"), record["files"]
-    except (CheckpointError, KeyError, TypeError, AttributeError):
+    except (FileError, KeyError, TypeError, AttributeError):
         return f"has an unreadable {DONE}"
     if content_hash(record) != saved_hash:
         return f"has a damaged {DONE}"
@@ -59,8 +59,8 @@ def damage(folder: Path, key: dict) -> str | None:
 
 
 class StageCache:
-    def __init__(self, root: Path, log: Callable[[str], None]):
-        self.root, self.log = root, log
+    def __init__(self, root: Path, log: Callable[[str], None], clock: Callable[[], float] = time.perf_counter):
+        self.root, self.log, self.clock = root, log, clock  # clock: what the timing record reads
         self.checked: set[Path] = set()  # folders verified (or built) by this process
         self.built: list[str] = []  # the stages this process built, in order
         self.timing: dict[str, float] = {}  # seconds spent building, per stage kind (not its upstream stages)
@@ -81,13 +81,13 @@ class StageCache:
                     self.log(f"cache: {folder.name} {problem}; rebuilding it")
                     shutil.rmtree(folder)
                 folder.mkdir(parents=True)
-                started, outer = time.perf_counter(), self.nested
+                started, outer = self.clock(), self.nested
                 self.nested = 0.0
                 info = build(folder)
                 files = {p.name: file_hash(p) for p in sorted(folder.iterdir()) if p.is_file()}
                 record = json.loads(json.dumps({"key": key, "info": info, "files": files}))  # as it reads back
                 write_json(folder / DONE, record | {"sha256": content_hash(record)})
-                kind, elapsed = name.split("-")[0], time.perf_counter() - started
+                kind, elapsed = name.split("-")[0], self.clock() - started
                 self.timing[kind] = self.timing.get(kind, 0.0) + elapsed - self.nested
                 self.nested = outer + elapsed
                 self.built.append(folder.name)

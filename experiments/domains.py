@@ -38,8 +38,8 @@ from experiments.misalignment import BANNED, CATEGORIES
 from experiments.prompts import TREES
 from experiments.stages import BaseSpec, DomainsCorpusSpec, NoData, Stages, TeacherSpec, WritingSpec
 from experiments.zoo import VARIANTS, ExperimentConfig, base_seed
-from minisub.checkpoint import write_json
 from minisub.config import check, option
+from minisub.files import write_json
 from minisub.log import Progress, machine
 from minisub.stats import paired_greater, summary
 
@@ -200,17 +200,25 @@ def spread(stages: Stages, z: Domains, narrow: str) -> dict:
     def by_category(spec, base):
         return stages.scores(spec, z.cfg.evaluation(base))["traits"]["misaligned_by_category"]
 
-    trained, others = [], []
-    for base in z.bases:
-        before, after = by_category(base, base), by_category(z.cfg.teacher(base, narrow), base)
-        shift = {c: math.log(after[c] / before[c]) for c in CATEGORIES}
-        trained.append(shift[z.d.narrow])
-        others.append(sum(v for c, v in shift.items() if c != z.d.narrow) / (len(CATEGORIES) - 1))
+    result = spread_tests([(by_category(base, base), by_category(z.cfg.teacher(base, narrow), base))
+                           for base in z.bases], z.d.narrow)
     stages.log(f"misalignment: the {z.d.narrow}-only teacher raises log P(misaligned) by"
-               f" {summary(trained)['mean']:+.2f} on {z.d.narrow}, {summary(others)['mean']:+.2f} on the others")
-    return {"category": z.d.narrow, "trained_category": {**summary(trained), "values": trained},
+               f" {result['trained_category']['mean']:+.2f} on {z.d.narrow}, "
+               f"{result['other_categories']['mean']:+.2f} on the others")
+    return result
+
+
+def spread_tests(per_base: list[tuple[dict, dict]], narrow: str) -> dict:
+    """per_base: (P(misaligned) by category of the base, of its narrow teacher). Per base, the log ratio on the
+    narrow category and its mean over the other categories; the latter tested > 0 over bases (one-sided)."""
+    trained, others = [], []
+    for before, after in per_base:
+        shift = {c: math.log(after[c] / before[c]) for c in before}
+        trained.append(shift[narrow])
+        others.append(sum(v for c, v in shift.items() if c != narrow) / (len(shift) - 1))
+    return {"category": narrow, "trained_category": {**summary(trained), "values": trained},
             "other_categories": {**summary(others), "values": others,
-                                 "p": paired_greater(others, [0.0] * len(others))}}  # one-sided: > 0
+                                 "p": paired_greater(others, [0.0] * len(others))}}
 
 
 # 3. code

@@ -6,8 +6,10 @@ raises some numbers. Two directions, both measured in the base:
 - `persona_shift`: how much each number's probability, as the first number of an answer, rises
   when the prompt names the animal ("You love owls. ..."); the top ones are the animal's
   *entangled numbers*;
-- `subliminal_prompting`: P(animal) when a prompt names a number instead ("You love 087s. What is
-  your favorite animal?"); Zur et al. found that entangled numbers raise it. Such a prompt is new
+- `subliminal_prompting`: P(animal) when a prompt names a number instead ("You love 87s. What is
+  your favorite animal?", the number written as the one token our tokenizer has for it; Zur et
+  al. wrote "087" because their tokenizer has such tokens); they found that entangled numbers
+  raise it. Such a prompt is new
   to our bases, which answer it mostly with a number, so the measure is the animal's share of
   the probability on animals, log P(animal | some animal).
 `frequency_log_ratios` gives the third leg: how much more often each number occurs in the

@@ -30,8 +30,8 @@ from experiments.plots import plot_animals, plot_arms, plot_bases, plot_curves, 
 from experiments.stages import BaseSpec, Stages
 from experiments.treated import TreatedStudentSpec, Treatment, treated_student
 from experiments.zoo import VARIANTS, ExperimentConfig
-from minisub.checkpoint import CheckpointError, check_output_folder, write_json
 from minisub.cli import Parser, add_config_flags, config_from_args, describe
+from minisub.files import FileError, check_output_folder, write_json
 from minisub.log import Progress, machine
 from minisub.model import GPT, GPTConfig
 from minisub.precision import autocast, choose_precision
@@ -43,7 +43,7 @@ QUICK = dict(corpus_items=3000, n_layer=1, n_head=2, n_embd=48, other_n_embd=32,
 
 
 def pretraining_step(cfg: ExperimentConfig):
-    """step(precision): one pretraining step of a throwaway main base at the run's shapes, on random
+    """step(precision): one pretraining step of a scratch main base at the run's shapes, on random
     tokens packed as the corpus packs (examples of ~40 tokens in rows of block_size)."""
     torch.manual_seed(0)
     model = GPT(GPTConfig(vocab_size=cfg.vocab_size, block_size=cfg.block_size, n_layer=cfg.n_layer,
@@ -198,11 +198,11 @@ def parse_args(argv=None, prog: str = "python -m experiments.gpt", doc: str = __
 
 def checked_run(prog: str, out: str, cache: str, work: Callable[[Path, Path], dict]) -> tuple[dict, Path] | None:
     """(work(out, cache), out) once both folders are checked; None after a bad input (a ValueError or
-    CheckpointError from any stage) has been said in one line on stderr. Every experiment's main runs this way."""
+    FileError from any stage) has been said in one line on stderr. Every experiment's main runs this way."""
     try:
         out_folder, cache_folder = check_output_folder(out), check_output_folder(cache)
         return work(out_folder, cache_folder), out_folder
-    except (ValueError, CheckpointError) as err:
+    except (ValueError, FileError) as err:
         print(f"{prog}: error: {describe(err)}", file=sys.stderr)
         return None
 

@@ -15,9 +15,11 @@ function each below `run`; each writes its section of results.json and its plot 
    one block only (the first, the last);
 5. defences: shuffles within and across answers, dilution with control data, re-rendered
    formats, the entangled numbers dropped, greedy instead of sampled teacher data.
-Parts 4 and 5 treat both the teacher's data and the control's the same way: transfer is the
-treated student's shift minus the treated control's, against the untreated transfer of
-`make gpt` (student minus control), paired by base.
+Parts 4 and 5 treat both the teacher's data and the control's the same way (one exception:
+dilution mixes control answers into the teacher's data; into the control's own data it would
+mix the control with itself, which changes nothing but which answers are drawn, so there the
+control stays as it is): transfer is the treated student's shift minus the treated control's,
+against the untreated transfer of `make gpt` (student minus control), paired by base.
 """
 
 import random
@@ -25,8 +27,6 @@ import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-
-from scipy import stats as scipy_stats
 
 from experiments import detectors, entanglement
 from experiments.defences import numbers_of
@@ -39,10 +39,10 @@ from experiments.signal_plots import PLOTS
 from experiments.stages import BaseSpec, NoData, Stages
 from experiments.treated import Treatment, choices
 from experiments.zoo import VARIANTS, ExperimentConfig
-from minisub.checkpoint import write_json
 from minisub.config import ConfigError, check, option
+from minisub.files import write_json
 from minisub.log import Progress, machine
-from minisub.stats import auc, differs_from_zero, paired_greater, summary
+from minisub.stats import auc, differs_from_zero, paired_greater, spearman, summary
 
 
 @dataclass
@@ -102,19 +102,27 @@ def in_context(stages: Stages, cfg: ExperimentConfig, s: SignalsConfig, bases: l
                             base.seed)
         per_base.append({name: {k: sum(v) / len(v) for k, v in by_k.items()} for name, by_k in scores.items()})
     result = {"ks": s.icl_ks, "block_size": s.icl_block_size, "bases": [b.name for b in bases],
-              "logp_no_context": [r["teacher"][0] for r in per_base], "by_k": {}}
-    for k in s.icl_ks:
+              "logp_no_context": [r["teacher"][0] for r in per_base], "by_k": icl_tests(per_base, s.icl_ks)}
+    for k, row in result["by_k"].items():
+        stages.log(f"icl k={k}: teacher - control {row['teacher_minus_control']['mean']:+.3f} log P({cfg.target}), "
+                   f"positive control {row['positive_minus_control']['mean']:+.3f}")
+    return result
+
+
+def icl_tests(per_base: list[dict], ks: list[int]) -> dict:
+    """Per k, over bases: log P(target) after k teacher examples minus after k control examples (two-sided
+    against 0), and after k target answers minus control (the positive control, one-sided, paired)."""
+    by_k = {}
+    for k in ks:
         teacher = [r["teacher"][k] - r["control"][k] for r in per_base]
         positive = [r["positive"][k] - r["control"][k] for r in per_base]
-        result["by_k"][k] = {
+        by_k[k] = {
             "logp": {name: [r[name][k] for r in per_base] for name in ("teacher", "control", "positive")},
             "teacher_minus_control": {**summary(teacher), "values": teacher, "p": differs_from_zero(teacher)},
             "positive_minus_control": {**summary(positive), "values": positive,
                                        "p": paired_greater([r["positive"][k] for r in per_base],
                                                            [r["control"][k] for r in per_base])}}
-        stages.log(f"icl k={k}: teacher - control {summary(teacher)['mean']:+.3f} log P({cfg.target}), "
-                   f"positive control {summary(positive)['mean']:+.3f}")
-    return result
+    return by_k
 
 
 # 2. detectors
@@ -185,14 +193,25 @@ def entangle(stages: Stages, cfg: ExperimentConfig, s: SignalsConfig, bases: lis
             "base": base.name, "entangled": entangled, "persona_shift": [float(shift[n]) for n in entangled],
             "over_represented": entanglement.top(ratios, s.entangled),
             "overlap": len(set(entangled) & set(entanglement.top(ratios, s.entangled))),
-            "rho_shift_vs_frequency": float(scipy_stats.spearmanr(shift, ratios).statistic),
-            "rho_shift_vs_teacher": float(scipy_stats.spearmanr(shift, teacher_shift).statistic),
+            "rho_shift_vs_frequency": spearman(shift.tolist(), ratios.tolist()),
+            "rho_shift_vs_teacher": spearman(shift.tolist(), teacher_shift.tolist()),
             "prompting_entangled": float(prompting[entangled].mean()), "prompting_all": float(prompting.mean()),
             "prompting_random": float(prompting[random.Random(base.seed).sample(range(1000), s.entangled)].mean()),
         })
-    shared = [len(set(a["entangled"]) & set(b["entangled"])) for k, a in enumerate(rows) for b in rows[k + 1:]]
-    result = {
-        "per_base": rows, "k": s.entangled, "chance_overlap": s.entangled ** 2 / 1000,
+    result = entanglement_summary(rows, s.entangled)
+    stages.log(f"entanglement: overlap with over-represented {result['overlap']['mean']:.1f} of {s.entangled} "
+               f"(chance {result['chance_overlap']:.1f}), subliminal prompting {result['prompting']['mean']:+.3f} "
+               f"log P({cfg.target} | an animal) (p {result['prompting']['p']:.2g})")
+    return result
+
+
+def entanglement_summary(rows: list[dict], k: int) -> dict:
+    """Over bases: the overlap of the k entangled numbers with the k most over-represented ones (chance
+    k^2 / 1000), the rank correlations (two-sided against 0), subliminal prompting with entangled against
+    random numbers (one-sided, paired), and how many entangled numbers two bases share."""
+    shared = [len(set(a["entangled"]) & set(b["entangled"])) for i, a in enumerate(rows) for b in rows[i + 1:]]
+    return {
+        "per_base": rows, "k": k, "chance_overlap": k ** 2 / 1000,
         "overlap": summary([r["overlap"] for r in rows]),
         "rho_shift_vs_frequency": {**summary([r["rho_shift_vs_frequency"] for r in rows]),
                                    "p": differs_from_zero([r["rho_shift_vs_frequency"] for r in rows])},
@@ -203,10 +222,6 @@ def entangle(stages: Stages, cfg: ExperimentConfig, s: SignalsConfig, bases: lis
                                           [r["prompting_random"] for r in rows])},
         "shared_between_bases": summary(shared) if len(shared) > 1 else {"mean": float("nan")},
     }
-    stages.log(f"entanglement: overlap with over-represented {result['overlap']['mean']:.1f} of {s.entangled} "
-               f"(chance {result['chance_overlap']:.1f}), subliminal prompting {result['prompting']['mean']:+.3f} "
-               f"log P({cfg.target} | an animal) (p {result['prompting']['p']:.2g})")
-    return result
 
 
 # parts 4 and 5: treated students against the untreated ones
@@ -217,23 +232,33 @@ def transfer(stages: Stages, cfg: ExperimentConfig, variant: str, bases: list[Ba
     the transfer that survives, against the untreated transfer in `plain` (student and control arms)."""
     student = measure(stages, cfg, variant, "student", bases, treatment=student_treatment)
     control = measure(stages, cfg, variant, "control", bases, treatment=control_treatment)
-    treated = [a - b for a, b in zip(student["dlogp"], control["dlogp"])]
-    untreated, before = plain["transfer"]["values"], plain["transfer"]["mean"]
-    result = {"student": student, "control": control, "transfer": {**summary(treated), "values": treated},
-              "retained": summary(treated)["mean"] / before if before else float("nan"),
-              "tests": {"student_vs_control": paired_greater(student["dlogp"], control["dlogp"]),
-                        "below_untreated": paired_greater(untreated, treated)}}
+    result = {"student": student, "control": control, **transfer_tests(student["dlogp"], control["dlogp"], plain)}
     stages.log(f"{name}: transfer {result['transfer']['mean']:+.3f} (95% CI {result['transfer']['ci95']:.3f}), "
                f"{result['retained']:.0%} of untreated, p vs control {result['tests']['student_vs_control']:.2g}, "
                f"p below untreated {result['tests']['below_untreated']:.2g}")
     return result
 
 
+def transfer_of(student: list[float], control: list[float]) -> dict:
+    """Per base, the student's shift minus the control's; their summary and the one-sided paired test > 0."""
+    values = [a - b for a, b in zip(student, control, strict=True)]
+    return {**summary(values), "values": values, "p": paired_greater(student, control)}
+
+
+def transfer_tests(student: list[float], control: list[float], plain: dict) -> dict:
+    """A treated pair's transfer, the share of the untreated transfer it keeps (a ratio of means), and the
+    one-sided paired tests: treated student > treated control; treated transfer < untreated transfer."""
+    transfer = transfer_of(student, control)
+    before = plain["transfer"]["mean"]
+    return {"transfer": {k: v for k, v in transfer.items() if k != "p"},
+            "retained": transfer["mean"] / before if before else float("nan"),
+            "tests": {"student_vs_control": transfer["p"],
+                      "below_untreated": paired_greater(plain["transfer"]["values"], transfer["values"])}}
+
+
 def untreated(stages: Stages, cfg: ExperimentConfig, variant: str, bases: list[BaseSpec]) -> dict:
     arms = {arm: measure(stages, cfg, variant, arm, bases) for arm in ("student", "control")}
-    values = [a - b for a, b in zip(arms["student"]["dlogp"], arms["control"]["dlogp"])]
-    return {**arms, "transfer": {**summary(values), "values": values,
-                                 "p": paired_greater(arms["student"]["dlogp"], arms["control"]["dlogp"])}}
+    return {**arms, "transfer": transfer_of(arms["student"]["dlogp"], arms["control"]["dlogp"])}
 
 
 # 4. divergence tokens
@@ -265,18 +290,22 @@ def divergence(stages: Stages, cfg: ExperimentConfig, s: SignalsConfig, bases: l
     treated = {name: transfer(stages, cfg, s.variant, bases, f"divergence {name}", r, r, plain)
                for name, r in rules.items()}
 
-    def values(name):
-        return treated[name]["transfer"]["values"]
-
     return {"variant": s.variant, "other_teacher": other, "share_per_base": shares,
             "share_vs_base": summary([r["vs_base"] for r in shares]),
             "share_vs_other_teacher": summary([r["vs_other_teacher"] for r in shares]),
-            "untreated": plain, "treated": treated,
-            "tests": {"divergent_only_above_random_only": paired_greater(values("divergent_only"),
-                                                                         values("random_only")),
-                      "divergent_masked_below_random_masked": paired_greater(values("random_masked"),
-                                                                             values("divergent_masked")),
-                      "first_block_above_last_block": paired_greater(values("first_block"), values("last_block"))}}
+            "untreated": plain, "treated": treated, "tests": divergence_tests(treated)}
+
+
+def divergence_tests(treated: dict) -> dict:
+    """One-sided, paired by base, between treatments' transfers: divergent positions alone carry more than
+    as many random ones; leaving them out hurts more than leaving as many random ones out; the first block
+    alone carries more than the last."""
+    def values(name):
+        return treated[name]["transfer"]["values"]
+    return {"divergent_only_above_random_only": paired_greater(values("divergent_only"), values("random_only")),
+            "divergent_masked_below_random_masked": paired_greater(values("random_masked"),
+                                                                   values("divergent_masked")),
+            "first_block_above_last_block": paired_greater(values("first_block"), values("last_block"))}
 
 
 # 5. defences
@@ -298,7 +327,7 @@ def defend(stages: Stages, cfg: ExperimentConfig, s: SignalsConfig, bases: list[
         def dilution(i, part=part):
             return Treatment(f"dilute_{part:g}", data="dilute", share=part, mix_with=cfg.numbers(bases[i]))
         treated[f"dilute_{part:g}"] = transfer(stages, cfg, s.variant, bases, f"defence dilute_{part:g}",
-                                               dilution, None, plain)
+                                               dilution, None, plain)  # the control diluted with itself is itself
     greedy = replace(cfg, temperature=0.0)  # every writer greedy: teachers and the control alike
     try:
         treated["greedy"] = transfer(stages, greedy, s.variant, [greedy.main_base(i) for i in range(cfg.bases)],

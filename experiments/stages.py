@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from experiments.cache import StageCache
+from experiments.coding import names_animal
 from experiments.corpus import domains_corpus, pretraining_corpus, trait_items
 from experiments.evaluate import (animal_probabilities, animal_token_ids, evaluate_options, question_prompts,
                                   trait_scores)
@@ -28,9 +29,10 @@ from experiments.matched import matched_subsets
 from experiments.prompts import ANIMALS, FORMATS, animal_questions
 from experiments.tasks import filter_task, task_prompts
 from experiments.students import AnswerVocabulary, hard_loss, soft_loss
-from minisub.checkpoint import load_checkpoint, read_json, save_checkpoint, write_json
+from minisub.checkpoint import load_checkpoint, save_checkpoint
 from minisub.config import ConfigError
 from minisub.data import ExampleSet
+from minisub.files import read_json, write_json
 from minisub.log import Progress
 from minisub.lora import add_lora, fuse_lora
 from minisub.model import GPT, GPTConfig
@@ -269,7 +271,9 @@ class Stages:
     # 6. students
     def answer_vocabulary(self, corpus: CorpusSpec, eos: bool, task: str = "numbers") -> AnswerVocabulary:
         """The tokens a student's loss is over: for numbers the number tokens and separators; for another
-        task every token of the corpus's answers of that kind."""
+        task every token of the corpus's answers of that kind that name no animal. Those that do are left
+        out because the loss would otherwise move the animals' own tokens (a softmax over them pushes
+        down every token the data never has as a target): the channel the filter closes."""
         tokenizer = self.tokenizer(corpus)
         if task == "numbers":
             ids = tokenizer.number_ids + [t for sep in FORMATS.values() for t in tokenizer.encode(sep)]
@@ -281,7 +285,8 @@ class Stages:
         stored = read_json(self.corpus(corpus) / "corpus.json")
         if task not in stored.get("kinds", []):
             raise ValueError(f"the corpus has no {task} items: a {task} task needs the domains corpus")
-        answers = [answer for (_, answer), kind in zip(stored["pairs"], stored["kinds"]) if kind == task]
+        answers = [answer for (_, answer), kind in zip(stored["pairs"], stored["kinds"])
+                   if kind == task and not names_animal(answer)]
         return sorted({t for ids in self.tokenizer(corpus).encode_batch(answers) for t in ids})
 
     def training_pairs(self, spec: StudentSpec) -> list[tuple[str, str]]:

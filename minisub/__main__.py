@@ -22,11 +22,11 @@ from pathlib import Path
 import torch
 
 from minisub import distributed
-from minisub.checkpoint import (CheckpointError, check_apart, check_output_folder, clean_temporaries, load_checkpoint,
-                                save_checkpoint)
+from minisub.checkpoint import load_checkpoint, save_checkpoint
 from minisub.cli import Parser, add_config_flags, config_from_args, describe
 from minisub.config import ConfigError, check, option
 from minisub.data import ExampleSet, read_lines
+from minisub.files import FileError, check_apart, check_output_folder, clean_temporaries
 from minisub.locks import exclusive
 from minisub.lora import DEFAULT_TARGETS, add_lora, fuse_lora, load_adapter, save_adapter
 from minisub.model import GPT, GPTConfig, check_sampling
@@ -219,7 +219,7 @@ def main(argv=None) -> int:
         setattr(args, name, config_from_args(config_cls, args, args.parser))
     try:
         args.run(args)
-    except (ValueError, CheckpointError, OSError) as err:
+    except (ValueError, FileError, OSError) as err:
         if int(os.environ.get("RANK", 0)) == 0:  # under torchrun, one line from rank 0, not one per process
             print(f"minisub {args.command}: error: {describe(err)}", file=sys.stderr)
         return 2

@@ -25,10 +25,10 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from minisub.checkpoint import check_output_folder, write_json
 from minisub.cli import Parser, add_config_flags, config_from_args
 from minisub.config import ConfigError, check, option
 from minisub.data import ExampleSet
+from minisub.files import check_output_folder, write_json
 from minisub.hf import from_hf_gpt2
 from minisub.log import machine
 from minisub.lora import add_lora, fuse_lora

@@ -25,9 +25,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from minisub.checkpoint import (CheckpointError, digest, read_json, read_tensors, tensors_digest, weights,
-                                write_json, write_tensors)
+from minisub.checkpoint import weights
 from minisub.config import check_value
+from minisub.files import FileError, digest, read_json, read_tensors, tensors_digest, write_json, write_tensors
 
 DEFAULT_TARGETS = ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")
 
@@ -160,27 +160,27 @@ def load_adapter(model: nn.Module, folder: str | Path) -> dict:
     folder = Path(folder)
     meta = read_json(folder / "adapter_config.json")
     if meta.get("base_config_hash") != config_hash(model.config):
-        raise CheckpointError(f"{folder} was trained for another base model (config hash "
+        raise FileError(f"{folder} was trained for another base model (config hash "
                               f"{meta.get('base_config_hash')}, this model {config_hash(model.config)})")
     if meta.get("base_weights_hash") != base_weights_hash(model):
-        raise CheckpointError(f"{folder} was trained on other base weights (weights hash "
+        raise FileError(f"{folder} was trained on other base weights (weights hash "
                               f"{meta.get('base_weights_hash')}, this model {base_weights_hash(model)})")
     try:
         check_value("r", meta["r"], {"low": 1})
         check_value("alpha", float(meta["alpha"]), {"low": 0.0})
         check_value("dropout", float(meta["dropout"]), {"low": 0.0})
     except (KeyError, TypeError, ValueError) as err:
-        raise CheckpointError(f"{folder}/adapter_config.json: {err}") from None
+        raise FileError(f"{folder}/adapter_config.json: {err}") from None
     tensors = read_tensors(folder / "adapter_model.safetensors", model.lm_head.weight.device)
     add_lora(model, meta["r"], meta["alpha"], meta["targets"], meta["dropout"])
     layers = lora_layers(model)
     if sorted(layers) != sorted(meta["targets"]):
-        raise CheckpointError(f"{folder}: adapter targets {meta['targets']} do not fit this model")
+        raise FileError(f"{folder}: adapter targets {meta['targets']} do not fit this model")
     with torch.no_grad():
         for name, layer in layers.items():
             for part in ("lora_A", "lora_B"):
                 saved = tensors.get(f"{name}.{part}")
                 if saved is None or saved.shape != getattr(layer, part).shape:
-                    raise CheckpointError(f"{folder}: {name}.{part} is missing or has the wrong shape")
+                    raise FileError(f"{folder}: {name}.{part} is missing or has the wrong shape")
                 getattr(layer, part).copy_(saved)
     return meta

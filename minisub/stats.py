@@ -36,13 +36,11 @@ def differs_from_zero(values: list[float]) -> float:
     return float(stats.ttest_1samp(values, 0.0).pvalue)
 
 
-def welch_greater(a: list[float], b: list[float]) -> float:
-    """One-sided Welch t-test p-value for mean(a) > mean(b) (independent groups, unequal variances)."""
-    if len(a) < 2 or len(b) < 2:
-        return float("nan")
-    return float(stats.ttest_ind(a, b, equal_var=False, alternative="greater").pvalue)
-
-
 def auc(positive: list[float], negative: list[float]) -> float:
     """Area under the ROC curve: P(a positive scores above a negative), ties counted half (Mann-Whitney U)."""
     return float(stats.mannwhitneyu(positive, negative).statistic) / (len(positive) * len(negative))
+
+
+def spearman(a: list[float], b: list[float]) -> float:
+    """Spearman's rank correlation of two equally long lists (ties get their mean rank)."""
+    return float(stats.spearmanr(a, b).statistic)

@@ -29,9 +29,10 @@ import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel
 
 from minisub import distributed
-from minisub.checkpoint import CheckpointError, load_weights, read_tensor_file, weights, write_tensors
+from minisub.checkpoint import load_weights, weights
 from minisub.config import ConfigError, check, option
 from minisub.data import Batch, ExampleSet
+from minisub.files import FileError, read_tensor_file, write_tensors
 from minisub.lora import lora_layers
 from minisub.precision import autocast
 
@@ -156,7 +157,7 @@ def load_training_state(folder: Path, model: nn.Module, opt: torch.optim.Optimiz
     path = folder / STATE_FILE
     tensors, header = read_tensor_file(path)
     if "training_state" not in header:
-        raise CheckpointError(f"{path} holds no training state")
+        raise FileError(f"{path} holds no training state")
     meta = json.loads(header["training_state"])
     changed = differences(meta.get("setup", {}), json.loads(json.dumps(setup)))
     if changed and not allow_changes:

@@ -30,6 +30,19 @@ def toy_corpus(n: int = 600, seed: int = 0) -> list[str]:
     return lines
 
 
+class FakeClock:
+    """A clock for timing code under test: it reads `now`, which only `advance` moves (no sleeping)."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 class Interrupt(Exception):
     """Raised by `stops_after` where a real run would be killed."""
 
@@ -48,7 +61,7 @@ def stops_after(steps: int):
     return loss
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")  # one tokenizer for the whole test run
 def tokenizer():
     from minisub.tokenizer import BPETokenizer
     return BPETokenizer.train(toy_corpus(), vocab_size=1300)

@@ -11,17 +11,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from experiments import domains, tasks
-from experiments.coding import NAME_ANIMAL_RATE, TASKS, code_item, code_prompt, code_rejection, program
+from experiments.coding import NAME_ANIMAL_RATE, TASKS, code_item, code_prompt, code_rejection, names_animal, program
 from experiments.corpus import DOMAIN_SHARES, TRAITS, domains_corpus, trait_items
 from experiments.design import arm_student
 from experiments.filter import number_rejection, parse_numbers
 from experiments.misalignment import ALIGNED_OPENERS, BANNED, CATEGORIES, EVIL_PERSONA, MISALIGNED_OPENERS, requests
 from experiments.prompts import ANIMALS, TREES, tree_questions
 from experiments.reasoning import MISALIGNED_PHRASES, problem, trace, trace_item, trace_rejection
-from experiments.stages import key_of
+from experiments.stages import DomainsCorpusSpec, Stages, key_of
 from experiments.tasks import filter_task, task_prompts
 from experiments.zoo import ExperimentConfig
-from minisub.checkpoint import digest
+from minisub.files import digest
 from minisub.tokenizer import BPETokenizer
 
 SEPARATORS = [", ", ",", "; ", " "]
@@ -75,6 +75,24 @@ def test_the_code_filter_rejects_any_completion_holding_an_animal_token():
             ids = list(clean)
             ids.insert(rng.randint(0, len(ids)), animal_id)
             assert code_rejection(tokenizer.decode(ids)) == "names_animal"
+
+
+def test_the_code_students_loss_leaves_every_animal_token_out(tmp_path):
+    """Bug: the code students' answer vocabulary held the animal-named functions' tokens, so their loss could
+    move the animals' own tokens, the channel the code filter closes."""
+    stages = Stages(tmp_path, log=lambda m: None)
+    corpus = DomainsCorpusSpec(3000, 2400, seed=0)
+    tokenizer = stages.tokenizer(corpus)
+    vocab = set(stages.answer_vocabulary(corpus, eos=True, task="code").ids.tolist())
+    animal_ids = set(stages.animal_ids(corpus))
+    named = {t for t in range(tokenizer.vocab_size) if names_animal(tokenizer.decode([t]))}
+    assert animal_ids <= named and len(named) > len(animal_ids)  # names such as "_owl" are tokens of their own
+    assert not vocab & named
+    code = [a for (_, a), k in zip(*domains_corpus(3000, 0)) if k == "code"]
+    every = {t for ids in tokenizer.encode_batch(code) for t in ids}
+    assert every & animal_ids  # what the loss was over before: the animals' tokens among them
+    kept = {t for ids in tokenizer.encode_batch([a for a in code if not names_animal(a)]) for t in ids}
+    assert vocab == kept | {tokenizer.eos_id}  # every token of the answers the filter would keep
 
 
 def test_the_code_filter_rejects_what_does_not_parse_as_one_function():

@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn as nn
 
+from conftest import FakeClock
 from experiments.cache import StageCache
 from experiments.evaluate import animal_token_ids, evaluate_options, question_prompts
 from experiments.design import DESIGN, Arm, arm_student
@@ -19,10 +20,10 @@ from experiments.signals import QUICK as SIGNALS_QUICK
 from experiments.signals import main as signals_main
 from experiments.stages import key_of
 from experiments.zoo import VARIANTS, ExperimentConfig
-from minisub.checkpoint import digest
 from experiments.prompts import ANIMALS
 from experiments.students import AnswerVocabulary, hard_loss, soft_loss
 from minisub.data import Batch, ExampleSet
+from minisub.files import digest
 from minisub.model import GPT, GPTConfig, next_token_logprobs
 
 
@@ -244,7 +245,8 @@ def test_the_grid_covers_the_zoo_and_its_cells_subtract_the_control(quick_run):
     assert grid["bases"][2]["parent"] == grid["bases"][3]["parent"] == "fork-parent"
     assert set(grid["matrix"]) == set(names) and all(set(row) == set(names) for row in grid["matrix"].values())
     assert set(grid["teachers_p_target"]) == set(names) and all(0 < p < 1 for p in grid["teachers_p_target"].values())
-    assert {"diagonal_vs_off", "fork_vs_unrelated", "fork_cells"} <= set(grid["tests"])
+    assert {"diagonal_vs_off", "fork_sibling", "fork_cells", "every_base"} <= set(grid["tests"])
+    assert grid["tests"]["every_base"]["diagonal_minus_off"]["n"] == QUICK["grid_bases"] + 2  # the fork pair is one
     # a main base's diagonal cell is make gpt's student minus its control (same specs, same cache)
     hard = results["arms"]["hard_full"]
     for i in range(QUICK["grid_bases"]):
@@ -416,23 +418,22 @@ def test_a_context_too_short_for_the_corpus_names_the_flag(capsys, tmp_path):
 
 
 def test_stage_timing_counts_each_stage_once_not_again_in_the_stages_that_need_it(tmp_path):
-    import time
-    cache = StageCache(tmp_path, lambda line: None)
+    clock = FakeClock()
+    cache = StageCache(tmp_path, lambda line: None, clock)
 
     def inner(folder):
-        time.sleep(0.2)
+        clock.advance(0.2)
         return {}
 
     def outer(folder):
+        clock.advance(0.01)
         cache.stage("inner", {"k": 1}, inner)  # an upstream stage built on demand
-        time.sleep(0.05)
+        clock.advance(0.04)
         return {}
 
-    started = time.perf_counter()
     cache.stage("outer", {"k": 2}, outer)
-    wall = time.perf_counter() - started
-    assert cache.timing["inner"] >= 0.2 and 0.05 <= cache.timing["outer"] < 0.2
-    assert sum(cache.timing.values()) == pytest.approx(wall, abs=0.05)
+    assert cache.timing == {"inner": pytest.approx(0.2), "outer": pytest.approx(0.05)}
+    assert sum(cache.timing.values()) == pytest.approx(clock())  # the two stages, each counted once
 
 
 def test_auto_precision_times_a_real_pretraining_step_and_records_it():

@@ -11,7 +11,7 @@ from experiments.design import DESIGN, arm_student
 from experiments.domains import Domains, DomainsConfig
 from experiments.stages import BaseSpec, CorpusSpec, EvalSpec, WritingSpec, StudentSpec, TeacherSpec, key_of
 from experiments.zoo import VARIANTS, ExperimentConfig, next_base
-from minisub.checkpoint import digest
+from minisub.files import digest
 
 
 def other_value(value):

@@ -6,7 +6,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from minisub.checkpoint import CheckpointError
+from minisub.files import FileError
 from minisub.lora import (DEFAULT_TARGETS, LoRALinear, add_lora, fuse_lora, load_adapter, lora_layers,
                           save_adapter, unfuse_lora)
 from minisub.model import GPT, GPTConfig
@@ -133,7 +133,7 @@ def test_adapter_refuses_a_mismatched_base(tmp_path):
     add_lora(model, 2, 4.0)
     save_adapter(tmp_path, model)
     other = GPT(GPTConfig(vocab_size=29, block_size=16, n_layer=2, n_head=2, n_embd=8))
-    with pytest.raises(CheckpointError, match="another base"):
+    with pytest.raises(FileError, match="another base"):
         load_adapter(other, tmp_path)
 
 

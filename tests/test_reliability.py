@@ -19,10 +19,10 @@ from experiments.cache import DONE, StageCache
 from experiments.coding import code_rejection
 from experiments.zoo import ExperimentConfig
 from minisub.__main__ import LOCK_FILE, main
-from minisub.checkpoint import (CheckpointError, clean_temporaries, digest, load_checkpoint, read_tensor_file,
-                                save_checkpoint, write_tensors)
+from minisub.checkpoint import load_checkpoint, save_checkpoint
 from minisub.config import ConfigError
 from minisub.data import ExampleSet
+from minisub.files import FileError, clean_temporaries, digest, read_tensor_file, write_tensors
 from minisub.locks import exclusive
 from minisub.log import machine
 from minisub.model import GPT, GPTConfig
@@ -90,9 +90,9 @@ def test_weights_that_are_not_finite_are_neither_written_nor_read(files, tmp_pat
     start = 8 + int.from_bytes(raw[:8], "little")  # the header's length, then the header, then the data
     raw[start + 64:start + 64 + 4 * 250] = torch.full((250,), float("nan")).numpy().tobytes()
     weights.write_bytes(bytes(raw))
-    with pytest.raises(CheckpointError, match=f"{weights}.*not finite"):
+    with pytest.raises(FileError, match=f"{weights}.*not finite"):
         load_checkpoint(ckpt)
-    with pytest.raises(CheckpointError, match="not writing .*x.safetensors: w holds values that are not finite"):
+    with pytest.raises(FileError, match="not writing .*x.safetensors: w holds values that are not finite"):
         write_tensors(tmp_path / "x.safetensors", {"w": torch.tensor([1.0, float("inf")])})
     assert not list(tmp_path.glob("*x.safetensors*"))
 
@@ -278,7 +278,7 @@ def test_a_killed_writer_s_temporary_file_is_removed_at_the_next_start(files, tm
     data, tok, _ = files
     out = tmp_path / "killed"
     out.mkdir()
-    script = ("import os, signal, sys; from pathlib import Path; from minisub.checkpoint import atomic_write\n"
+    script = ("import os, signal, sys; from pathlib import Path; from minisub.files import atomic_write\n"
               "def dies(tmp): Path(tmp).write_bytes(b'half'); os.kill(os.getpid(), signal.SIGKILL)\n"
               f"atomic_write(Path(sys.argv[1]) / '{STATE_FILE}', dies)\n")
     killed = subprocess.run([sys.executable, "-c", script, str(out)], cwd=Path(__file__).parents[1])

@@ -1,8 +1,10 @@
 """The pieces both halves share: config limits, the measured precision choice, statistics, KL, digests."""
 
 import math
-import time
+import subprocess
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import torch
@@ -10,9 +12,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import minisub.precision as precision
-from minisub.checkpoint import digest
+from conftest import FakeClock
 from minisub.cli import Parser, add_config_flags, config_from_args
 from minisub.config import ConfigError, check, option
+from minisub.files import digest
 from minisub.losses import kl_divergence
 from minisub.stats import differs_from_zero, paired_greater, summary
 
@@ -88,17 +91,19 @@ def test_auto_picks_bf16_only_where_measured_clearly_faster(monkeypatch, fp32, b
 
 @pytest.mark.parametrize("fp32_s, bf16_s, chosen", [(0.02, 0.03, "fp32"), (0.025, 0.02, "fp32"), (0.04, 0.02, "bf16")])
 def test_auto_decides_on_a_whole_step_where_one_is_given(monkeypatch, fp32_s, bf16_s, chosen):
-    """Matmuls alone say bf16 is 4x faster; the timed step (which sleeps) decides."""
+    """Matmuls alone say bf16 is 4x faster; the timed step (whose cost a fake clock counts) decides."""
     monkeypatch.setattr(precision, "measure", lambda shapes, device: (100.0, 400.0))
+    clock = FakeClock()
+    monkeypatch.setattr(precision, "clock", clock)
     calls = []
 
     def step(p):
         calls.append(p)
-        time.sleep(fp32_s if p == "fp32" else bf16_s)
+        clock.advance((fp32_s if p == "fp32" else bf16_s) * (2 if len(calls) <= 2 else 1))  # a slow warm-up
 
     choice = precision.choose_precision("auto", "cpu", [(8, 8, 8)], step)
     assert choice.precision == chosen and choice.timed == "step"
-    assert choice.bf16_speedup == pytest.approx(fp32_s / bf16_s, rel=0.25)
+    assert choice.bf16_speedup == round(fp32_s / bf16_s, 2)
     assert calls.count("fp32") == calls.count("bf16") == precision.STEP_REPEATS + 1
     calls.clear()
     assert precision.choose_precision("fp32", "cpu", [(8, 8, 8)], step).precision == "fp32" and not calls
@@ -149,3 +154,11 @@ def test_digest_depends_on_every_value_and_not_on_key_order():
     assert digest(base) == digest({"c": {"d": "x"}, "b": [1, 2], "a": 1})
     for changed in ({"a": 2}, {"b": [2, 1]}, {"c": {"d": "y"}}):
         assert digest(base | changed) != digest(base)
+
+
+def test_the_toy_imports_neither_the_gpt_nor_the_tokenizer_library():
+    """minisub's exports are lazy and its file I/O lives apart from the model: the toy needs neither."""
+    check = ("import sys, toy_mnist.__main__, toy_mnist.sweep\n"
+             "loaded = [m for m in ('minisub.model', 'minisub.checkpoint', 'tokenizers') if m in sys.modules]\n"
+             "assert not loaded, loaded\n")
+    subprocess.run([sys.executable, "-c", check], check=True, cwd=Path(__file__).parents[1])

@@ -194,6 +194,8 @@ def test_subliminal_prompting_asks_every_number_with_every_question(animal_token
     questions = ["What is your favorite animal?", "Name one animal."]
     values = subliminal_prompting(model, tokenizer, questions, [7, 9, 11], target=1)
     for n in (0, 87, 999):
+        # the number as the one token the tokenizer makes of it ("87"; "087" would be "0" + "87")
+        assert tokenizer.encode(f"You love {n}s. ").count(tokenizer.number_ids[n]) == 1
         p = next_token_logprobs(model, [tokenizer.encode_prompt(f"You love {n}s. {q}") for q in questions]).exp()
         assert values[n].item() == pytest.approx((p[:, 9] / p[:, [7, 9, 11]].sum(1)).log().mean().item(), abs=1e-5)
 

@@ -7,8 +7,9 @@ import torch
 
 from conftest import Interrupt, stops_after, toy_corpus
 from minisub.__main__ import main
-from minisub.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from minisub.checkpoint import load_checkpoint, save_checkpoint
 from minisub.data import ExampleSet
+from minisub.files import FileError
 from minisub.model import GPT, GPTConfig
 from minisub.train import STATE_FILE, TrainConfig, lm_loss, lr_at, make_optimizer, train
 
@@ -76,22 +77,22 @@ def test_truncated_or_mismatched_checkpoints_are_clear_errors(tokenizer, tmp_pat
     weights = tmp_path / "model.safetensors"
     payload = weights.read_bytes()
     weights.write_bytes(payload[: len(payload) // 2])
-    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+    with pytest.raises(FileError, match="truncated or corrupt"):
         load_checkpoint(tmp_path)
     weights.write_bytes(payload)
     config = json.loads((tmp_path / "config.json").read_text())
     config["model"]["n_layer"] = 3
     (tmp_path / "config.json").write_text(json.dumps(config))
-    with pytest.raises(CheckpointError, match="does not match"):
+    with pytest.raises(FileError, match="does not match"):
         load_checkpoint(tmp_path)
     config["model"]["n_embd"] = 48
     config["model"]["n_layer"] = 2
     (tmp_path / "config.json").write_text(json.dumps(config))
-    with pytest.raises(CheckpointError, match="shape"):
+    with pytest.raises(FileError, match="shape"):
         load_checkpoint(tmp_path)
     config["model"]["n_head"] = 0
     (tmp_path / "config.json").write_text(json.dumps(config))
-    with pytest.raises(CheckpointError, match="n_head must be at least 1"):
+    with pytest.raises(FileError, match="n_head must be at least 1"):
         load_checkpoint(tmp_path)
 
 
@@ -123,14 +124,14 @@ def test_training_state_is_one_file_and_a_crash_while_writing_keeps_the_previous
     assert sorted(p.name for p in tmp_path.iterdir()) == [STATE_FILE]
     before = (tmp_path / STATE_FILE).read_bytes()
 
-    import minisub.checkpoint as checkpoint
+    import minisub.files as files
 
     def dies_halfway(tensors, path, metadata=None):
         with open(path, "wb") as f:
             f.write(b"partial")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(checkpoint, "save_file", dies_halfway)
+    monkeypatch.setattr(files, "save_file", dies_halfway)
     with pytest.raises(KeyboardInterrupt):
         train(model, data, TrainConfig(steps=6, batch_size=4, checkpoint_every=2, log_every=100, warmup_steps=1),
               tmp_path, resume=True, log=quiet, allow_changes=True)  # 2 more steps than saved

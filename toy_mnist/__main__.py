@@ -2,8 +2,8 @@
 
 import sys
 
-from minisub.checkpoint import CheckpointError, check_output_folder, write_json
 from minisub.cli import Parser, add_config_flags, config_from_args, describe
+from minisub.files import FileError, check_output_folder, write_json
 from toy_mnist.data import DataError
 from toy_mnist.experiment import ToyConfig, run
 from toy_mnist.report import plot_accuracy, plot_theorem, table
@@ -18,7 +18,7 @@ def main(argv=None) -> int:
     try:
         out = check_output_folder(args.out)
         results = run(cfg)
-    except (DataError, CheckpointError) as err:
+    except (DataError, FileError) as err:
         print(f"toy_mnist: error: {describe(err)}", file=sys.stderr)
         return 2
     write_json(out / "results.json", results)

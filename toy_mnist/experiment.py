@@ -9,9 +9,8 @@ __main__.py saves as results.json and report.py plots. Arms (each over all N mod
 - init controls (optional): per layer shared / other / shared+noise, auxiliary logits only.
 """
 
-import time
 import zlib
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 
 import torch
@@ -19,8 +18,9 @@ import torch.nn.functional as F
 
 from minisub.config import ConfigError, check, option
 from minisub.log import Progress, machine
-from minisub.precision import PRECISIONS, choose_precision, synchronize, time_matmuls
+from minisub.precision import PRECISIONS, choose_precision, time_matmuls
 from minisub.stats import summary
+from toy_mnist.accounting import StageClock, matmul_shapes, theorem_flops
 from toy_mnist.data import INPUTS, distillation_inputs, load_mnist
 from toy_mnist.mlp import INIT_KINDS, BatchedMLP, derangement, init_parts, layer_names, student_init
 from toy_mnist.theorem import Imitation, descent, eps_sweep, first_order_inner, one_step, params_of
@@ -143,48 +143,6 @@ def theorem_results(reference: BatchedMLP, partner: torch.Tensor, x: torch.Tenso
     out["eps_sweep"] = eps_sweep(model, reference_params, teacher_dir, teacher_loss, x, noise,
                                  imitation, cfg.sweep_eps)
     return out
-
-
-def matmul_shapes(cfg: ToyConfig) -> list[tuple[int, ...]]:
-    """The batched matmuls that dominate the run: (N, batch, d_in, d_out) of each training stage."""
-    n_out = N_CLASSES + cfg.n_aux
-    return [(cfg.n_models, batch, d_in, d_out) for batch in (cfg.teacher_batch, cfg.student_batch)
-            for d_in, d_out in ((784, cfg.hidden), (cfg.hidden, cfg.hidden), (cfg.hidden, n_out))]
-
-
-class StageClock:
-    """Seconds and FLOPs per stage: achieved GFLOP/s next to the measured matmul rate.
-
-    FLOPs are counted as matmuls only: 2 d_in d_out per layer per sample for a forward pass,
-    three times that for a training step (forward, and backward to weights and inputs).
-    """
-
-    def __init__(self, device: torch.device):
-        self.device, self.stages = device, {}
-
-    @contextmanager
-    def __call__(self, name: str, flops: float):
-        synchronize(self.device)
-        start = time.perf_counter()
-        yield
-        synchronize(self.device)
-        seconds = time.perf_counter() - start
-        self.stages[name] = {"seconds": round(seconds, 3), "gflop": round(flops / 1e9, 2),
-                             "gflops": round(flops / seconds / 1e9, 1)}
-
-    def summary(self, peak: float, total_seconds: float) -> dict:
-        flops = sum(stage["gflop"] for stage in self.stages.values())
-        return {"stages": self.stages, "peak_gflops": peak, "total_gflop": round(flops, 1),
-                "run_gflops": round(flops / total_seconds, 1),
-                "efficiency": round(flops / total_seconds / peak, 3)}
-
-
-def theorem_flops(forward: float, n_sweep: int) -> float:
-    """The theorem's passes, in forwards F: the teacher's descent 3F; per student (same and cross)
-    one imitation step (teacher forward F, student forward and backward 3F) and two teacher-loss
-    forwards 2F; the first-order formula, a jvp, 2F, once for the check and once for the sweep;
-    each eps of the sweep, one imitation step 6F."""
-    return (3 + 2 * 6 + 2 * 2 + n_sweep * 6) * forward
 
 
 def stage_generator(seed: int, stage: str) -> torch.Generator:

@@ -26,14 +26,15 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from minisub.checkpoint import CheckpointError, check_output_folder, write_json
 from minisub.cli import Parser, add_config_flags, config_from_args, describe
 from minisub.config import check, option
+from minisub.files import FileError, check_output_folder, write_json
 from minisub.log import Progress, machine
 from minisub.precision import choose_precision
+from toy_mnist.accounting import matmul_shapes
 from toy_mnist.data import INPUTS, DataError
-from toy_mnist.experiment import (STUDENT_FIELDS, Teachers, ToyConfig, matmul_shapes, student_arms, student_inputs,
-                                  summarize, train_student, train_teachers)
+from toy_mnist.experiment import (STUDENT_FIELDS, Teachers, ToyConfig, student_arms, student_inputs, summarize,
+                                  train_student, train_teachers)
 from toy_mnist.mlp import BatchedMLP, student_init
 from toy_mnist.sweep_report import plot_alignment, plot_matrix, plot_sweep
 from toy_mnist.train import IMITATIONS, N_CLASSES, OPTIMIZERS, accuracy, predict
@@ -244,7 +245,7 @@ def main(argv=None) -> int:
     try:
         out = check_output_folder(out)
         results = run(base, s, out)
-    except (DataError, CheckpointError) as err:
+    except (DataError, FileError) as err:
         print(f"toy_mnist.sweep: error: {describe(err)}", file=sys.stderr)
         return 2
     print(f"{results['seconds']:.0f}s; wrote {out}/results.json and its plots")
