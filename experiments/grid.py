@@ -31,7 +31,7 @@ from experiments.stages import BaseSpec, Stages
 from experiments.zoo import ExperimentConfig
 from minisub.files import write_json
 from minisub.log import Progress, machine
-from minisub.stats import paired_greater, summary
+from minisub.stats import paired_greater, sign_flip_greater, summary
 
 
 def grid_bases(cfg: ExperimentConfig) -> dict[str, BaseSpec]:
@@ -54,7 +54,8 @@ def diagonal_test(matrix: dict, names: list[str], cluster: dict[str, str]) -> di
         gaps.setdefault(cluster[s], []).append(matrix[s][s] - off)
     values = {c: sum(g) / len(g) for c, g in gaps.items()}
     return {"diagonal_minus_off": summary(list(values.values())), "per_cluster": values,
-            "diagonal_vs_off": paired_greater(list(values.values()), [0.0] * len(values))}
+            "diagonal_vs_off": paired_greater(list(values.values()), [0.0] * len(values)),
+            "diagonal_vs_off_exact": sign_flip_greater(list(values.values()))}
 
 
 def sibling_test(matrix: dict, pair: list[str], unrelated: list[str]) -> dict:

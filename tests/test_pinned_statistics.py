@@ -111,11 +111,13 @@ def test_the_grid_diagonal_counts_the_fork_pair_once():
     main = diagonal_test(GRID, ["main-0", "main-1"], CLUSTER)  # gaps 1 and 1 - 0.2
     assert main["diagonal_minus_off"]["mean"] == pytest.approx(0.9) and main["diagonal_minus_off"]["n"] == 2
     assert main["diagonal_vs_off"] == pytest.approx(upper_tail(9.0, 1))  # sd 0.1 sqrt 2: t = 0.9 / 0.1
+    assert main["diagonal_vs_off_exact"] == 0.25  # signed sums 1.8, 0.2, -0.2, -1.8: only the observed one
     zoo = diagonal_test(GRID, NAMES, CLUSTER)
     # gaps: main-0 1, main-1 1 - 0.2 / 4, fork-a 1 - 0.3 / 4, fork-b 1 - 0.5 / 4, other-0 1; the forks averaged
     values = [1.0, 0.95, (0.925 + 0.875) / 2, 1.0]
     assert zoo["per_cluster"] == pytest.approx(dict(zip(["main-0", "main-1", "fork-parent", "other-0"], values)))
     assert zoo["diagonal_minus_off"]["n"] == 4 and zoo["diagonal_vs_off"] == pytest.approx(one_sided(values))
+    assert zoo["diagonal_vs_off_exact"] == 1 / 16
 
 
 def test_the_fork_sibling_test_is_exact_over_teacher_labels():
