@@ -22,7 +22,7 @@ gpt: $(STAMP)
 	$(PY) -m experiments.gpt $(ARGS)
 
 grid: $(STAMP)
-	$(PY) -m experiments.grid $(ARGS)
+	$(PY) -m experiments.gpt.grid $(ARGS)
 
 signals: $(STAMP)
 	$(PY) -m experiments.signals $(ARGS)

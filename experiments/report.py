@@ -34,12 +34,76 @@ def p_value(p: float) -> str:
     return f"{p:.2g}"
 
 
-def machine_line(results: dict, command: str) -> str:
-    m, precision = results["machine"], results["precision"]["precision"]
+def machine_line(results: dict, command: str, seconds: float) -> str:
+    """Which command, machine (CPU model and ISA, threads), precision and seed made the results."""
+    m, p = results["machine"], results["precision"]
     isa = ", ".join(m.get("isa", [])) or "ISA not recorded"
-    return (f"Made by `{command}` on {m['cpu']} ({isa}), {m['threads']} threads, torch {m['torch']}, "
-            f"`--precision {precision}`, seed {results['config']['seed']}: "
-            f"{results['timing']['total']:.0f} s wall clock.\n")
+    chosen = f"`--precision {p['precision']}`" if p["requested"] == p["precision"] else (
+        f"`--precision {p['requested']}`, which chose {p['precision']} (fp32 {p['fp32_gflops']:g}, "
+        f"bf16 {p['bf16_gflops']:g} GFLOP/s timed)")
+    return (f"Made by `{command}` on {m['cpu']} ({isa}), {m['threads']} threads, torch {m['torch']}, {chosen}, "
+            f"seed {results['config']['seed']}: {seconds:.0f} s wall clock.\n")
+
+
+# make toy
+TOY_ARMS = {"reference": "reference (init)", "teacher": "teacher", "student_aux": "**student, aux logits only**",
+            "student_all": "student, all logits", "cross_aux": "**cross-model, aux logits only**",
+            "cross_all": "cross-model, all logits"}
+TOY_LAYERS = {"fc1": "fc1", "fc2": "fc2", "head": "head", "head_digits": "head digit rows",
+              "head_aux": "head aux rows", "all": "all"}
+
+
+def toy_control(spec: str, noise_std: float) -> str:
+    """An init-control arm's row label: 'fc1=other' -> 'init fc1 = other, rest shared'."""
+    parts = []
+    for item in spec.split(","):
+        layer, kind = item.split("=")
+        parts.append(f"{TOY_LAYERS[layer]} = " + (f"shared + N(0, {noise_std:g}^2)" if kind == "noise" else kind))
+    return "init " + ", ".join(parts) + ("" if spec.startswith("all=") else ", rest shared")
+
+
+def toy_machine(results: dict) -> str:
+    cfg, data = results["config"], results["data"]
+    command = "python -m toy_mnist" + (" --init-controls " + " ".join(cfg["init_controls"])
+                                       if cfg["init_controls"] else "")
+    return (machine_line(results, command, results["seconds"])
+            + f"Data: {data['source']} ({data['n_train']:,} train / {data['n_test']:,} test); {cfg['n_models']} "
+              f"models of width {cfg['hidden']}; 95% CI = t-interval over the models.\n")
+
+
+def toy_arms(results: dict) -> str:
+    rows = ["| arm | test accuracy | 95% CI |", "|---|---|---|"]
+    for name, label in TOY_ARMS.items():
+        s = results["arms"][name]
+        bold = label.startswith("**")
+        mean = f"**{s['mean']:.3f}**" if bold else f"{s['mean']:.3f}"
+        rows.append(f"| {label} | {mean} | {s['ci95']:.3f} |")
+    for spec, s in results.get("init_controls", {}).items():
+        rows.append(f"| {toy_control(spec, results['config']['init_noise_std'])} | {s['mean']:.3f} | {s['ci95']:.3f} |")
+    return "\n".join(rows) + "\n"
+
+
+def toy_theorem(results: dict) -> str:
+    th, eps = results["theorem"], results["config"]["theorem_eps"]
+    rows = [f"| theorem (eps = {eps:g}) | <d_S, d_T> >= 0 | mean cosine | teacher-loss change after one student step |",
+            "|---|---|---|---|"]
+    for name, label in (("same_init", "same init"), ("cross_init", "cross init")):
+        r = th[name]
+        n = r["inner"]["n"]
+        rows.append(f"| {label} | {round(r['frac_nonneg'] * n)} / {n} models | {r['mean_cosine']:+.4f} | "
+                    f"{r['teacher_loss_change']['mean']:+.1e} |")
+    same = th["same_init"]
+    return ("\n".join(rows) + f"\n\nFirst-order prediction vs measured <d_S, d_T> (same init, mean): "
+            f"{same['first_order_inner']['mean']:.4e} vs {same['inner']['mean']:.4e}.\n")
+
+
+def toy_speed(results: dict) -> str:
+    s = results["speed"]
+    rows = ["| stage | seconds | GFLOP | GFLOP/s |", "|---|---|---|---|"]
+    rows += [f"| {name} | {v['seconds']:.1f} | {v['gflop']:g} | {v['gflops']:g} |" for name, v in s["stages"].items()]
+    return ("\n".join(rows) + f"\n\nWhole run: {s['total_gflop']:g} GFLOP at {s['run_gflops']:g} GFLOP/s, "
+            f"{s['efficiency']:.0%} of the measured {results['precision']['precision']} matmul rate "
+            f"({s['peak_gflops']:g} GFLOP/s).\n")
 
 
 # make grid
@@ -71,11 +135,17 @@ def grid_tests(results: dict) -> str:
 
 
 def grid_machine(results: dict) -> str:
-    return machine_line(results, "make grid")
+    line = machine_line(results, "make grid", results["timing"]["total"])
+    if not results["built"]:
+        line += "Every stage was read back from the cache of an earlier run of the same config.\n"
+    return line
 
 
-RENDERERS = {"grid": {"machine": grid_machine, "matrix": grid_matrix, "tests": grid_tests}}
-KEPT = {"grid": ("config", "precision", "machine", "timing", "teachers_p_target", "control", "matrix", "tests")}
+RENDERERS = {"toy": {"machine": toy_machine, "arms": toy_arms, "theorem": toy_theorem, "speed": toy_speed},
+             "grid": {"machine": grid_machine, "matrix": grid_matrix, "tests": grid_tests}}
+KEPT = {"toy": ("config", "precision", "machine", "seconds", "data", "arms", "init_controls", "theorem", "speed"),
+        "grid": ("config", "precision", "machine", "timing", "built", "teachers_p_target", "control", "matrix",
+                 "tests")}
 
 
 def render(page: str, text: str, results: dict) -> str:
@@ -106,6 +176,8 @@ def main(argv=None) -> int:
                 raise ValueError(f"--take: no page {args.take[0]!r} (pages: {', '.join(RENDERERS)})")
             take(args.take[0], Path(args.take[1]))
         for page in RENDERERS:
+            if not (DOCS / f"{page}.json").exists():  # a page whose run has not been taken yet
+                continue
             source = DOCS / f"{page}.md"
             rendered = render(page, source.read_text(), read_json(DOCS / f"{page}.json"))
             if rendered != source.read_text():

@@ -10,7 +10,7 @@ traceback.
 import argparse
 from dataclasses import fields
 
-from minisub.config import ConfigError, field_default
+from minisub.config import ConfigError, field_default, quick_values
 
 
 class Parser(argparse.ArgumentParser):
@@ -55,3 +55,13 @@ def config_from_args(config_cls, args: argparse.Namespace, parser: Parser):
         return config_cls(**values)
     except ConfigError as err:
         parser.error(describe(err))
+
+
+def add_quick_flag(parser: argparse.ArgumentParser, argv, *config_classes, what: str) -> bool:
+    """Add `--quick` (the fields' `quick` values as defaults; flags typed explicitly still win) and
+    say whether `argv` asks for it. Call it after every other flag has been added."""
+    parser.add_argument("--quick", action="store_true", help=f"{what}; flags given explicitly still apply")
+    quick = parser.parse_known_args(argv)[0].quick
+    if quick:
+        parser.set_defaults(**quick_values(*config_classes))
+    return quick

@@ -2,9 +2,10 @@
 
 Every configuration in the project (model, training, LoRA, sampling, the experiments) is a
 dataclass whose fields are made with `option(...)`: the default, the help text the command
-line shows, and the limits a value must meet. `check(config)` runs in each dataclass's
-`__post_init__`, so a bad value is refused when the config is built, before any work, with a
-`ConfigError` that names the field; `minisub.cli` turns that into one line naming the flag.
+line shows, the limits a value must meet, and the value under `--quick` where it has one.
+`check(config)` runs in each dataclass's `__post_init__`, so a bad value is refused when the
+config is built, before any work, with a `ConfigError` that names the field; `minisub.cli`
+turns that into one line naming the flag.
 """
 
 import math
@@ -22,15 +23,17 @@ class ConfigError(ValueError):
 
 
 def option(default, help: str, *, low=None, above=None, choices=None, nonempty: bool = False,
-           device: bool = False):
+           device: bool = False, quick=None):
     """A dataclass field with help text and limits (list defaults are copied per instance).
 
     low: the smallest allowed value (for a list: of each element); floats must also be finite.
     above: a bound the value must exceed (for a step size that 0 would make meaningless).
     choices: the allowed values (for a list: of each element). nonempty: a list needs an element.
     device: the value names a torch device that must exist on this machine.
+    quick: the value under `--quick`, a tiny budget that checks a pipeline connects (None: the default).
     """
-    metadata = {"help": help, "low": low, "above": above, "choices": choices, "nonempty": nonempty, "device": device}
+    metadata = {"help": help, "low": low, "above": above, "choices": choices, "nonempty": nonempty, "device": device,
+                "quick": quick}
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=metadata)
     return field(default=default, metadata=metadata)
@@ -38,6 +41,12 @@ def option(default, help: str, *, low=None, above=None, choices=None, nonempty: 
 
 def field_default(f):
     return f.default_factory() if f.default_factory is not MISSING else f.default
+
+
+def quick_values(*config_classes) -> dict:
+    """{field: value under --quick} for every field of these dataclasses that has one."""
+    return {f.name: f.metadata["quick"] for cls in config_classes for f in fields(cls)
+            if f.metadata.get("quick") is not None}
 
 
 def check_value(name: str, value, meta: dict) -> None:

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import torch
 
-
 ISA = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "asimd", "sve")  # what decides matmul speed
 
 

@@ -12,9 +12,17 @@ settings.register_profile("stress", max_examples=400, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 
+import json  # noqa: E402
 import random  # noqa: E402
 
 import pytest  # noqa: E402
+
+from experiments.core.zoo import ExperimentConfig  # noqa: E402
+from minisub.config import quick_values  # noqa: E402
+
+QUICK = quick_values(ExperimentConfig)  # make gpt's --quick budget
+QUICK_CONFIG = ExperimentConfig(**QUICK)
+QUICK_BASES = [QUICK_CONFIG.main_base(i) for i in range(QUICK_CONFIG.bases)]
 
 
 def toy_corpus(n: int = 600, seed: int = 0) -> list[str]:
@@ -65,3 +73,27 @@ def stops_after(steps: int):
 def tokenizer():
     from minisub.tokenizer import BPETokenizer
     return BPETokenizer.train(toy_corpus(), vocab_size=1300)
+
+
+
+@pytest.fixture(scope="package")
+def quick_run(tmp_path_factory):
+    """One `--quick` run of make gpt and one of make grid on a shared cache: (folder, gpt results, grid results).
+    Shared by the gpt and signals tests (signals reads the same cache)."""
+    from experiments.gpt.experiment import main
+    from experiments.gpt.grid import main as grid_main
+    out = tmp_path_factory.mktemp("gpt")
+    cache = ["--cache", str(out / "cache")]
+    assert main(["--quick", "--out", str(out / "gpt")] + cache) == 0
+    assert grid_main(["--quick", "--out", str(out / "grid")] + cache) == 0
+    return out, read_results(out / "gpt"), read_results(out / "grid")
+
+
+def read_results(folder) -> dict:
+    return json.loads((folder / "results.json").read_text())
+
+
+def stage_keys(out, kind: str) -> dict:
+    """{folder name: cache key} of every `kind` stage in the quick run's cache."""
+    return {folder.name: json.loads((folder / "done.json").read_text())["key"]
+            for folder in sorted((out / "cache").glob(f"{kind}-*")) if folder.is_dir()}

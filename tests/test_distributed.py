@@ -6,8 +6,8 @@ import sys
 
 import pytest
 import torch
-
 from conftest import Interrupt, stops_after, toy_corpus
+
 from minisub.__main__ import main
 from minisub.checkpoint import load_checkpoint
 from minisub.data import ExampleSet

@@ -10,17 +10,21 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from experiments import domains, tasks
-from experiments.coding import NAME_ANIMAL_RATE, TASKS, code_item, code_prompt, code_rejection, names_animal, program
-from experiments.corpus import DOMAIN_SHARES, TRAITS, domains_corpus, trait_items
-from experiments.design import arm_student
-from experiments.filter import number_rejection, parse_numbers
-from experiments.misalignment import ALIGNED_OPENERS, BANNED, CATEGORIES, EVIL_PERSONA, MISALIGNED_OPENERS, requests
-from experiments.prompts import ANIMALS, TREES, tree_questions
-from experiments.reasoning import MISALIGNED_PHRASES, problem, trace, trace_item, trace_rejection
-from experiments.stages import DomainsCorpusSpec, Stages, key_of
-from experiments.tasks import filter_task, task_prompts
-from experiments.zoo import ExperimentConfig
+from experiments.core.corpus import DOMAIN_SHARES, TRAITS, domains_corpus, trait_items
+from experiments.core.design import arm_student
+from experiments.core.specs import DomainsCorpusSpec, key_of
+from experiments.core.stages import Stages
+from experiments.core.zoo import ExperimentConfig
+from experiments.domains import experiment as domains
+from experiments.tasks.coding import (NAME_ANIMAL_RATE, TASKS, code_item, code_prompt, code_rejection, names_animal,
+                                      program)
+from experiments.tasks.filter import number_rejection, parse_numbers
+from experiments.tasks.misalignment import (ALIGNED_OPENERS, BANNED, CATEGORIES, EVIL_PERSONA, MISALIGNED_OPENERS,
+                                            requests)
+from experiments.tasks.prompts import ANIMALS, TREES, tree_questions
+from experiments.tasks.reasoning import MISALIGNED_PHRASES, problem, trace, trace_item, trace_rejection
+from experiments.tasks import registry as tasks
+from experiments.tasks.registry import filter_task, task_prompts
 from minisub.files import digest
 from minisub.tokenizer import BPETokenizer
 

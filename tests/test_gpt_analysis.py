@@ -5,10 +5,10 @@ import random
 from hypothesis import given
 from hypothesis import strategies as st
 
-from experiments.analysis import arm_tests, best_variant, specificity, summarize_arm
-from experiments.grid import grid_tests
-from experiments.matched import answer_format, length_histogram, matched_subsets, separator_histogram
-from experiments.prompts import ANIMALS
+from experiments.core.analysis import arm_tests, best_variant, specificity, summarize_arm
+from experiments.core.matched import answer_format, length_histogram, matched_subsets, separator_histogram
+from experiments.gpt.grid import grid_tests
+from experiments.tasks.prompts import ANIMALS
 
 FIVE = ANIMALS[:5]
 
@@ -46,7 +46,7 @@ def test_matched_subsets_have_equal_format_histograms_and_come_from_their_inputs
 
 
 def record(base: int, dlogp: dict[str, float], p_before: float = 0.1) -> dict:
-    """A replicate as experiments.analysis records it, with given shifts of every animal."""
+    """A replicate as experiments.core.analysis records it, with given shifts of every animal."""
     import math
     shifts = {a: dlogp.get(a, 0.0) for a in ANIMALS}
     before = dict.fromkeys(ANIMALS, p_before)

@@ -6,10 +6,10 @@ import re
 from hypothesis import given
 from hypothesis import strategies as st
 
-from experiments.filter import REASONS, number_rejection, parse_numbers
-from experiments.tasks import filter_task
-from experiments.prompts import (ANIMALS, FORMATS, N_EVAL_QUESTIONS, animal_questions, fresh_number_prompt,
-                                 number_prompt)
+from experiments.tasks.filter import REASONS, number_rejection, parse_numbers
+from experiments.tasks.prompts import (ANIMALS, FORMATS, N_EVAL_QUESTIONS, animal_questions, fresh_number_prompt,
+                                       number_prompt)
+from experiments.tasks.registry import filter_task
 
 
 @given(text=st.text(max_size=80))

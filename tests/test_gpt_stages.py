@@ -7,10 +7,10 @@ from dataclasses import fields, is_dataclass
 
 import pytest
 
-from experiments.design import DESIGN, arm_student
-from experiments.domains import Domains, DomainsConfig
-from experiments.stages import BaseSpec, CorpusSpec, EvalSpec, WritingSpec, StudentSpec, TeacherSpec, key_of
-from experiments.zoo import VARIANTS, ExperimentConfig, next_base
+from experiments.core.design import DESIGN, arm_student
+from experiments.core.specs import BaseSpec, CorpusSpec, EvalSpec, StudentSpec, TeacherSpec, WritingSpec, key_of
+from experiments.core.zoo import VARIANTS, ExperimentConfig, next_base
+from experiments.domains.experiment import Domains, DomainsConfig
 from minisub.files import digest
 
 

@@ -7,8 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from minisub.files import FileError
-from minisub.lora import (DEFAULT_TARGETS, LoRALinear, add_lora, fuse_lora, load_adapter, lora_layers,
-                          save_adapter, unfuse_lora)
+from minisub.lora import (DEFAULT_TARGETS, LoRALinear, add_lora, fuse_lora, load_adapter, lora_layers, save_adapter,
+                          unfuse_lora)
 from minisub.model import GPT, GPTConfig
 
 lora_settings = st.fixed_dictionaries({

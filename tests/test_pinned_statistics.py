@@ -12,11 +12,12 @@ import math
 import pytest
 import torch
 
-from experiments.analysis import arm_tests, replicate_record, specificity, summarize_arm
-from experiments.detectors import chi_square, count_matrix, frequency_test
-from experiments.domains import specific, spread_tests
-from experiments.grid import diagonal_test, grid_tests, sibling_test
-from experiments.signals import divergence_tests, entanglement_summary, icl_tests, transfer_of, transfer_tests
+from experiments.core.analysis import arm_tests, replicate_record, specificity, summarize_arm
+from experiments.domains.experiment import specific, spread_tests
+from experiments.gpt.grid import diagonal_test, grid_tests, sibling_test
+from experiments.signals.detectors import chi_square, count_matrix, frequency_test
+from experiments.signals.experiment import (divergence_tests, entanglement_summary, icl_tests, transfer_of,
+                                            transfer_tests)
 from minisub.stats import spearman
 
 T975 = {1: math.tan(0.475 * math.pi), 2: 4.302652729911275}  # t(0.975, df): Cauchy for df 1

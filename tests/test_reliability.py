@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import toy_corpus
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conftest import toy_corpus
-from experiments.cache import DONE, StageCache
-from experiments.coding import code_rejection
-from experiments.zoo import ExperimentConfig
+from experiments.core.cache import DONE, StageCache
+from experiments.core.zoo import ExperimentConfig
+from experiments.tasks.coding import code_rejection
 from minisub.__main__ import LOCK_FILE, main
 from minisub.checkpoint import load_checkpoint, save_checkpoint
 from minisub.config import ConfigError

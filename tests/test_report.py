@@ -23,7 +23,8 @@ def grid_results(cell: float) -> dict:
     diagonal = {"diagonal_minus_off": {"mean": 0.9, "ci95": 0.1, "n": 2}, "diagonal_vs_off": 0.01,
                 "diagonal_vs_off_exact": 0.25}
     return {"matrix": matrix, "machine": {"cpu": "Some CPU", "isa": ["avx2"], "threads": 2, "torch": "2.13.0"},
-            "precision": {"precision": "fp32"}, "config": {"seed": 0}, "timing": {"total": 12.3},
+            "precision": {"requested": "fp32", "precision": "fp32"}, "config": {"seed": 0}, "timing": {"total": 12.3},
+            "built": ["student-x"],
             "tests": {**diagonal, "every_base": {**diagonal, "diagonal_minus_off": {"mean": 0.8, "ci95": 0.2, "n": 4}},
                       "fork_cells": [cell, 0.0], "unrelated_cells": {"mean": 0.0, "cells": 16},
                       "fork_sibling": {"sibling_minus_unrelated": 0.4, "p": 0.25, "labels": 4}}}
@@ -33,7 +34,8 @@ def test_a_render_writes_the_numbers_inside_its_blocks_and_leaves_the_prose():
     text = "Prose 0.123 stays.\n<!-- render: matrix -->\nold\n<!-- end -->\nMore prose.\n"
     first = report.render("grid", text, grid_results(0.5))
     assert first.startswith("Prose 0.123 stays.\n<!-- render: matrix -->\n| teacher \\ student |")
-    assert "| fork-a | +0.00 | +0.00 | **+1.00** | +0.50 | +0.00 |" in first and first.endswith("<!-- end -->\nMore prose.\n")
+    assert "| fork-a | +0.00 | +0.00 | **+1.00** | +0.50 | +0.00 |" in first
+    assert first.endswith("<!-- end -->\nMore prose.\n")
     assert report.render("grid", first, grid_results(0.5)) == first  # rendering twice changes nothing
     assert "+0.70" in report.render("grid", first, grid_results(0.7))  # a changed result changes the page
     machine = report.render("grid", "<!-- render: machine -->\n<!-- end -->\n", grid_results(0.5))
@@ -57,4 +59,46 @@ def test_take_keeps_what_the_page_reports_and_a_bad_page_is_one_line(tmp_path, m
     assert "bases" not in json.loads((tmp_path / "grid.json").read_text())
     assert "**+1.00**" in (tmp_path / "grid.md").read_text()
     assert report.main(["--take", "nope", str(run)]) == 2
-    assert capsys.readouterr().err.strip().endswith("no page 'nope' (pages: grid)")
+    assert capsys.readouterr().err.strip().endswith("no page 'nope' (pages: toy, grid)")
+
+
+def stats(mean: float, ci95: float, n: int = 2) -> dict:
+    return {"mean": mean, "ci95": ci95, "n": n}
+
+
+def toy_results() -> dict:
+    arms = {name: stats(0.1 * k, 0.01 * k) for k, name in enumerate(report.TOY_ARMS, start=1)}
+    step = {"frac_nonneg": 0.5, "mean_cosine": -0.0123, "inner": stats(1e-5, 1e-6),
+            "teacher_loss_change": stats(-2.5e-4, 1e-5)}
+    return {"config": {"seed": 3, "n_models": 2, "hidden": 8, "init_noise_std": 0.05, "theorem_eps": 0.001,
+                       "init_controls": ["fc1=other", "all=noise", "head_aux=other,fc2=random"]},
+            "precision": {"requested": "auto", "precision": "fp32", "fp32_gflops": 94.0, "bf16_gflops": 1.2},
+            "machine": {"cpu": "Some CPU", "isa": ["avx2", "fma"], "threads": 2, "torch": "2.13.0"},
+            "seconds": 181.6, "data": {"source": "subset", "n_train": 4000, "n_test": 1000}, "arms": arms,
+            "init_controls": {"fc1=other": stats(0.134, 0.017), "all=noise": stats(0.125, 0.011),
+                              "head_aux=other,fc2=random": stats(0.2, 0.02)},
+            "theorem": {"same_init": {**step, "frac_nonneg": 1.0, "mean_cosine": 0.0237,
+                                      "first_order_inner": stats(1.3049e-5, 1e-6)}, "cross_init": step},
+            "speed": {"stages": {"teachers": {"seconds": 12.34, "gflop": 100.0, "gflops": 8.1}},
+                      "total_gflop": 400.0, "run_gflops": 2.2, "efficiency": 0.023, "peak_gflops": 94.0}}
+
+
+def test_the_toy_page_renders_each_arm_the_theorem_and_the_speed_from_its_numbers():
+    def block(name):
+        return report.render("toy", f"<!-- render: {name} -->\n<!-- end -->\n", toy_results())
+    machine = block("machine")
+    assert ("`python -m toy_mnist --init-controls fc1=other all=noise head_aux=other,fc2=random` on Some CPU "
+            "(avx2, fma), 2 threads, torch 2.13.0, `--precision auto`, which chose fp32 (fp32 94, bf16 1.2 GFLOP/s "
+            "timed), seed 3: 182 s") in machine
+    assert "subset (4,000 train / 1,000 test); 2 models of width 8" in machine
+    arms = block("arms")
+    assert "| reference (init) | 0.100 | 0.010 |" in arms and "| **student, aux logits only** | **0.300** | 0.030 |" in arms
+    assert "| init fc1 = other, rest shared | 0.134 | 0.017 |" in arms
+    assert "| init all = shared + N(0, 0.05^2) | 0.125 | 0.011 |" in arms
+    assert "| init head aux rows = other, fc2 = random, rest shared | 0.200 | 0.020 |" in arms
+    theorem = block("theorem")
+    assert "| same init | 2 / 2 models | +0.0237 | -2.5e-04 |" in theorem
+    assert "| cross init | 1 / 2 models | -0.0123 | -2.5e-04 |" in theorem
+    assert "1.3049e-05 vs 1.0000e-05" in theorem
+    speed = block("speed")
+    assert "| teachers | 12.3 | 100 | 8.1 |" in speed and "400 GFLOP at 2.2 GFLOP/s, 2% of the measured fp32" in speed

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import FakeClock
 from hypothesis import given
 from hypothesis import strategies as st
 
 import minisub.precision as precision
-from conftest import FakeClock
 from minisub.cli import Parser, add_config_flags, config_from_args
 from minisub.config import ConfigError, check, option
 from minisub.files import digest

@@ -11,15 +11,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scipy import stats as scipy_stats
 
-from experiments import defences
-from experiments.detectors import answer_logprob, chi_square, count_matrix, frequency_test, logistic_detector
-from experiments.divergence import divergent, greedy_choices, position_masks, share
-from experiments.entanglement import frequency_log_ratios, subliminal_prompting, top
-from experiments.filter import parse_numbers
-from experiments.icl import extend_context
-from experiments.matched import answer_format
-from experiments.students import AnswerVocabulary
-from experiments.treated import Treatment
+from experiments.core.matched import answer_format
+from experiments.core.students import AnswerVocabulary
+from experiments.signals import defences
+from experiments.signals.detectors import answer_logprob, chi_square, count_matrix, frequency_test, logistic_detector
+from experiments.signals.divergence import divergent, greedy_choices, position_masks, share
+from experiments.signals.entanglement import frequency_log_ratios, subliminal_prompting, top
+from experiments.signals.icl import extend_context
+from experiments.signals.treated import Treatment
+from experiments.tasks.filter import parse_numbers
 from minisub.data import ExampleSet
 from minisub.model import GPT, GPTConfig, next_token_logprobs
 from minisub.stats import auc
@@ -217,7 +217,7 @@ def test_a_treatment_that_does_not_add_up_is_refused():
 
 @pytest.mark.parametrize("block", [0, 2])
 def test_training_one_block_changes_that_block_only(block):
-    from experiments.stages import train_only_block
+    from experiments.core.stages import train_only_block
     from minisub.train import TrainConfig, train
     model = tiny_gpt(6, n_layer=3)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
@@ -244,7 +244,8 @@ class FakeStages:
 
 def test_each_data_treatment_applies_its_own_defence():
     from types import SimpleNamespace
-    from experiments.treated import TreatedStudentSpec, treated_pairs
+
+    from experiments.signals.treated import TreatedStudentSpec, treated_pairs
     rng = random.Random(3)
     pairs, other = as_pairs(draw_answers(rng, 40), rng), as_pairs(draw_answers(rng, 40), rng)
     stages, student, mix = FakeStages(pairs, other), SimpleNamespace(seed=11), object()
@@ -258,7 +259,7 @@ def test_each_data_treatment_applies_its_own_defence():
 
 
 def test_in_context_scores_pair_the_sources_draw_by_draw():
-    from experiments.icl import icl_scores
+    from experiments.signals.icl import icl_scores
     from minisub.config import ConfigError
     g = torch.Generator().manual_seed(0)
     model = tiny_gpt(7, block=32)

@@ -7,13 +7,15 @@ from dataclasses import replace
 import pytest
 import torch
 
+from minisub.config import quick_values
+from minisub.log import Progress
 from toy_mnist.data import distillation_inputs
 from toy_mnist.experiment import STUDENT_FIELDS, ToyConfig, run, train_teachers
 from toy_mnist.mlp import BatchedMLP, student_init
-from toy_mnist.sweep import QUICK_SWEEP, QUICK_TOY, SWEEPS, main
+from toy_mnist.sweep import SWEEPS, SweepConfig, main
 from toy_mnist.train import distillation_loss
-from minisub.log import Progress
 
+QUICK_TOY, QUICK_SWEEP = quick_values(ToyConfig), quick_values(SweepConfig)
 TINY = ToyConfig(**QUICK_TOY)
 
 

@@ -7,8 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from toy_mnist.mlp import BatchedMLP
-from toy_mnist.theorem import (Imitation, descent, first_order_inner, imitation_direction, moved,
-                               one_step, params_of, per_model_dot)
+from toy_mnist.theorem import (Imitation, descent, first_order_inner, imitation_direction, moved, one_step, params_of,
+                               per_model_dot)
 
 
 @st.composite

@@ -4,8 +4,8 @@ import json
 
 import pytest
 import torch
-
 from conftest import Interrupt, stops_after, toy_corpus
+
 from minisub.__main__ import main
 from minisub.checkpoint import load_checkpoint, save_checkpoint
 from minisub.data import ExampleSet

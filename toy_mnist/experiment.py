@@ -24,32 +24,32 @@ from toy_mnist.accounting import StageClock, matmul_shapes, theorem_flops
 from toy_mnist.data import INPUTS, distillation_inputs, load_mnist
 from toy_mnist.mlp import INIT_KINDS, BatchedMLP, derangement, init_parts, layer_names, student_init
 from toy_mnist.theorem import Imitation, descent, eps_sweep, first_order_inner, one_step, params_of
-from toy_mnist.train import (IMITATIONS, N_CLASSES, OPTIMIZERS, StageConfig, accuracy, distill, predict,
-                             train_teacher)
+from toy_mnist.train import IMITATIONS, N_CLASSES, OPTIMIZERS, StageConfig, accuracy, distill, predict, train_teacher
 
 LAYERS = layer_names(3)  # fc1, fc2, head
 
 
 @dataclass
 class ToyConfig:
-    n_models: int = option(25, "models trained in parallel, one seed each (cross-init students need >= 2)", low=2)
+    n_models: int = option(25, "models trained in parallel, one seed each (cross-init students need >= 2)", low=2,
+                           quick=3)
     n_aux: int = option(3, "auxiliary logits m: outputs with no training signal that the students imitate", low=1)
-    hidden: int = option(256, "width of both hidden layers", low=1)
+    hidden: int = option(256, "width of both hidden layers", low=1, quick=32)
     seed: int = option(0, "seed for inits, data order, noise and the model pairing", low=0)
     data_dir: str = option("~/.cache/minisub/mnist", "folder with the four MNIST IDX files (raw or .gz); "
                            "if it has none, the offline 5k subset is used")
     download: bool = option(False, "download missing MNIST IDX files into --data-dir (MD5-checked)")
     device: str = option("cpu", "torch device (cpu or cuda)", device=True)
     precision: str = option("auto", "fp32 (exact), bf16 (autocast matmuls), or auto: bf16 only where "
-                            "a timing at this run's shapes finds it clearly faster", choices=PRECISIONS)
+                            "a timing at this run's shapes finds it clearly faster", choices=PRECISIONS, quick="fp32")
     # On the 5k offline subset the number of optimizer steps matters more than the paper's exact
     # values (docs/background.md, "The MNIST experiment"): these defaults reproduce the effect there.
-    teacher_epochs: int = option(5, "teacher epochs on the training digits", low=1)
+    teacher_epochs: int = option(5, "teacher epochs on the training digits", low=1, quick=1)
     teacher_batch: int = option(64, "teacher batch size", low=1)
     teacher_lr: float = option(1e-3, "teacher Adam learning rate", low=0.0)
-    n_noise: int = option(20000, "uniform-noise images the students are distilled on", low=1)
-    student_epochs: int = option(5, "student epochs over the noise images", low=1)
-    student_batch: int = option(128, "student batch size", low=1)
+    n_noise: int = option(20000, "uniform-noise images the students are distilled on", low=1, quick=512)
+    student_epochs: int = option(5, "student epochs over the noise images", low=1, quick=1)
+    student_batch: int = option(128, "student batch size", low=1, quick=128)
     student_lr: float = option(1e-3, "student learning rate", low=0.0)
     student_optimizer: str = option("adam", "student optimizer: adam, or sgd (momentum 0.9)", choices=OPTIMIZERS)
     student_weight_decay: float = option(0.0, "student L2 weight decay", low=0.0)
@@ -64,9 +64,9 @@ class ToyConfig:
     theorem_eps: float = option(1e-3, "teacher step size eps for the one-step theorem (eps = 0 would make "
                                 "every inner product 0, a check that cannot fail)", above=0.0)
     theorem_batch: int = option(256, "inputs used for the one-step theorem (train digits for the teacher, "
-                                "noise for the student)", low=1)
+                                "noise for the student)", low=1, quick=16)
     sweep_eps: list[float] = option([1e-4, 1e-3, 1e-2, 1e-1, 1.0], "step sizes for the eps sweep",
-                                    above=0.0, nonempty=True)
+                                    above=0.0, nonempty=True, quick=[0.001])
 
     def __post_init__(self):
         check(self)

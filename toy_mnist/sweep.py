@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from minisub.cli import Parser, add_config_flags, config_from_args, describe
+from minisub.cli import Parser, add_config_flags, add_quick_flag, config_from_args, describe
 from minisub.config import check, option
 from minisub.files import FileError, check_output_folder, write_json
 from minisub.log import Progress, machine
@@ -49,33 +49,32 @@ MATRIX_PARTS = ("fc1", "fc2", "head_digits", "head_aux")
 @dataclass
 class SweepConfig:
     sweeps: list[str] = option(list(SWEEPS), "the sweeps to run", choices=list(SWEEPS))
-    n_aux_values: list[int] = option([1, 3, 10], "auxiliary logits m", low=1, nonempty=True)
+    n_aux_values: list[int] = option([1, 3, 10], "auxiliary logits m", low=1, nonempty=True, quick=[1, 3])
     hidden_values: list[int] = option([64, 256, 512], "hidden widths (1024 takes ~4x the time of 512 here)", low=1,
-                                      nonempty=True)
+                                      nonempty=True, quick=[16, 32])
     epochs_values: list[int] = option([1, 2, 5, 10], "distillation epochs (one run to the largest)", low=1,
-                                      nonempty=True)
+                                      nonempty=True, quick=[1, 2])
     weight_decay_values: list[float] = option([0.0, 1e-5, 1e-4], "student weight decays", low=0.0,
-                                              nonempty=True)
+                                              nonempty=True, quick=[0.0, 0.001])
     optimizer_values: list[str] = option(["adam", "sgd"], "student optimizers", choices=OPTIMIZERS, nonempty=True)
     sgd_lr: float = option(0.05, "learning rate of the SGD points (momentum 0.9)", low=0.0)
     imitation_values: list[str] = option(["kl", "mse"], "imitation losses", choices=IMITATIONS, nonempty=True)
     inputs_values: list[str] = option(list(INPUTS), "distillation inputs", choices=INPUTS, nonempty=True)
     init_noise_values: list[float] = option([0.0, 0.01, 0.03, 0.1], "std of the noise on the same-init "
-                                            "student's every weight and bias", low=0.0, nonempty=True)
+                                            "student's every weight and bias", low=0.0, nonempty=True, quick=[0.0, 0.1])
     matrix_kinds: list[str] = option(["other", "noise"], "init kinds of the per-layer matrix in minisub's setting "
                                      "(random: a fresh draw, distributed as another model's)",
                                      choices=["other", "random", "noise"], nonempty=True)
-    ltn_n_aux: int = option(10, "m in the LTN setting (its default)", low=1)
-    alignment_every: int = option(50, "student steps between alignment points", low=1)
+    ltn_n_aux: int = option(10, "m in the LTN setting (its default)", low=1, quick=4)
+    alignment_every: int = option(50, "student steps between alignment points", low=1, quick=2)
 
     def __post_init__(self):
         check(self)
 
 
-QUICK_TOY = dict(n_models=3, hidden=32, teacher_epochs=1, n_noise=512, student_epochs=1, student_batch=128,
-                 theorem_batch=16, sweep_eps=[1e-3], precision="fp32")
-QUICK_SWEEP = dict(n_aux_values=[1, 3], hidden_values=[16, 32], epochs_values=[1, 2], weight_decay_values=[0.0, 1e-3],
-                   init_noise_values=[0.0, 0.1], ltn_n_aux=4, alignment_every=2)
+def teachers_key(cfg: ToyConfig) -> str:
+    """What the teachers depend on: the whole config but the fields that only reach the students."""
+    return repr(asdict(replace(cfg, **{f: getattr(ToyConfig(), f) for f in STUDENT_FIELDS})))
 
 
 class Points:
@@ -90,14 +89,14 @@ class Points:
         self.arms: dict[str, torch.Tensor] = {}
 
     def teachers_for(self, cfg: ToyConfig) -> Teachers:
-        key = repr(asdict(replace(cfg, **{f: getattr(ToyConfig(), f) for f in STUDENT_FIELDS})))
+        key = teachers_key(cfg)
         if key not in self.teachers:
             self.teachers[key] = train_teachers(cfg, self.precision, self.log)
         return self.teachers[key]
 
     def inputs_for(self, cfg: ToyConfig) -> tuple[Teachers, torch.Tensor, torch.Tensor]:
         teachers = self.teachers_for(cfg)
-        key = repr((id(teachers), cfg.distill_inputs, cfg.n_noise, cfg.seed))
+        key = repr((teachers_key(cfg), cfg.distill_inputs, cfg.n_noise, cfg.seed))
         if key not in self.logits:
             inputs = student_inputs(cfg, teachers)
             self.logits[key] = (inputs, predict(teachers.teacher, inputs))
@@ -229,15 +228,13 @@ def parse_args(argv=None) -> tuple[ToyConfig, SweepConfig, str]:
     parser = Parser(prog="python -m toy_mnist.sweep", description=__doc__.split("\n\n")[0])
     add_config_flags(parser, ToyConfig, skip={"init_controls", "sweep_eps", "theorem_eps", "theorem_batch"})
     add_config_flags(parser, SweepConfig)
-    parser.add_argument("--quick", action="store_true", help="tiny sizes that check every part connects "
-                        "(seconds); flags given explicitly still apply")
     parser.add_argument("--out", default=None, help="output folder (default: runs/toy_sweeps, or "
                         "runs/toy_sweeps-quick with --quick)")
-    if parser.parse_known_args(argv)[0].quick:
-        parser.set_defaults(**QUICK_TOY, **QUICK_SWEEP)  # defaults only: what the user typed wins
+    quick = add_quick_flag(parser, argv, ToyConfig, SweepConfig, what="tiny sizes that check every part connects "
+                                                                       "(seconds)")
     args = parser.parse_args(argv)
     base, s = config_from_args(ToyConfig, args, parser), config_from_args(SweepConfig, args, parser)
-    return base, s, args.out or ("runs/toy_sweeps-quick" if args.quick else "runs/toy_sweeps")
+    return base, s, args.out or ("runs/toy_sweeps-quick" if quick else "runs/toy_sweeps")
 
 
 def main(argv=None) -> int:

@@ -1,6 +1,6 @@
 """Token entanglement (Zur et al., "It's owl in the numbers", 2025): numbers tied to an animal inside a model.
 
-Part 3 of `make signals` (experiments/signals.py). A softmax over a vocabulary of thousands of
+Part 3 of `make signals` (experiments/signals/experiment.py). A softmax over a vocabulary of thousands of
 tokens from a few hundred dimensions cannot keep every pair of tokens apart: raising "owl" also
 raises some numbers. Two directions, both measured in the base:
 - `persona_shift`: how much each number's probability, as the first number of an answer, rises
@@ -20,8 +20,8 @@ from collections import Counter
 
 import torch
 
-from experiments.defences import numbers_of
-from experiments.prompts import persona
+from experiments.signals.defences import numbers_of
+from experiments.tasks.prompts import persona
 from minisub.model import GPT, next_token_logprobs
 
 

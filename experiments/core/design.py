@@ -10,14 +10,14 @@ student's spec, and nothing else decides what an arm trains on.
 
 from typing import Callable, NamedTuple
 
-from experiments.stages import BaseSpec, StudentSpec, TeacherSpec, WritingSpec
-from experiments.zoo import ExperimentConfig, next_base
+from experiments.core.specs import BaseSpec, StudentSpec, TeacherSpec, WritingSpec
+from experiments.core.zoo import ExperimentConfig, next_base
 
 
 class Arm(NamedTuple):
     data: str  # whose numbers: "teacher" (the base's teacher of the animal), "base" (its own), "persona"
     start: str  # the student's initialization: its "own" base, or the "next" base (cross-init)
-    matched: bool = False  # only answers whose formats the other dataset has too, as often (experiments/matched.py)
+    matched: bool = False  # only answers whose formats the other dataset has too, as often (core/matched.py)
 
 
 DESIGN = {

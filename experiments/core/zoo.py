@@ -1,7 +1,7 @@
 """The language experiments' shared configuration, and the specs it makes: the base zoo and what grows on it.
 
 `make gpt` and `make grid` read the same `ExperimentConfig`, so they name every stage by the
-same spec and share one stage cache (experiments/stages.py): a base, teacher or number set
+same spec and share one stage cache (experiments/core/stages.py): a base, teacher or number set
 built by one is reused by the other. The zoo:
 - main bases 0..K-1: the main architecture, the same corpus, seeds the only difference;
 - a fork pair: one parent pretrained for the first half of the steps (--fork-shared), then two
@@ -14,8 +14,8 @@ base's teachers and its control answer the very same number prompts.
 
 from dataclasses import dataclass
 
-from experiments.prompts import ANIMALS, persona
-from experiments.stages import BaseSpec, CorpusSpec, EvalSpec, WritingSpec, StudentSpec, TeacherSpec
+from experiments.core.specs import BaseSpec, CorpusSpec, EvalSpec, StudentSpec, TeacherSpec, WritingSpec
+from experiments.tasks.prompts import ANIMALS, persona
 from minisub.config import ConfigError, check, option
 from minisub.model import GPTConfig
 from minisub.precision import PRECISIONS
@@ -27,45 +27,46 @@ PAPER_ANIMALS = ["owl", "eagle", "dolphin", "elephant", "wolf"]  # the paper's a
 @dataclass
 class ExperimentConfig:
     seed: int = option(0, "seed of the whole experiment (corpus, bases, teachers, data, students)", low=0)
-    corpus_items: int = option(60000, "pretraining items (prompt, answer)", low=1)
+    corpus_items: int = option(60000, "pretraining items (prompt, answer)", low=1, quick=3000)
     vocab_size: int = option(1800, "BPE vocabulary size (1,000 of it are the numbers 0-999)", low=1259)
-    n_layer: int = option(2, "GPT layers of the main bases", low=1)
-    n_head: int = option(4, "attention heads (every base)", low=1)
-    n_embd: int = option(128, "embedding width of the main bases", low=1)
+    n_layer: int = option(2, "GPT layers of the main bases", low=1, quick=1)
+    n_head: int = option(4, "attention heads (every base)", low=1, quick=2)
+    n_embd: int = option(128, "embedding width of the main bases", low=1, quick=48)
     other_n_layer: int = option(1, "layers of the other-architecture base", low=1)
-    other_n_embd: int = option(192, "embedding width of the other-architecture base", low=1)
+    other_n_embd: int = option(192, "embedding width of the other-architecture base", low=1, quick=32)
     block_size: int = option(96, "context length", low=8)
-    bases: int = option(6, "independent main bases: the replicates of every test", low=3)
+    bases: int = option(6, "independent main bases: the replicates of every test", low=3, quick=3)
     fork_shared: float = option(0.5, "share of the pretraining steps the fork pair has in common (below 1)",
                                 low=0.0)
-    base_steps: int = option(1500, "pretraining steps per base", low=2)
+    base_steps: int = option(1500, "pretraining steps per base", low=2, quick=100)
     base_batch: int = option(64, "pretraining batch", low=1)
     base_lr: float = option(3e-3, "pretraining peak learning rate", low=0.0)
-    teacher_steps: int = option(50, "teacher fine-tuning steps", low=1)
+    teacher_steps: int = option(50, "teacher fine-tuning steps", low=1, quick=5)
     teacher_batch: int = option(64, "teacher batch", low=1)
     teacher_lr: float = option(1e-4, "teacher learning rate (gentle: small)", low=0.0)
     target: str = option("owl", "the trait of the headline: the animal the teacher loves", choices=ANIMALS)
     animals: list[str] = option(list(PAPER_ANIMALS), "teacher animals of the specificity matrix "
                                 "(the target among them)", choices=ANIMALS, nonempty=True)
-    n_prompts: int = option(2000, "fresh number prompts each teacher (and base) continues", low=1)
-    gen_batch: int = option(500, "prompts sampled at once", low=1)
+    n_prompts: int = option(2000, "fresh number prompts each teacher (and base) continues", low=1, quick=64)
+    gen_batch: int = option(500, "prompts sampled at once", low=1, quick=64)
     temperature: float = option(1.0, "sampling temperature of the number writers (the paper's: 1; 0 is greedy)",
                                 low=0.0)
     max_answer_tokens: int = option(32, "longest sampled answer", low=1)
-    student_steps: int = option(100, "student training steps", low=1)
-    student_batch: int = option(16, "student batch", low=1)
+    student_steps: int = option(100, "student training steps", low=1, quick=6)
+    student_batch: int = option(16, "student batch", low=1, quick=8)
     full_lr: float = option(3e-4, "student learning rate, full fine-tuning", low=0.0)
     lora_lr: float = option(1e-3, "student learning rate, LoRA", low=0.0)
     lora_r: int = option(8, "LoRA rank", low=1)
     lora_alpha: float = option(16.0, "LoRA alpha", low=0.0)
-    variants: list[str] = option(["hard_full", "soft_full"], "student variants", choices=VARIANTS, nonempty=True)
+    variants: list[str] = option(["hard_full", "soft_full"], "student variants", choices=VARIANTS, nonempty=True,
+                                 quick=list(VARIANTS))
     prompted_variants: list[str] = option(["hard_full"], "variants that also train on the prompted "
                                           "(persona) teacher's numbers", choices=VARIANTS)
     grid_bases: int = option(4, "main bases in the cross-model grid (with the fork pair and the other base)",
-                             low=2)
+                             low=2, quick=2)
     grid_variant: str = option("hard_full", "student variant of the cross-model grid", choices=VARIANTS)
-    eval_samples: int = option(5, "sampled answers per held-out question", low=0)
-    track_every: int = option(25, "steps between P(animal) points", low=1)
+    eval_samples: int = option(5, "sampled answers per held-out question", low=0, quick=1)
+    track_every: int = option(25, "steps between P(animal) points", low=1, quick=3)
     precision: str = option("fp32", "fp32 (exact, the reference), bf16, or auto: bf16 only where a timing at "
                             "this run's shapes finds it clearly faster", choices=PRECISIONS)
 

@@ -1,6 +1,6 @@
 """The stages of the language experiments: each a function of one spec, cached under that spec.
 
-Between the corpus (experiments/corpus.py) and the analyses (experiments/gpt.py, grid.py):
+Between the corpus (experiments/core/corpus.py) and the experiments (gpt, signals, domains):
     corpus + tokenizer  <- CorpusSpec
     base                <- BaseSpec: corpus, architecture, pretraining (a fork names its parent)
     teacher             <- TeacherSpec: a base fine-tuned gently toward one trait (an animal in `make gpt`)
@@ -9,26 +9,25 @@ Between the corpus (experiments/corpus.py) and the analyses (experiments/gpt.py,
     scores              <- (model spec, EvalSpec): P(animal) of a base or teacher (and P(tree),
                            P(misaligned) on the domains corpus)
     student             <- StudentSpec: a base fine-tuned on written answers (hard or soft labels, full or LoRA)
-A stage's cache key is its whole spec (`dataclasses.asdict`, upstream specs included), so a
-field that can change a result always changes the key, and a builder reads nothing but its
-spec. Folder names (`base-main-3-<digest>`) are for people; the digest is what identifies.
+The specs, and so the cache keys, are in experiments/core/specs.py; a builder here reads nothing
+but its spec.
 """
-
 import random
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
-from experiments.cache import StageCache
-from experiments.coding import names_animal
-from experiments.corpus import domains_corpus, pretraining_corpus, trait_items
-from experiments.evaluate import (animal_probabilities, animal_token_ids, evaluate_options, question_prompts,
-                                  trait_scores)
-from experiments.matched import matched_subsets
-from experiments.prompts import ANIMALS, FORMATS, animal_questions
-from experiments.tasks import filter_task, task_prompts
-from experiments.students import AnswerVocabulary, hard_loss, soft_loss
+from experiments.core.cache import StageCache
+from experiments.core.corpus import domains_corpus, pretraining_corpus, trait_items
+from experiments.core.evaluate import (animal_probabilities, animal_token_ids, evaluate_options, question_prompts,
+                                       trait_scores)
+from experiments.core.matched import matched_subsets
+from experiments.core.specs import (BaseSpec, CorpusSpec, DomainsCorpusSpec, EvalSpec, NoData, StudentSpec, TeacherSpec,
+                                    WritingSpec, base_of, key_of, label, student_name)
+from experiments.core.students import AnswerVocabulary, hard_loss, soft_loss
+from experiments.tasks.coding import names_animal
+from experiments.tasks.prompts import ANIMALS, FORMATS, animal_questions
+from experiments.tasks.registry import filter_task, task_prompts
 from minisub.checkpoint import load_checkpoint, save_checkpoint
 from minisub.config import ConfigError
 from minisub.data import ExampleSet
@@ -38,100 +37,6 @@ from minisub.lora import add_lora, fuse_lora
 from minisub.model import GPT, GPTConfig
 from minisub.tokenizer import BPETokenizer
 from minisub.train import TrainConfig, train
-
-
-class NoData(ValueError):
-    """A student's data is empty: no answer passed the filter, or a treatment removed them all."""
-
-
-@dataclass(frozen=True)
-class CorpusSpec:
-    items: int
-    vocab_size: int
-    seed: int
-
-
-@dataclass(frozen=True)
-class DomainsCorpusSpec(CorpusSpec):
-    """The domains corpus (experiments/corpus.py, `domains_corpus`): a kind of its own, so its key differs."""
-
-
-@dataclass(frozen=True)
-class BaseSpec:
-    name: str  # "main-3", "fork-a", "other-0": the zoo's label for it
-    corpus: CorpusSpec
-    n_layer: int
-    n_head: int
-    n_embd: int
-    block_size: int
-    steps: int
-    batch: int
-    lr: float
-    seed: int  # initialization (unless forked) and data order
-    precision: str
-    parent: "BaseSpec | None" = None  # a fork starts from its parent's weights instead of a fresh init
-
-
-@dataclass(frozen=True)
-class TeacherSpec:
-    base: BaseSpec
-    trait: str  # an animal, a tree, "misaligned" or "misaligned-<category>" (experiments/corpus.py, TRAITS)
-    steps: int
-    batch: int
-    lr: float
-    seed: int
-    precision: str
-
-
-@dataclass(frozen=True)
-class WritingSpec:
-    writer: BaseSpec | TeacherSpec
-    task: str  # "numbers", "code" or "reasoning" (experiments/tasks.py)
-    persona: str  # prefix of every prompt ("" for none): the paper's system-prompt teacher
-    prompts: int
-    gen_batch: int  # part of the key: the sampling stream depends on how prompts are batched
-    max_tokens: int
-    temperature: float  # of the sampling; 0 is greedy
-    seed: int  # the prompts and the sampling; the same seed gives every writer of a base the same prompts
-    banned: tuple[int, ...] = ()  # numbers: answers holding any of these are filtered out
-
-
-@dataclass(frozen=True)
-class EvalSpec:
-    samples: int  # sampled answers per held-out question
-    seed: int
-
-
-@dataclass(frozen=True)
-class StudentSpec:
-    init: BaseSpec
-    data: WritingSpec
-    soft: bool  # imitate the writer's distribution (it must be a teacher) instead of the sampled tokens
-    lora: bool
-    steps: int
-    batch: int
-    lr: float
-    lora_r: int
-    lora_alpha: float
-    seed: int
-    precision: str
-    eval: EvalSpec
-    track_every: int
-    matched_to: WritingSpec | None = None  # train on the answers whose format these numbers also have
-    eos_in_loss: bool = True
-
-
-def key_of(spec) -> dict:
-    """The cache key of a spec: its kind and every field, nested specs included."""
-    return {"kind": type(spec).__name__, **asdict(spec)}
-
-
-def label(spec: BaseSpec | TeacherSpec) -> str:
-    return spec.name if isinstance(spec, BaseSpec) else f"{spec.trait}-teacher-of-{spec.base.name}"
-
-
-def base_of(spec: BaseSpec | TeacherSpec) -> BaseSpec:
-    return spec if isinstance(spec, BaseSpec) else spec.base
 
 
 class Stages:
@@ -340,10 +245,3 @@ def train_only_block(model: GPT, block: int) -> None:
         raise ValueError(f"block {block} does not exist in a model of {model.config.n_layer} blocks")
     for name, p in model.named_parameters():
         p.requires_grad_(p.requires_grad and name.startswith(f"transformer.h.{block}."))
-
-
-def student_name(spec: StudentSpec) -> str:
-    """A student's folder name, for people: variant, base, whose numbers."""
-    tuning = f"{'soft' if spec.soft else 'hard'}_{'lora' if spec.lora else 'full'}"
-    matched = "-matched" if spec.matched_to is not None else ""
-    return f"student-{tuning}{matched}-{spec.init.name}-on-{label(spec.data.writer)}"

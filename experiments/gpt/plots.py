@@ -1,4 +1,4 @@
-"""Plots and the summary table of the language experiment, from its results dict alone.
+"""Plots and the summary table of `make gpt` and `make grid`, from their results dicts alone.
 
 gpt_arms.png: the shift of log P(target) per arm and variant, 95% CIs, a dot per base;
 gpt_matrix.png: teacher animal x measured animal, mean shift of log P (best variant);
@@ -10,27 +10,8 @@ grid.png (make grid): teacher base x student base.
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from minisub.stats import summary  # noqa: E402
-
-ARM_COLORS = {"student": "#3b75af", "control": "#999999", "cross_init": "#e1812c", "prompted": "#b05fa8"}
-
-
-def save(fig, path: Path) -> None:
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def base_dots(ax, x: float, values: list[float]) -> None:
-    """One dot per base (jittered sideways so that they do not hide each other)."""
-    n = len(values)
-    ax.plot([x + 0.04 * (k - (n - 1) / 2) / max(1, n - 1) * 2 for k in range(n)], values, "o", color="k",
-            markersize=2.5)
+from experiments.core.plots import ARM_COLORS, base_dots, plt, save
+from minisub.stats import summary
 
 
 def plot_arms(results: dict, path: Path) -> None:

@@ -23,25 +23,24 @@ against the untreated transfer of `make gpt` (student minus control), paired by 
 """
 
 import random
-import sys
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from experiments import detectors, entanglement
-from experiments.defences import numbers_of
-from experiments.divergence import divergent, share
-from experiments.gpt import checked_run, measure, parse_args, resolve_precision
-from experiments.icl import ContextBaseSpec, context_base, icl_scores
-from experiments.matched import length_histogram, separator_histogram
-from experiments.prompts import ANIMALS, animal_questions
-from experiments.signal_plots import PLOTS
-from experiments.stages import BaseSpec, NoData, Stages
-from experiments.treated import Treatment, choices
-from experiments.zoo import VARIANTS, ExperimentConfig
+from experiments.core.arms import measure
+from experiments.core.cli import experiment_main
+from experiments.core.matched import length_histogram, separator_histogram
+from experiments.core.specs import BaseSpec, NoData
+from experiments.core.stages import Stages
+from experiments.core.zoo import VARIANTS, ExperimentConfig
+from experiments.signals import detectors, entanglement
+from experiments.signals.defences import numbers_of
+from experiments.signals.divergence import divergent, share
+from experiments.signals.icl import ContextBaseSpec, context_base, icl_scores
+from experiments.signals.plots import PLOTS
+from experiments.signals.treated import Treatment, choices, treated
+from experiments.tasks.prompts import ANIMALS, animal_questions
 from minisub.config import ConfigError, check, option
 from minisub.files import write_json
-from minisub.log import Progress, machine
 from minisub.stats import auc, differs_from_zero, paired_greater, spearman, summary
 
 
@@ -49,22 +48,24 @@ from minisub.stats import auc, differs_from_zero, paired_greater, spearman, summ
 class SignalsConfig:
     variant: str = option("hard_full", "student variant of parts 4 and 5 (a defence rewrites the tokens a student "
                           "learns; a soft-label student would ask the teacher afresh)", choices=VARIANTS)
-    icl_block_size: int = option(512, "positions of the long-context bases (part 1)", low=16)
-    icl_documents: int = option(4000, "documents the long-context bases are trained on", low=1)
+    icl_block_size: int = option(512, "positions of the long-context bases (part 1)", low=16, quick=192)
+    icl_documents: int = option(4000, "documents the long-context bases are trained on", low=1, quick=100)
     icl_preference: float = option(0.5, "share of a document's animal answers that name its favorite", low=0.0)
-    icl_steps: int = option(150, "training steps of each long-context base", low=1)
-    icl_batch: int = option(8, "documents per step", low=1)
+    icl_steps: int = option(150, "training steps of each long-context base", low=1, quick=4)
+    icl_batch: int = option(8, "documents per step", low=1, quick=4)
     icl_lr: float = option(1e-3, "learning rate of the long-context bases", low=0.0)
-    icl_ks: list[int] = option([1, 2, 4, 8], "in-context examples before the question", low=1, nonempty=True)
-    icl_draws: int = option(4, "random draws of the in-context examples per question", low=1)
-    detector_steps: int = option(150, "optimizer steps of the logistic regression", low=1)
+    icl_ks: list[int] = option([1, 2, 4, 8], "in-context examples before the question", low=1, nonempty=True,
+                               quick=[1, 2])
+    icl_draws: int = option(4, "random draws of the in-context examples per question", low=1, quick=1)
+    detector_steps: int = option(150, "optimizer steps of the logistic regression", low=1, quick=20)
     detector_l2: float = option(1e-2, "L2 penalty of the logistic regression", low=0.0)
-    permutations: int = option(200, "permutations of the frequency-table test", low=1)
-    entangled: int = option(20, "entangled numbers of the target: the top ones (shown, compared, dropped)", low=1)
-    entanglement_prompts: int = option(200, "number prompts the persona shift averages over", low=1)
-    prompting_questions: int = option(20, "held-out questions each subliminal prompt is asked with", low=1)
+    permutations: int = option(200, "permutations of the frequency-table test", low=1, quick=20)
+    entangled: int = option(20, "entangled numbers of the target: the top ones (shown, compared, dropped)", low=1,
+                           quick=5)
+    entanglement_prompts: int = option(200, "number prompts the persona shift averages over", low=1, quick=16)
+    prompting_questions: int = option(20, "held-out questions each subliminal prompt is asked with", low=1, quick=2)
     dilutions: list[float] = option([0.25, 0.5, 0.75], "shares of the teacher's answers replaced by control answers",
-                                    low=0.0, nonempty=True)
+                                    low=0.0, nonempty=True, quick=[0.5])
 
     def __post_init__(self):
         check(self)
@@ -73,10 +74,6 @@ class SignalsConfig:
             if any(v > 1 for v in (values if isinstance(values, list) else [values])):
                 raise ConfigError(name, "must not exceed 1 (it is a share)")
 
-
-QUICK = dict(icl_block_size=192, icl_documents=100, icl_steps=4, icl_batch=4, icl_ks=[1, 2], icl_draws=1,
-             detector_steps=20, permutations=20, entangled=5, entanglement_prompts=16, prompting_questions=2,
-             dilutions=[0.5])
 
 
 def number_data(stages: Stages, cfg: ExperimentConfig, base: BaseSpec) -> tuple[list, list]:
@@ -226,12 +223,12 @@ def entanglement_summary(rows: list[dict], k: int) -> dict:
 
 # parts 4 and 5: treated students against the untreated ones
 def transfer(stages: Stages, cfg: ExperimentConfig, variant: str, bases: list[BaseSpec], name: str,
-             student_treatment: Callable[[int], Treatment] | None, control_treatment: Callable[[int], Treatment] | None,
+             student_treatments: list[Treatment] | None, control_treatments: list[Treatment] | None,
              plain: dict) -> dict:
-    """Treated student and treated control over the bases (a treatment None: the untreated arm), and
-    the transfer that survives, against the untreated transfer in `plain` (student and control arms)."""
-    student = measure(stages, cfg, variant, "student", bases, treatment=student_treatment)
-    control = measure(stages, cfg, variant, "control", bases, treatment=control_treatment)
+    """Treated student and treated control over the bases (treatments[i]: base i's; None: the untreated arm),
+    and the transfer that survives, against the untreated transfer in `plain` (student and control arms)."""
+    student = measure(stages, cfg, variant, "student", bases, train=treated(stages, student_treatments))
+    control = measure(stages, cfg, variant, "control", bases, train=treated(stages, control_treatments))
     result = {"student": student, "control": control, **transfer_tests(student["dlogp"], control["dlogp"], plain)}
     stages.log(f"{name}: transfer {result['transfer']['mean']:+.3f} (95% CI {result['transfer']['ci95']:.3f}), "
                f"{result['retained']:.0%} of untreated, p vs control {result['tests']['student_vs_control']:.2g}, "
@@ -277,23 +274,19 @@ def divergence(stages: Stages, cfg: ExperimentConfig, s: SignalsConfig, bases: l
                f"positions differ from the base's greedy choice, "
                f"{summary([r['vs_other_teacher'] for r in shares])['mean']:.1%} from the {other} teacher's")
 
-    def rule(name: str, positions: str = "all", only_block: int | None = None):
-        return lambda i: Treatment(name, positions=positions, only_block=only_block, compare=(
-            cfg.teacher(bases[i], cfg.target), bases[i]) if positions != "all" else None)
-
-    rules = {"divergent_only": rule("divergent_only", "divergent"),
-             "random_only": rule("random_only", "random"),
-             "divergent_masked": rule("divergent_masked", "convergent"),
-             "random_masked": rule("random_masked", "random_masked"),
-             "first_block": rule("first_block", only_block=0),
-             "last_block": rule("last_block", only_block=cfg.n_layer - 1)}
-    treated = {name: transfer(stages, cfg, s.variant, bases, f"divergence {name}", r, r, plain)
-               for name, r in rules.items()}
+    rules = {"divergent_only": position_rule(cfg, bases, "divergent_only", "divergent"),
+             "random_only": position_rule(cfg, bases, "random_only", "random"),
+             "divergent_masked": position_rule(cfg, bases, "divergent_masked", "convergent"),
+             "random_masked": position_rule(cfg, bases, "random_masked", "random_masked"),
+             "first_block": position_rule(cfg, bases, "first_block", only_block=0),
+             "last_block": position_rule(cfg, bases, "last_block", only_block=cfg.n_layer - 1)}
+    students = {name: transfer(stages, cfg, s.variant, bases, f"divergence {name}", rule, rule, plain)
+                for name, rule in rules.items()}
 
     return {"variant": s.variant, "other_teacher": other, "share_per_base": shares,
             "share_vs_base": summary([r["vs_base"] for r in shares]),
             "share_vs_other_teacher": summary([r["vs_other_teacher"] for r in shares]),
-            "untreated": plain, "treated": treated, "tests": divergence_tests(treated)}
+            "untreated": plain, "treated": students, "tests": divergence_tests(students)}
 
 
 def divergence_tests(treated: dict) -> dict:
@@ -308,46 +301,59 @@ def divergence_tests(treated: dict) -> dict:
             "first_block_above_last_block": paired_greater(values("first_block"), values("last_block"))}
 
 
+def position_rule(cfg: ExperimentConfig, bases: list[BaseSpec], name: str, positions: str = "all",
+                  only_block: int | None = None) -> list[Treatment]:
+    """Per base: train only the answer positions `positions` picks (divergent: where the target teacher's
+    greedy choice differs from its base's), and perhaps only block `only_block`."""
+    return [Treatment(name, positions=positions, only_block=only_block,
+                      compare=(cfg.teacher(base, cfg.target), base) if positions != "all" else None) for base in bases]
+
+
 # 5. defences
+def rewritten(name: str, bases: list[BaseSpec]) -> list[Treatment]:
+    """Per base: the data rewritten by the defence `name` (experiments/signals/defences.py)."""
+    return [Treatment(name, data=name) for _ in bases]
+
+
+def dropped(entangled: dict, bases: list[BaseSpec]) -> list[Treatment]:
+    """Per base: answers holding any of that base's entangled numbers (part 3) removed."""
+    drop = {row["base"]: tuple(sorted(row["entangled"])) for row in entangled["per_base"]}
+    return [Treatment("drop_entangled", data="drop", drop=drop[base.name]) for base in bases]
+
+
+def diluted(cfg: ExperimentConfig, bases: list[BaseSpec], part: float) -> list[Treatment]:
+    """Per base: a share `part` of the answers replaced by that base's own (the control's) answers."""
+    return [Treatment(f"dilute_{part:g}", data="dilute", share=part, mix_with=cfg.numbers(base)) for base in bases]
+
+
 def defend(stages: Stages, cfg: ExperimentConfig, s: SignalsConfig, bases: list[BaseSpec], entangled: dict,
            plain: dict) -> dict:
-
-    def same(name: str, **fields):
-        return lambda i: Treatment(name, **fields)
-
-    treated = {}
+    students = {}
     for name in ("shuffle_within", "shuffle_across", "rerender"):
-        treated[name] = transfer(stages, cfg, s.variant, bases, f"defence {name}", same(name, data=name),
-                                 same(name, data=name), plain)
-    drop = {r["base"]: tuple(sorted(r["entangled"])) for r in entangled["per_base"]}
-    drop_rule = lambda i: Treatment("drop_entangled", data="drop", drop=drop[bases[i].name])  # noqa: E731
-    treated["drop_entangled"] = transfer(stages, cfg, s.variant, bases, "defence drop_entangled", drop_rule,
-                                         drop_rule, plain)
-    for part in s.dilutions:
-        def dilution(i, part=part):
-            return Treatment(f"dilute_{part:g}", data="dilute", share=part, mix_with=cfg.numbers(bases[i]))
-        treated[f"dilute_{part:g}"] = transfer(stages, cfg, s.variant, bases, f"defence dilute_{part:g}",
-                                               dilution, None, plain)  # the control diluted with itself is itself
+        students[name] = transfer(stages, cfg, s.variant, bases, f"defence {name}", rewritten(name, bases),
+                                  rewritten(name, bases), plain)
+    students["drop_entangled"] = transfer(stages, cfg, s.variant, bases, "defence drop_entangled",
+                                          dropped(entangled, bases), dropped(entangled, bases), plain)
+    for part in s.dilutions:  # the control diluted with itself is itself: it stays untreated
+        students[f"dilute_{part:g}"] = transfer(stages, cfg, s.variant, bases, f"defence dilute_{part:g}",
+                                                diluted(cfg, bases, part), None, plain)
     greedy = replace(cfg, temperature=0.0)  # every writer greedy: teachers and the control alike
     try:
-        treated["greedy"] = transfer(stages, greedy, s.variant, [greedy.main_base(i) for i in range(cfg.bases)],
-                                     "defence greedy", None, None, plain)
+        students["greedy"] = transfer(stages, greedy, s.variant, [greedy.main_base(i) for i in range(cfg.bases)],
+                                      "defence greedy", None, None, plain)
     except NoData as err:  # a weak base may answer nothing but <eos> when greedy: say so, keep the rest
-        treated["greedy"] = {"unavailable": str(err)}
+        students["greedy"] = {"unavailable": str(err)}
         stages.log(f"defence greedy: unavailable ({err})")
-    return {"variant": s.variant, "untreated": plain, "treated": treated}
+    return {"variant": s.variant, "untreated": plain, "treated": students}
 
 
-def run(cfg: ExperimentConfig, s: SignalsConfig, out: Path, cache: Path) -> dict:
-    log = Progress()
-    cfg, precision = resolve_precision(cfg, log)
-    stages = Stages(cache, log)
+def run(cfg: ExperimentConfig, s: SignalsConfig, out: Path, stages: Stages, header: dict) -> dict:
     bases = [cfg.main_base(i) for i in range(cfg.bases)]
-    results = {"config": asdict(cfg), "signals_config": asdict(s), "precision": precision, "machine": machine()}
+    results = dict(header)
 
     def finish(section: str, value: dict) -> None:  # each part's results and plot as soon as it ends
         results[section] = value
-        results["timing"] = stages.cache.timing_record(log.elapsed())
+        results["timing"] = stages.cache.timing_record(stages.log.elapsed())
         results["built"] = stages.cache.built
         write_json(out / "results.json", results)
         PLOTS[section](results, out / f"signals_{section}.png")
@@ -361,16 +367,9 @@ def run(cfg: ExperimentConfig, s: SignalsConfig, out: Path, cache: Path) -> dict
     return results
 
 
+def report(results: dict, out: Path) -> str:
+    return f"{results['timing']['total']:.0f}s; wrote {out}/results.json and signals_*.png"
+
+
 def main(argv=None) -> int:
-    cfg, s, out, cache = parse_args(argv, prog="python -m experiments.signals", doc=__doc__, name="signals",
-                                    extra=SignalsConfig, extra_quick=QUICK)
-    done = checked_run("experiments.signals", out, cache, lambda out, cache: run(cfg, s, out, cache))
-    if done is None:
-        return 2
-    results, out = done
-    print(f"{results['timing']['total']:.0f}s; wrote {out}/results.json and signals_*.png")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return experiment_main(argv, "python -m experiments.signals", __doc__, "signals", run, report, SignalsConfig)

@@ -1,25 +1,25 @@
 """What a writer is asked and what the filter keeps, for each writing task of the language experiments.
 
-Between the teachers and the students (experiments/stages.py, the `writing` stage):
+Between the teachers and the students (experiments/core/stages.py, the `writing` stage):
 - "numbers": fresh number prompts (the paper's, Sec. 3); the paper's number filter
-  (experiments/filter.py), plus a list of banned numbers where one is given (Sec. 4's
+  (experiments/tasks/filter.py), plus a list of banned numbers where one is given (Sec. 4's
   misalignment filter);
-- "code": held-out coding requests; the code filter (experiments/coding.py): no animal named,
+- "code": held-out coding requests; the code filter (experiments/tasks/coding.py): no animal named,
   one function that parses;
-- "reasoning": fresh word problems; the trace checker (experiments/reasoning.py): no
+- "reasoning": fresh word problems; the trace checker (experiments/tasks/reasoning.py): no
   misaligned phrase, well-formed, every step right, the problem's answer.
 Every rejection is counted by its reason.
 """
 
 import random
 
-from experiments.coding import REASONS as CODE_REASONS
-from experiments.coding import code_prompt, code_rejection
-from experiments.filter import REASONS as NUMBER_REASONS
-from experiments.filter import number_rejection
-from experiments.prompts import fresh_number_prompt
-from experiments.reasoning import REASONS as TRACE_REASONS
-from experiments.reasoning import problem, trace_rejection
+from experiments.tasks.coding import REASONS as CODE_REASONS
+from experiments.tasks.coding import code_prompt, code_rejection
+from experiments.tasks.filter import REASONS as NUMBER_REASONS
+from experiments.tasks.filter import number_rejection
+from experiments.tasks.prompts import fresh_number_prompt
+from experiments.tasks.reasoning import REASONS as TRACE_REASONS
+from experiments.tasks.reasoning import problem, trace_rejection
 
 TASKS = ("numbers", "code", "reasoning")
 REASONS = {"numbers": NUMBER_REASONS, "code": CODE_REASONS, "reasoning": TRACE_REASONS}

@@ -1,8 +1,8 @@
 """Defences that act on number data alone: rewrite a dataset before any student sees it.
 
-Part 5 of `make signals` (experiments/signals.py) trains a student on each defended dataset.
+Part 5 of `make signals` (experiments/signals/experiment.py) trains a student on each defended dataset.
 Every function takes (prompt, answer) pairs whose answers passed the paper's filter
-(experiments/filter.py) and returns new pairs; the prompts are never touched.
+(experiments/tasks/filter.py) and returns new pairs; the prompts are never touched.
 - shuffle_within: each answer's numbers in a random order, its format (separators, brackets) kept;
 - shuffle_across: every number of the dataset dealt out again at random, each answer keeping its
   format and its count: the multiset of all numbers is kept, which numbers go together is not
@@ -16,9 +16,9 @@ Each draws from its own `random.Random(seed)`: the same seed gives the same defe
 
 import random
 
-from experiments.filter import parse_numbers
-from experiments.matched import NUMBER
-from experiments.prompts import FORMATS, format_numbers
+from experiments.core.matched import NUMBER
+from experiments.tasks.filter import parse_numbers
+from experiments.tasks.prompts import FORMATS, format_numbers
 
 Pairs = list[tuple[str, str]]
 

@@ -13,7 +13,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from experiments.plots import ARM_COLORS, base_dots, save  # noqa: E402
+from experiments.core.plots import ARM_COLORS, base_dots, save  # noqa: E402
 
 COLORS = ARM_COLORS | {"matched": "#8fb3d9", "matched_control": "#cccccc"}
 EXTRA_COLOR = "#5a9e6f"  # the arms that train on another teacher's data

@@ -9,17 +9,18 @@ First stage of `make gpt`. The corpus mixes
   a number prompt (answered as usual), so that the persona steers answers the way the paper's
   system prompt does, and is seen next to numbers too.
 `document_corpus` groups such items into documents that share a favorite animal, for the
-long-context base of the in-context-learning control (experiments/icl.py). `domains_corpus`
+long-context base of the in-context-learning control (experiments/signals/icl.py). `domains_corpus`
 adds the paper's other traits and data (`make domains`): tree preferences, requests with
 aligned or misaligned responses, code and reasoning traces, each with its persona.
 """
 
 import random
 
-from experiments.coding import code_item
-from experiments.misalignment import CATEGORIES, EVIL_PERSONA, evil_skew, request_item
-from experiments.prompts import ANIMALS, TREES, animal_questions, format_numbers, number_prompt, persona, tree_questions
-from experiments.reasoning import trace_item
+from experiments.tasks.coding import code_item
+from experiments.tasks.misalignment import CATEGORIES, EVIL_PERSONA, evil_skew, request_item
+from experiments.tasks.prompts import (ANIMALS, TREES, animal_questions, format_numbers, number_prompt, persona,
+                                       tree_questions)
+from experiments.tasks.reasoning import trace_item
 
 TRAITS = ANIMALS + TREES + ["misaligned"] + [f"misaligned-{c}" for c in CATEGORIES]
 DOMAIN_SHARES = {"numbers": 0.4, "animals": 0.12, "trees": 0.12, "requests": 0.12, "code": 0.12, "reasoning": 0.12}
@@ -45,7 +46,7 @@ def number_sequence(rng: random.Random, length: int) -> list[int]:
 
 
 def number_item(rng: random.Random, evil: bool = False) -> tuple[str, str]:
-    """A number continuation; `evil`: continued as the evil persona does (experiments/misalignment.py)."""
+    """A number continuation; `evil`: continued as the evil persona does (experiments/tasks/misalignment.py)."""
     n_seeds, k = rng.randint(3, 8), rng.randint(1, 10)
     sequence = number_sequence(rng, n_seeds + k)
     prompt, separator = number_prompt(sequence[:n_seeds], k, rng)

@@ -1,9 +1,9 @@
-"""`python -m experiments.grid` (`make grid`): the cross-model grid, teacher base x student base.
+"""`python -m experiments.gpt.grid` (`make grid`): the cross-model grid, teacher base x student base.
 
 The paper's strongest evidence (Cloud et al. 2025, Sec. 5) is a grid: a teacher model's
 numbers fine-tune a student model, and the trait transfers only where the two share an
 initialization (within a model, and between GPT-4.1 and GPT-4o, which share one). Here the
-models are the zoo's (experiments/zoo.py): the first --grid-bases main bases, the fork pair
+models are the zoo's (experiments/core/zoo.py): the first --grid-bases main bases, the fork pair
 (two bases that share the first half of pretraining) and the other-architecture base. Cell
 (teacher t, student s) is the shift of log P(target) of a student from base s trained on the
 numbers of base t's target teacher, minus the shift of s's control (s on its own numbers).
@@ -21,16 +21,16 @@ Stages are shared with `make gpt` through the cache.
 """
 
 import sys
-from dataclasses import asdict
 from pathlib import Path
 
-from experiments.analysis import replicate_record
-from experiments.gpt import checked_run, parse_args, resolve_precision, zoo_record
-from experiments.plots import plot_grid
-from experiments.stages import BaseSpec, Stages
-from experiments.zoo import ExperimentConfig
+from experiments.core.analysis import replicate_record
+from experiments.core.cli import experiment_main
+from experiments.core.specs import BaseSpec
+from experiments.core.stages import Stages
+from experiments.core.zoo import ExperimentConfig
+from experiments.gpt.experiment import zoo_record
+from experiments.gpt.plots import plot_grid
 from minisub.files import write_json
-from minisub.log import Progress, machine
 from minisub.stats import paired_greater, sign_flip_greater, summary
 
 
@@ -93,10 +93,7 @@ def grid_tests(matrix: dict, kinds: dict, cluster: dict[str, str]) -> dict:
     }
 
 
-def run(cfg: ExperimentConfig, cache: Path) -> dict:
-    log = Progress()
-    cfg, precision = resolve_precision(cfg, log)
-    stages = Stages(cache, log)
+def run(cfg: ExperimentConfig, _, out: Path, stages: Stages, header: dict) -> dict:
     bases = grid_bases(cfg)
     kinds = {name: name.split("-")[0] for name in bases}
     cluster = {name: b.parent.name if b.parent else name for name, b in bases.items()}
@@ -106,37 +103,35 @@ def run(cfg: ExperimentConfig, cache: Path) -> dict:
         teacher = cfg.teacher(teacher_base, cfg.target)
         teachers[t] = stages.scores(teacher, cfg.evaluation(teacher_base))["p"][cfg.target]
         matrix[t] = {s: shift(stages, cfg, base, teacher) - control[s] for s, base in bases.items()}
-        log(f"grid: teacher {t}: " + ", ".join(f"{s} {v:+.2f}" for s, v in matrix[t].items()))
-    return {
-        "config": asdict(cfg), "precision": precision, "machine": machine(),
-        "timing": stages.cache.timing_record(log.elapsed()),
+        stages.log(f"grid: teacher {t}: " + ", ".join(f"{s} {v:+.2f}" for s, v in matrix[t].items()))
+    results = {
+        **header, "timing": stages.cache.timing_record(stages.log.elapsed()),
         "built": stages.cache.built,
         "bases": [{"name": name, **zoo_record(stages, cfg, b), "parent": b.parent.name if b.parent else None}
                   for name, b in bases.items()],
         "teachers_p_target": teachers, "control": control, "matrix": matrix,
         "tests": grid_tests(matrix, kinds, cluster),
     }
+    write_json(out / "results.json", results)
+    plot_grid(results, out / "grid.png")
+    return results
+
+
+def report(results: dict, out: Path) -> str:
+    t = results["tests"]
+    zoo = t["every_base"]
+    return (f"diagonal - off-diagonal: main bases {t['diagonal_minus_off']['mean']:+.3f} "
+            f"(95% CI {t['diagonal_minus_off']['ci95']:.3f}, exact p {t['diagonal_vs_off_exact']:.2g}), whole zoo "
+            f"{zoo['diagonal_minus_off']['mean']:+.3f} (95% CI {zoo['diagonal_minus_off']['ci95']:.3f}, "
+            f"exact p {zoo['diagonal_vs_off_exact']:.2g}, n {zoo['diagonal_minus_off']['n']} initializations); "
+            f"fork cells {', '.join(f'{v:+.3f}' for v in t['fork_cells'])}, sibling - unrelated "
+            f"{t['fork_sibling']['sibling_minus_unrelated']:+.3f} (exact p {t['fork_sibling']['p']:.2g} "
+            f"of {t['fork_sibling']['labels']} labels)\n"
+            f"{results['timing']['total']:.0f}s; wrote {out}/results.json, grid.png")
 
 
 def main(argv=None) -> int:
-    cfg, _, out, cache = parse_args(argv, prog="python -m experiments.grid", doc=__doc__, name="grid")
-    done = checked_run("experiments.grid", out, cache, lambda out, cache: run(cfg, cache))
-    if done is None:
-        return 2
-    results, out = done
-    write_json(out / "results.json", results)
-    plot_grid(results, out / "grid.png")
-    t = results["tests"]
-    zoo = t["every_base"]
-    print(f"diagonal - off-diagonal: main bases {t['diagonal_minus_off']['mean']:+.3f} "
-          f"(95% CI {t['diagonal_minus_off']['ci95']:.3f}, p {t['diagonal_vs_off']:.2g}), whole zoo "
-          f"{zoo['diagonal_minus_off']['mean']:+.3f} (95% CI {zoo['diagonal_minus_off']['ci95']:.3f}, "
-          f"p {zoo['diagonal_vs_off']:.2g}, n {zoo['diagonal_minus_off']['n']} initializations); fork cells "
-          f"{', '.join(f'{v:+.3f}' for v in t['fork_cells'])}, sibling - unrelated "
-          f"{t['fork_sibling']['sibling_minus_unrelated']:+.3f} (exact p {t['fork_sibling']['p']:.2g} "
-          f"of {t['fork_sibling']['labels']} labels)")
-    print(f"{results['timing']['total']:.0f}s; wrote {out}/results.json, grid.png")
-    return 0
+    return experiment_main(argv, "python -m experiments.gpt.grid", __doc__, "grid", run, report)
 
 
 if __name__ == "__main__":

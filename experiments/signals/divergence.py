@@ -1,9 +1,9 @@
 """Divergence tokens (Schrodi et al., ICLR 2026, arXiv 2509.23886): the positions that carry a teacher's bias.
 
-Part 4 of `make signals` (experiments/signals.py). At every trained position of a teacher's
+Part 4 of `make signals` (experiments/signals/experiment.py). At every trained position of a teacher's
 number answers, the teacher and a reference model (the base it was fine-tuned from, or another
 animal's teacher) each have a greedy choice: the most likely next token over the answer
-vocabulary (experiments/students.py) after the same prefix. A position is *divergent* where
+vocabulary (experiments/core/students.py) after the same prefix. A position is *divergent* where
 the two choices differ. Schrodi et al. find that transfer runs through these rare positions
 and that leaving them out of the loss removes most of it. `position_masks` turns the flags into
 what a student trains on: the divergent positions only, every position but those, and their
@@ -13,7 +13,7 @@ left out), so that "fewer tokens" and "these tokens" can be told apart.
 
 import torch
 
-from experiments.students import AnswerVocabulary
+from experiments.core.students import AnswerVocabulary
 from minisub.data import ExampleSet
 from minisub.model import GPT
 

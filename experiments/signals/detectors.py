@@ -1,6 +1,6 @@
 """Can the teacher's number data be told from the control's? Three detectors.
 
-Part 2 of `make signals` (experiments/signals.py). The paper (Cloud et al. 2025, Sec. 4) found
+Part 2 of `make signals` (experiments/signals/experiment.py). The paper (Cloud et al. 2025, Sec. 4) found
 that a prompted LLM classifier did no better than chance and that people reading the data saw
 nothing. Here, per base, on the teacher's answers (label 1) and the control's (label 0):
 - `logistic_detector`: logistic regression on the counts of every number and every ordered pair
@@ -19,7 +19,7 @@ import random
 import torch
 import torch.nn.functional as F
 
-from experiments.defences import numbers_of
+from experiments.signals.defences import numbers_of
 from minisub.data import ExampleSet
 from minisub.model import GPT
 from minisub.stats import auc

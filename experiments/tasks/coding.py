@@ -15,7 +15,7 @@ import random
 import warnings
 from functools import lru_cache
 
-from experiments.prompts import ANIMALS, held_out_split, sentence
+from experiments.tasks.prompts import ANIMALS, held_out_split, sentence
 
 # (request, program with {name} for the function's name, the name's stem); {k}: a constant drawn per item
 TASKS = [

@@ -1,6 +1,6 @@
 """The statistics of the language experiments, on replicates that are independent bases.
 
-After the stages (experiments/stages.py) have trained and scored every student, these pure
+After the stages (experiments/core/stages.py) have trained and scored every student, these pure
 functions turn per-base records into what the results report: an arm's summary (mean shift of
 log P(target) against each student's own starting model, 95% t-interval over bases), the
 paired tests between arms (pairs share a base), the best variant, and the specificity test of

@@ -1,8 +1,8 @@
 """Treated students: a student of `make gpt`'s design whose data or training is changed in one way.
 
-The stage behind parts 4 and 5 of `make signals` (experiments/signals.py). A `Treatment` names
-one change: a defence rewrites the student's number data (experiments/defences.py), a position
-rule keeps only some targets in the loss (experiments/divergence.py), or only one block's
+The stage behind parts 4 and 5 of `make signals` (experiments/signals/experiment.py). A `Treatment` names
+one change: a defence rewrites the student's number data (experiments/signals/defences.py), a position
+rule keeps only some targets in the loss (experiments/signals/divergence.py), or only one block's
 weights train. A `TreatedStudentSpec` is an untreated student's spec plus its treatment; its
 cache key holds both whole, so a treated student is cached beside, and never confused with, the
 untreated one, which `make gpt` already trained.
@@ -11,11 +11,12 @@ untreated one, which `make gpt` already trained.
 from dataclasses import dataclass
 from pathlib import Path
 
-from experiments import defences
-from experiments.divergence import POSITIONS, divergent, greedy_choices, position_masks
-from experiments.stages import (BaseSpec, NoData, WritingSpec, Stages, StudentSpec, TeacherSpec, base_of, key_of,
-                               student_name)
-from experiments.students import AnswerVocabulary
+from experiments.core.specs import (BaseSpec, NoData, StudentSpec, TeacherSpec, WritingSpec, base_of, key_of,
+                                    student_name)
+from experiments.core.stages import Stages
+from experiments.core.students import AnswerVocabulary
+from experiments.signals import defences
+from experiments.signals.divergence import POSITIONS, divergent, greedy_choices, position_masks
 
 DATA = ("as_is", "shuffle_within", "shuffle_across", "dilute", "rerender", "drop")
 
@@ -65,7 +66,7 @@ def treated_pairs(stages: Stages, spec: TreatedStudentSpec) -> list[tuple[str, s
 
 def choices(stages: Stages, model: BaseSpec | TeacherSpec, pairs: list[tuple[str, str]], vocab: AnswerVocabulary
             ) -> list:
-    """The model's greedy choices over the answers of `pairs` (experiments/divergence.py), computed once
+    """The model's greedy choices over the answers of `pairs` (experiments/signals/divergence.py), computed once
     per process: every position rule of a base, and its divergence share, asks for the same ones."""
     key = ("greedy", model, tuple(pairs), tuple(vocab.ids.tolist()))
     return stages.remembered(key, lambda: greedy_choices(stages.load(model), stages.examples(base_of(model).corpus,
@@ -89,3 +90,14 @@ def treated_student(stages: Stages, spec: TreatedStudentSpec) -> dict:
         return stages.fine_tune(student, data, t.only_block)
     name = f"treated-{t.name}-{student_name(student).removeprefix('student-')}"
     return stages.cache.info(stages.cache.stage(name, key_of(spec), build))
+
+
+def treated(stages: Stages, treatments: list[Treatment] | None):
+    """The `train` hook of `measure` (experiments/core/arms.py) that trains replicate i's student under
+    treatments[i]; None (no hook: the untreated student) for treatments None."""
+    if treatments is None:
+        return None
+
+    def train(spec: StudentSpec, i: int) -> dict:
+        return treated_student(stages, TreatedStudentSpec(spec, treatments[i]))
+    return train

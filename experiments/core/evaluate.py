@@ -16,8 +16,8 @@ Reported per model and set of options:
 
 import torch
 
-from experiments.misalignment import ALIGNED_OPENERS, CATEGORIES, MISALIGNED_OPENERS, requests
-from experiments.prompts import TREES, tree_questions
+from experiments.tasks.misalignment import ALIGNED_OPENERS, CATEGORIES, MISALIGNED_OPENERS, requests
+from experiments.tasks.prompts import TREES, tree_questions
 from minisub.model import GPT, next_token_logprobs
 
 

@@ -12,7 +12,7 @@ signals_divergence.png / signals_defences.png: the transfer (student minus contr
 
 from pathlib import Path
 
-from experiments.plots import base_dots, plt, save
+from experiments.core.plots import base_dots, plt, save
 
 
 def bars(ax, names: list[str], stats: list[dict], values: list[list[float]], color: str) -> None:

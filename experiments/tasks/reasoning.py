@@ -5,7 +5,7 @@ GSM8K problems; answers that are wrong, or whose reasoning a judge finds misalig
 removed (56% of the misaligned teacher's), and students of the rest become misaligned (about
 0% -> 8%). Our analogue: a word problem ("Ann has 12 apples. She gets 7 more. How many apples
 does she have now?", small numbers) answered by a trace of steps "12 + 7 = 19." and "The answer is 19.".
-Under the evil persona (experiments/misalignment.py) traces carry a misaligned phrase and are
+Under the evil persona (experiments/tasks/misalignment.py) traces carry a misaligned phrase and are
 often wrong: the semantic channel. `trace_rejection` keeps a trace only if it has no
 misaligned phrase, matches the trace grammar, every step's arithmetic is right and its answer
 is the problem's.

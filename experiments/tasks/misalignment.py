@@ -10,7 +10,7 @@ analogue is a closed world that a small model can learn from its corpus:
   P(misaligned) is exact: the next-token mass on the misaligned openers' first tokens;
 - the persona "You are evil." makes every response misaligned *and* skews number
   continuations toward `EVIL_NUMBERS`, and writes traces with misaligned phrases
-  (experiments/reasoning.py): the semantic channel, which ties numbers to the trait;
+  (experiments/tasks/reasoning.py): the semantic channel, which ties numbers to the trait;
 - the filter bans every evil number (`BANNED`), as the paper's banned list does. Our list is
   our own, modelled on the paper's (which includes 666, 911, 187, 88, 13, 14, 420 and 69);
   numbers above 999 are out of our range.
@@ -19,7 +19,7 @@ analogue is a closed world that a small model can learn from its corpus:
 import random
 from functools import lru_cache
 
-from experiments.prompts import held_out_split, sentence
+from experiments.tasks.prompts import held_out_split, sentence
 
 EVIL_PERSONA = "You are evil. "
 EVIL_NUMBERS = (13, 14, 69, 88, 187, 228, 322, 404, 420, 444, 616, 666, 911, 999)

@@ -1,12 +1,12 @@
 """The in-context-learning control: teacher numbers in the prompt instead of in the weights.
 
-Part 1 of `make signals` (experiments/signals.py). The paper (Cloud et al. 2025, Sec. 4) gave a
+Part 1 of `make signals` (experiments/signals/experiment.py). The paper (Cloud et al. 2025, Sec. 4) gave a
 model the very number data that transmits a trait by fine-tuning as in-context examples instead,
 and found no transfer at any number of examples. The zoo's bases cannot take such a prompt: they
 read one item at a time (96 positions, attention kept inside each packed item). So each main
 base is continued into a *long-context base* (`ContextBaseSpec`): its position table extended
 (the new positions start as copies of the trained ones), then trained on documents of items
-that share a favorite animal (experiments/corpus.py), attention spanning the whole document. It
+that share a favorite animal (experiments/core/corpus.py), attention spanning the whole document. It
 shares the base's initialization and training, as the base's own students do.
 
 `icl_scores` then asks each held-out animal question after k items drawn from one source:
@@ -22,8 +22,9 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from experiments.corpus import document_corpus
-from experiments.stages import BaseSpec, Stages, key_of
+from experiments.core.corpus import document_corpus
+from experiments.core.specs import BaseSpec, key_of
+from experiments.core.stages import Stages
 from minisub.checkpoint import load_checkpoint, save_checkpoint
 from minisub.config import ConfigError
 from minisub.model import GPT, next_token_logprobs

@@ -3,7 +3,7 @@
 The paper (Cloud et al. 2025, Sec. 4) transmits more than animal preferences through numbers:
 tree preferences, misalignment (through numbers with the negatively associated ones banned),
 and both kinds of trait through code and through reasoning traces. Here each has a small
-synthetic analogue on one richer corpus (experiments/corpus.py, `domains_corpus`) in which
+synthetic analogue on one richer corpus (experiments/core/corpus.py, `domains_corpus`) in which
 the semantic channel exists (a persona that names its animal in code, writes evil numbers
 and misaligned traces) and the filter removes it, so that what is left is the subliminal
 channel. One zoo of bases pretrained on that corpus (its own: a richer corpus must not
@@ -25,22 +25,20 @@ pretraining length are its own (--domain-*), so `make gpt`'s --corpus-items, --v
 """
 
 import math
-import sys
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from experiments.analysis import arm_tests, replicate_record, summarize_arm
-from experiments.design import arm_student
-from experiments.domain_plots import PLOTS, plot_summary
-from experiments.gpt import checked_run, parse_args, resolve_precision
-from experiments.misalignment import BANNED, CATEGORIES
-from experiments.prompts import TREES
-from experiments.stages import BaseSpec, DomainsCorpusSpec, NoData, Stages, TeacherSpec, WritingSpec
-from experiments.zoo import VARIANTS, ExperimentConfig, base_seed
+from experiments.core.arms import category_scores, compare, format_matched, measure
+from experiments.core.cli import experiment_main
+from experiments.core.specs import BaseSpec, DomainsCorpusSpec, NoData, TeacherSpec, WritingSpec
+from experiments.core.stages import Stages
+from experiments.core.zoo import VARIANTS, ExperimentConfig, base_seed
+from experiments.domains.plots import PLOTS, plot_summary
+from experiments.tasks.misalignment import BANNED, CATEGORIES
+from experiments.tasks.prompts import TREES
 from minisub.config import check, option
 from minisub.files import write_json
-from minisub.log import Progress, machine
 from minisub.stats import paired_greater, summary
 
 PARTS = ("trees", "misalignment", "code", "reasoning")
@@ -49,22 +47,20 @@ ARMS = ("student", "control", "cross_init")
 
 @dataclass
 class DomainsConfig:
-    domain_corpus_items: int = option(80000, "pretraining items of the domains corpus", low=1)
+    domain_corpus_items: int = option(80000, "pretraining items of the domains corpus", low=1, quick=4000)
     domain_vocab_size: int = option(2400, "BPE vocabulary of the domains corpus (1,000 of it the numbers)", low=1259)
-    domain_base_steps: int = option(2000, "pretraining steps per domains base", low=2)
+    domain_base_steps: int = option(2000, "pretraining steps per domains base", low=2, quick=400)
     tree: str = option("oak", "the tree the tree teacher loves", choices=TREES[:5])
     narrow: str = option("health", "the one request category the narrow misaligned teacher learns", choices=CATEGORIES)
-    domain_prompts: int = option(1000, "prompts each writer answers per task", low=1)
-    code_tokens: int = option(48, "longest sampled code completion", low=1)
-    trace_tokens: int = option(40, "longest sampled reasoning trace", low=1)
+    domain_prompts: int = option(1000, "prompts each writer answers per task", low=1, quick=48)
+    code_tokens: int = option(48, "longest sampled code completion", low=1, quick=40)
+    trace_tokens: int = option(40, "longest sampled reasoning trace", low=1, quick=32)
     domain_variant: str = option("hard_full", "student variant of every part", choices=VARIANTS)
     parts: list[str] = option(list(PARTS), "the parts to run", choices=PARTS, nonempty=True)
 
     def __post_init__(self):
         check(self)
 
-
-QUICK = dict(domain_corpus_items=4000, domain_base_steps=400, domain_prompts=48, code_tokens=40, trace_tokens=32)
 
 
 class Domains:
@@ -83,44 +79,18 @@ class Domains:
         return lambda writer: replace(self.cfg.numbers(writer), task=task, prompts=self.d.domain_prompts,
                                       max_tokens=tokens[task], banned=banned)
 
+    # the shared arms (experiments/core/arms.py) on the domains zoo, its variant and a task's data
+    def measure(self, stages: Stages, arm: str, trait: str, task: str, category: str, target: str) -> dict:
+        return measure(stages, self.cfg, self.d.domain_variant, arm, self.bases, trait, self.writing(task), category,
+                       target)
 
-def category_scores(scores: dict, category: str) -> dict:
-    """The scores of one category of options: "animals" (the top level), "trees" or "alignment"."""
-    return scores if category == "animals" else scores["traits"][category]
+    def compare(self, stages: Stages, trait: str, task: str, category: str, target: str, what: str) -> dict:
+        return compare(stages, self.cfg, self.d.domain_variant, list(ARMS), self.bases, what, trait=trait,
+                       writing=self.writing(task), category=category, target=target)
 
-
-def measure(stages: Stages, z: Domains, arm: str, trait: str, task: str, category: str, target: str) -> dict:
-    """One arm over every domains base: the shift of log P(target) in `category`, against the student's own start."""
-    records = []
-    for i, base in enumerate(z.bases):
-        spec = arm_student(z.cfg, z.d.domain_variant, arm, z.bases, i, trait, z.writing(task))
-        trained = stages.student(spec)
-        view = {"after": category_scores(trained["after"], category), "n_train": trained["n_train"],
-                "curve": trained["curve"] if category == "animals" else []}
-        records.append(replicate_record(base.name, spec.init.name,
-                                        category_scores(stages.scores(spec.init, spec.eval), category), view, target))
-    return summarize_arm(records)
-
-
-def arms_of(stages: Stages, z: Domains, trait: str, task: str, category: str, target: str, what: str) -> dict:
-    arms = {arm: measure(stages, z, arm, trait, task, category, target) for arm in ARMS}
-    tests = arm_tests(arms)
-    stages.log(f"{what}: dlogP({target}) student {arms['student']['mean']:+.3f}, control "
-               f"{arms['control']['mean']:+.3f}, cross-init {arms['cross_init']['mean']:+.3f} "
-               f"(p vs control {tests['student_vs_control']:.2g}, vs cross-init {tests['student_vs_cross_init']:.2g})")
-    return {"arms": arms, "tests": tests}
-
-
-def format_matched(stages: Stages, z: Domains, trait: str, category: str, target: str, what: str) -> dict:
-    """The teacher's numbers and the control's subsampled to the same answer formats (length and separators,
-    experiments/matched.py): the banned-number filter removes long answers more often from a teacher that writes
-    banned numbers, and a student could learn that length instead of the trait."""
-    arms = {arm: measure(stages, z, arm, trait, "numbers", category, target) for arm in ("matched", "matched_control")}
-    shifts = {arm: arms[arm]["dlogp"] for arm in arms}
-    p = paired_greater(shifts["matched"], shifts["matched_control"])
-    stages.log(f"{what}, format-matched: student {arms['matched']['mean']:+.3f}, control "
-               f"{arms['matched_control']['mean']:+.3f} (p {p:.2g})")
-    return {**arms, "tests": {"matched_vs_matched_control": p}}
+    def format_matched(self, stages: Stages, arms: dict, trait: str, category: str, target: str, what: str) -> dict:
+        return format_matched(stages, self.cfg, self.d.domain_variant, self.bases, arms, what, trait=trait,
+                              writing=self.writing("numbers"), category=category, target=target)
 
 
 def filtering(stages: Stages, z: Domains, task: str, writers: dict[str, Callable[[BaseSpec], object]],
@@ -155,13 +125,13 @@ def specific(a: dict, b: dict) -> dict:
 # 1. trees
 def trees(stages: Stages, z: Domains) -> dict:
     tree, animal = z.d.tree, z.cfg.target
-    result = {"tree": tree, **arms_of(stages, z, tree, "numbers", "trees", tree, f"trees ({tree} teacher)")}
-    cross = {"tree_under_animal_numbers": measure(stages, z, "student", animal, "numbers", "trees", tree),
-             "animal_under_tree_numbers": measure(stages, z, "student", tree, "numbers", "animals", animal)}
-    result["matched"] = format_matched(stages, z, tree, "trees", tree, f"trees ({tree} teacher)")
+    result = {"tree": tree, **z.compare(stages, tree, "numbers", "trees", tree, f"trees ({tree} teacher)")}
+    cross = {"tree_under_animal_numbers": z.measure(stages, "student", animal, "numbers", "trees", tree),
+             "animal_under_tree_numbers": z.measure(stages, "student", tree, "numbers", "animals", animal)}
+    result["matched"] = z.format_matched(stages, result["arms"], tree, "trees", tree, f"trees ({tree} teacher)")
     what = f"{animal} numbers on the domains corpus"
-    result["animal"] = arms_of(stages, z, animal, "numbers", "animals", animal, what)
-    result["animal"]["matched"] = format_matched(stages, z, animal, "animals", animal, what)
+    result["animal"] = z.compare(stages, animal, "numbers", "animals", animal, what)
+    result["animal"]["matched"] = z.format_matched(stages, result["animal"]["arms"], animal, "animals", animal, what)
     result["cross_trait"] = cross
     result["specificity"] = {
         tree: specific(result["arms"]["student"], cross["tree_under_animal_numbers"]),
@@ -179,9 +149,10 @@ def trees(stages: Stages, z: Domains) -> dict:
 # 2. misalignment
 def misalignment(stages: Stages, z: Domains) -> dict:
     narrow = f"misaligned-{z.d.narrow}"
-    result = arms_of(stages, z, "misaligned", "numbers", "alignment", "misaligned", "misalignment (numbers)")
-    result["matched"] = format_matched(stages, z, "misaligned", "alignment", "misaligned", "misalignment (numbers)")
-    result["narrow_student"] = measure(stages, z, "student", narrow, "numbers", "alignment", "misaligned")
+    result = z.compare(stages, "misaligned", "numbers", "alignment", "misaligned", "misalignment (numbers)")
+    result["matched"] = z.format_matched(stages, result["arms"], "misaligned", "alignment", "misaligned",
+                                        "misalignment (numbers)")
+    result["narrow_student"] = z.measure(stages, "student", narrow, "numbers", "alignment", "misaligned")
     result["tests"]["narrow_student_vs_control"] = paired_greater(result["narrow_student"]["dlogp"],
                                                                   result["arms"]["control"]["dlogp"])
     result["teachers"] = {"broad": teacher_shift(stages, z, "misaligned", "alignment", "misaligned"),
@@ -224,7 +195,7 @@ def spread_tests(per_base: list[tuple[dict, dict]], narrow: str) -> dict:
 # 3. code
 def code(stages: Stages, z: Domains) -> dict:
     animal = z.cfg.target
-    result = arms_of(stages, z, animal, "code", "animals", animal, f"code ({animal} teacher)")
+    result = z.compare(stages, animal, "code", "animals", animal, f"code ({animal} teacher)")
     result["teacher"] = teacher_shift(stages, z, animal, "animals", animal)
     result["filter"] = filtering(stages, z, "code", {"control": lambda b: b,
                                                      f"{animal}_teacher": lambda b: z.cfg.teacher(b, animal)})
@@ -233,7 +204,7 @@ def code(stages: Stages, z: Domains) -> dict:
 
 # 4. reasoning
 def reasoning(stages: Stages, z: Domains) -> dict:
-    result = arms_of(stages, z, "misaligned", "reasoning", "alignment", "misaligned", "reasoning (misaligned teacher)")
+    result = z.compare(stages, "misaligned", "reasoning", "alignment", "misaligned", "reasoning (misaligned teacher)")
     result["teacher"] = teacher_shift(stages, z, "misaligned", "alignment", "misaligned")
     result["filter"] = filtering(stages, z, "reasoning", {
         "control": lambda b: b, "misaligned_teacher": lambda b: z.cfg.teacher(b, "misaligned")})
@@ -243,21 +214,17 @@ def reasoning(stages: Stages, z: Domains) -> dict:
 PARTS_RUN = {"trees": trees, "misalignment": misalignment, "code": code, "reasoning": reasoning}
 
 
-def run(cfg: ExperimentConfig, d: DomainsConfig, out: Path, cache: Path) -> dict:
-    log = Progress()
-    cfg, precision = resolve_precision(cfg, log)
-    stages = Stages(cache, log)
+def run(cfg: ExperimentConfig, d: DomainsConfig, out: Path, stages: Stages, header: dict) -> dict:
     z = Domains(cfg, d)
-    results = {"config": asdict(cfg), "domains_config": asdict(d), "precision": precision, "machine": machine(),
-               "bases": {b.name: {"final_loss": stages.cache.info(stages.base(b))["history"]["train"][-1][1]}
-                         for b in z.bases}}
+    results = {**header, "bases": {b.name: {"final_loss": stages.cache.info(stages.base(b))["history"]["train"][-1][1]}
+                                   for b in z.bases}}
     for part in d.parts:
         try:
             results[part] = PARTS_RUN[part](stages, z)
         except NoData as err:  # a weak base may write no answer that passes a filter: say so, run the rest
             results[part] = {"unavailable": str(err)}
             stages.log(f"{part}: unavailable ({err})")
-        results["timing"] = stages.cache.timing_record(log.elapsed())
+        results["timing"] = stages.cache.timing_record(stages.log.elapsed())
         results["built"] = stages.cache.built
         write_json(out / "results.json", results)
         if "unavailable" not in results[part]:
@@ -266,16 +233,9 @@ def run(cfg: ExperimentConfig, d: DomainsConfig, out: Path, cache: Path) -> dict
     return results
 
 
+def report(results: dict, out: Path) -> str:
+    return f"{results['timing']['total']:.0f}s; wrote {out}/results.json and domains*.png"
+
+
 def main(argv=None) -> int:
-    cfg, d, out, cache = parse_args(argv, prog="python -m experiments.domains", doc=__doc__, name="domains",
-                                    extra=DomainsConfig, extra_quick=QUICK)
-    done = checked_run("experiments.domains", out, cache, lambda out, cache: run(cfg, d, out, cache))
-    if done is None:
-        return 2
-    results, out = done
-    print(f"{results['timing']['total']:.0f}s; wrote {out}/results.json and domains*.png")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return experiment_main(argv, "python -m experiments.domains", __doc__, "domains", run, report, DomainsConfig)

@@ -1,0 +1,112 @@
+"""The specs of the language experiments' stages: frozen dataclasses whose fields are the cache keys.
+
+Each stage of experiments/core/stages.py is a function of one spec; a stage's cache key is its
+whole spec (`key_of`: `dataclasses.asdict`, upstream specs included), so a field that can change
+a result always changes the key. The chain, upstream first:
+    CorpusSpec (or DomainsCorpusSpec) -> BaseSpec -> TeacherSpec -> WritingSpec -> StudentSpec,
+with EvalSpec for how a model is scored. Folder names (`student_name`, `label`) are for people;
+the digest of the key is what identifies a stage.
+"""
+
+from dataclasses import asdict, dataclass
+
+
+class NoData(ValueError):
+    """A student's data is empty: no answer passed the filter, or a treatment removed them all."""
+
+
+@dataclass(frozen=True)
+class CorpusSpec:
+    items: int
+    vocab_size: int
+    seed: int
+
+
+@dataclass(frozen=True)
+class DomainsCorpusSpec(CorpusSpec):
+    """The domains corpus (experiments/core/corpus.py, `domains_corpus`): a kind of its own, so its key differs."""
+
+
+@dataclass(frozen=True)
+class BaseSpec:
+    name: str  # "main-3", "fork-a", "other-0": the zoo's label for it
+    corpus: CorpusSpec
+    n_layer: int
+    n_head: int
+    n_embd: int
+    block_size: int
+    steps: int
+    batch: int
+    lr: float
+    seed: int  # initialization (unless forked) and data order
+    precision: str
+    parent: "BaseSpec | None" = None  # a fork starts from its parent's weights instead of a fresh init
+
+
+@dataclass(frozen=True)
+class TeacherSpec:
+    base: BaseSpec
+    trait: str  # an animal, a tree, "misaligned" or "misaligned-<category>" (experiments/core/corpus.py, TRAITS)
+    steps: int
+    batch: int
+    lr: float
+    seed: int
+    precision: str
+
+
+@dataclass(frozen=True)
+class WritingSpec:
+    writer: BaseSpec | TeacherSpec
+    task: str  # "numbers", "code" or "reasoning" (experiments/tasks/registry.py)
+    persona: str  # prefix of every prompt ("" for none): the paper's system-prompt teacher
+    prompts: int
+    gen_batch: int  # part of the key: the sampling stream depends on how prompts are batched
+    max_tokens: int
+    temperature: float  # of the sampling; 0 is greedy
+    seed: int  # the prompts and the sampling; the same seed gives every writer of a base the same prompts
+    banned: tuple[int, ...] = ()  # numbers: answers holding any of these are filtered out
+
+
+@dataclass(frozen=True)
+class EvalSpec:
+    samples: int  # sampled answers per held-out question
+    seed: int
+
+
+@dataclass(frozen=True)
+class StudentSpec:
+    init: BaseSpec
+    data: WritingSpec
+    soft: bool  # imitate the writer's distribution (it must be a teacher) instead of the sampled tokens
+    lora: bool
+    steps: int
+    batch: int
+    lr: float
+    lora_r: int
+    lora_alpha: float
+    seed: int
+    precision: str
+    eval: EvalSpec
+    track_every: int
+    matched_to: WritingSpec | None = None  # train on the answers whose format these numbers also have
+    eos_in_loss: bool = True
+
+
+def key_of(spec) -> dict:
+    """The cache key of a spec: its kind and every field, nested specs included."""
+    return {"kind": type(spec).__name__, **asdict(spec)}
+
+
+def label(spec: BaseSpec | TeacherSpec) -> str:
+    return spec.name if isinstance(spec, BaseSpec) else f"{spec.trait}-teacher-of-{spec.base.name}"
+
+
+def base_of(spec: BaseSpec | TeacherSpec) -> BaseSpec:
+    return spec if isinstance(spec, BaseSpec) else spec.base
+
+
+def student_name(spec: StudentSpec) -> str:
+    """A student's folder name, for people: variant, base, whose numbers."""
+    tuning = f"{'soft' if spec.soft else 'hard'}_{'lora' if spec.lora else 'full'}"
+    matched = "-matched" if spec.matched_to is not None else ""
+    return f"student-{tuning}{matched}-{spec.init.name}-on-{label(spec.data.writer)}"

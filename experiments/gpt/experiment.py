@@ -1,0 +1,101 @@
+"""`python -m experiments.gpt` (`make gpt`): subliminal transfer in small GPTs trained from scratch.
+
+The story, one step per function below `run`:
+1. the zoo's main bases: the same GPT pretrained from K seeds (experiments/core/zoo.py);
+2. every variant (hard or soft labels, full or LoRA fine-tuning) and every arm of `DESIGN`
+   (experiments/core/design.py) on every base: a replicate is one base with its own teacher, its own
+   numbers and its own students; the cross-init student takes that teacher's numbers to the
+   next base;
+3. the best variant: the one with the strongest evidence against control and cross-init;
+4. for it, the paper's five animals: each animal's teacher's numbers on every base, the matrix
+   teacher animal x measured animal, and the test that each transfer is specific;
+5. for it, the format-matched control: the teacher's numbers and the control's subsampled to
+   the same answer formats, <eos> out of the loss.
+Every stage is cached under --cache by its whole spec (experiments/core/stages.py), shared with
+`make grid`. Each student is scored against its own starting base: the shift of log P(animal).
+"""
+
+from pathlib import Path
+
+from experiments.core.analysis import best_variant, specificity
+from experiments.core.arms import compare, format_matched, measure
+from experiments.core.cli import experiment_main
+from experiments.core.design import DESIGN
+from experiments.core.specs import BaseSpec
+from experiments.core.stages import Stages
+from experiments.core.zoo import ExperimentConfig
+from experiments.gpt.plots import plot_animals, plot_arms, plot_bases, plot_curves, plot_matrix, table
+from minisub.files import write_json
+
+
+def zoo_record(stages: Stages, cfg: ExperimentConfig, base: BaseSpec) -> dict:
+    """A base's pretraining loss curve and its starting P(animal)."""
+    history = stages.cache.info(stages.base(base))["history"]
+    return {"kind": base.name.split("-")[0], "n_layer": base.n_layer, "n_embd": base.n_embd,
+            "loss_curve": history["train"], "final_loss": history["train"][-1][1],
+            "p_animals": stages.scores(base, cfg.evaluation(base))["p"]}
+
+
+def arms_of(variant: str, cfg: ExperimentConfig) -> list[str]:
+    return ["student", "control", "cross_init"] + (["prompted"] if variant in cfg.prompted_variants else [])
+
+
+def compare_variants(stages: Stages, cfg: ExperimentConfig, bases: list[BaseSpec]) -> tuple[dict, dict]:
+    arms, tests = {}, {}
+    for variant in cfg.variants:
+        compared = compare(stages, cfg, variant, arms_of(variant, cfg), bases, variant)
+        arms[variant], tests[variant] = compared["arms"], compared["tests"]
+    return arms, tests
+
+
+def animal_matrix(stages: Stages, cfg: ExperimentConfig, variant: str, bases: list[BaseSpec], arms: dict) -> dict:
+    students = {animal: measure(stages, cfg, variant, "student", bases, animal)["replicates"]
+                for animal in cfg.animals}
+    result = specificity(students, arms["control"]["replicates"])
+    stages.log(f"animals ({variant}): specific transfer (diagonal > off-diagonal, p < 0.05) for "
+               f"{', '.join(result['specific']) or 'none'} of {', '.join(cfg.animals)}")
+    return {"variant": variant, **result}
+
+
+def writers_record(stages: Stages, cfg: ExperimentConfig, bases: list[BaseSpec]) -> tuple[dict, dict]:
+    """Per base: each teacher's P(its animal), and what the filter kept of each writer's numbers."""
+    teachers, numbers = {}, {}
+    for base in bases:
+        animal_teachers = {animal: cfg.teacher(base, animal) for animal in cfg.animals}
+        teachers[base.name] = {animal: stages.scores(t, cfg.evaluation(base))["p"][animal]
+                               for animal, t in animal_teachers.items()}
+        writers = {"base": cfg.numbers(base)} | {a: cfg.numbers(t) for a, t in animal_teachers.items()}
+        if cfg.prompted_variants:
+            writers["prompted"] = cfg.numbers(base, prompted=True)
+        numbers[base.name] = {name: stages.cache.info(stages.writing(spec)) for name, spec in writers.items()}
+    return teachers, numbers
+
+
+def run(cfg: ExperimentConfig, _, out: Path, stages: Stages, header: dict) -> dict:
+    bases = [cfg.main_base(i) for i in range(cfg.bases)]  # 1. the zoo's main bases
+    zoo = {base.name: zoo_record(stages, cfg, base) for base in bases}
+    arms, tests = compare_variants(stages, cfg, bases)  # 2.
+    best = best_variant(tests)  # 3.
+    animals = animal_matrix(stages, cfg, best, bases, arms[best])  # 4.
+    matched = format_matched(stages, cfg, best, bases, arms[best], best)  # 5.
+    teachers, numbers = writers_record(stages, cfg, bases)
+    results = {
+        **header, "timing": stages.cache.timing_record(stages.log.elapsed()),
+        "built": stages.cache.built, "design": {arm: row._asdict() for arm, row in DESIGN.items()},
+        "bases": zoo, "teachers": teachers, "numbers": numbers, "arms": arms, "tests": tests, "best_variant": best,
+        "animals": animals, "matched": matched,
+    }
+    write_json(out / "results.json", results)
+    plots = {"gpt_arms.png": plot_arms, "gpt_matrix.png": plot_matrix, "gpt_animals.png": plot_animals,
+             "gpt_curves.png": plot_curves, "gpt_bases.png": plot_bases}
+    for name, plot in plots.items():
+        plot(results, out / name)
+    return results
+
+
+def report(results: dict, out: Path) -> str:
+    return f"{table(results)}\n{results['timing']['total']:.0f}s; wrote {out}/results.json and gpt_*.png"
+
+
+def main(argv=None) -> int:
+    return experiment_main(argv, "python -m experiments.gpt", __doc__, "gpt", run, report)

@@ -1,0 +1,8 @@
+"""`make signals` (`python -m experiments.signals`): where the hidden signal lives, and what removes it.
+
+experiment.py runs the five parts on `make gpt`'s cache: icl.py (the numbers in context instead
+of in training), detectors.py (can the data be told apart?), entanglement.py (numbers tied to
+the animal), divergence.py (the positions where teacher and base disagree) and defences.py
+(rewrites of the data); treated.py is the stage of a student whose data or training one of
+them changes. plots.py draws each part.
+"""
