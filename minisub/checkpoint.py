@@ -1,7 +1,7 @@
 """Checkpoints of minisub's GPT: folders of safetensors and JSON, written through minisub/files.py.
 
 A model checkpoint folder holds
-- model.safetensors: the weights (the tied lm_head is stored once, as transformer.wte.weight);
+- model.safetensors: the weights (a tied lm_head is stored once, as transformer.wte.weight);
 - config.json: {"model": GPTConfig fields, ...} plus whatever the caller records (the training
   config, the step, the loss history), so every checkpoint says what made it;
 - tokenizer.json, when a tokenizer is given;
@@ -22,8 +22,10 @@ TIED = "lm_head.weight"
 
 
 def weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The state dict with the tied lm_head left out: safetensors stores no tensor twice."""
-    return {k: v for k, v in model.state_dict().items() if k != TIED}
+    """The state dict with a tied lm_head left out: safetensors stores no tensor twice. An untied head
+    (GPTConfig.tie_embeddings False) is a matrix of its own and stays."""
+    tied = getattr(getattr(model, "config", None), "tie_embeddings", True)
+    return {k: v for k, v in model.state_dict().items() if not (tied and k == TIED)}
 
 
 def save_checkpoint(folder: str | Path, model: GPT, meta: dict | None = None, tokenizer=None) -> None:

@@ -22,17 +22,17 @@ class ConfigError(ValueError):
         self.field, self.reason = field_name, message
 
 
-def option(default, help: str, *, low=None, above=None, choices=None, nonempty: bool = False,
+def option(default, help: str, *, low=None, high=None, above=None, choices=None, nonempty: bool = False,
            device: bool = False, quick=None):
     """A dataclass field with help text and limits (list defaults are copied per instance).
 
-    low: the smallest allowed value (for a list: of each element); floats must also be finite.
+    low, high: the smallest and largest allowed values (for a list: of each element); floats must also be finite.
     above: a bound the value must exceed (for a step size that 0 would make meaningless).
     choices: the allowed values (for a list: of each element). nonempty: a list needs an element.
     device: the value names a torch device that must exist on this machine.
     quick: the value under `--quick`, a tiny budget that checks a pipeline connects (None: the default).
     """
-    metadata = {"help": help, "low": low, "above": above, "choices": choices, "nonempty": nonempty, "device": device,
+    metadata = {"help": help, "low": low, "high": high, "above": above, "choices": choices, "nonempty": nonempty, "device": device,
                 "quick": quick}
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=metadata)
@@ -54,6 +54,8 @@ def check_value(name: str, value, meta: dict) -> None:
         raise ConfigError(name, f"must be a finite number, not {value}")
     if meta.get("low") is not None and value is not None and value < meta["low"]:
         raise ConfigError(name, f"must be at least {meta['low']}, not {value}")
+    if meta.get("high") is not None and value is not None and value > meta["high"]:
+        raise ConfigError(name, f"must be at most {meta['high']}, not {value}")
     if meta.get("above") is not None and value is not None and value <= meta["above"]:
         raise ConfigError(name, f"must be above {meta['above']}, not {value}")
     if meta.get("choices") is not None and value not in meta["choices"]:

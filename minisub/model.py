@@ -2,9 +2,11 @@
 
 The network of the language experiments (nanoGPT's model.py is the template; GPT-2 names),
 with its sampling (`GPT.generate`) and exact next-token probabilities (`next_token_logprobs`).
-Pre-LN transformer blocks, causal self-attention through F.scaled_dot_product_attention,
-GELU MLP, tied input/output embeddings, GPT-2 init with residual projections scaled by
-1/sqrt(2 n_layer). Two additions for the experiments:
+Pre-norm transformer blocks, causal self-attention through F.scaled_dot_product_attention,
+GPT-2 init with residual projections scaled by 1/sqrt(2 n_layer). The config picks the family
+(as litgpt's does, one class for both): GPT-2's LayerNorm, learned positions, GELU MLP and tied
+embeddings (the defaults), or Llama's RMSNorm, rotary positions (RoPE), SwiGLU MLP, grouped
+key/value heads and an untied head, in any combination. Two additions for the experiments:
 - a loss mask, so that only chosen positions (the answer after a prompt) are trained;
 - a pre-allocated KV cache with per-row positions, so that a batch of prompts of different
   lengths (left-padded) samples exactly like each prompt alone.
@@ -29,13 +31,38 @@ class GPTConfig:
     n_embd: int = option(128, "embedding width", low=1)
     dropout: float = option(0.0, "dropout rate", low=0.0)
     bias: bool = option(True, "biases in linear layers and layer norms")
+    n_kv_head: int = option(0, "key/value heads, grouped-query attention (0: n_head, one per query head)", low=0)
+    norm: str = option("layer", "layer (LayerNorm, GPT-2) or rms (RMSNorm, Llama)", choices=("layer", "rms"))
+    norm_eps: float = option(1e-5, "epsilon of every norm", above=0.0)
+    positions: str = option("learned", "learned (absolute embeddings, GPT-2) or rope (rotary, Llama)",
+                            choices=("learned", "rope"))
+    rope_base: float = option(10000.0, "RoPE base (theta)", above=0.0)
+    mlp: str = option("gelu", "gelu (GPT-2) or swiglu (gated SiLU, Llama)", choices=("gelu", "swiglu"))
+    mlp_hidden: int = option(0, "MLP hidden width (0: 4 x n_embd)", low=0)
+    tie_embeddings: bool = option(True, "the head shares the input embedding matrix")
 
     def __post_init__(self):
         check(self)
         if self.n_embd % self.n_head:
             raise ConfigError("n_embd", f"({self.n_embd}) must be a multiple of n_head ({self.n_head})")
+        if self.n_head % self.kv_heads:
+            raise ConfigError("n_kv_head", f"({self.n_kv_head}) must divide n_head ({self.n_head})")
+        if self.positions == "rope" and self.head_dim % 2:
+            raise ConfigError("n_embd", f"/ n_head ({self.head_dim}) must be even for rotary positions")
         if self.dropout >= 1:
             raise ConfigError("dropout", f"must be below 1, not {self.dropout}")
+
+    @property
+    def head_dim(self) -> int:
+        return self.n_embd // self.n_head
+
+    @property
+    def kv_heads(self) -> int:
+        return self.n_kv_head or self.n_head
+
+    @property
+    def hidden(self) -> int:
+        return self.mlp_hidden or 4 * self.n_embd
 
 
 class KVCache:
@@ -51,8 +78,7 @@ class KVCache:
 
     def __init__(self, config: GPTConfig, batch_size: int, max_len: int,
                  device: torch.device, dtype: torch.dtype):
-        head_dim = config.n_embd // config.n_head
-        shape = (config.n_layer, batch_size, config.n_head, max_len, head_dim)
+        shape = (config.n_layer, batch_size, config.kv_heads, max_len, config.head_dim)
         self.k = torch.zeros(shape, device=device, dtype=dtype)
         self.v = torch.zeros(shape, device=device, dtype=dtype)
         self.valid = torch.zeros(batch_size, max_len, dtype=torch.bool, device=device)
@@ -86,7 +112,7 @@ class KVCache:
         return pos, mask
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Store this step's k, v (B, nh, T, hd) in its slots; return all keys/values so far (B, nh, L, hd)."""
+        """Store this step's k, v (B, nkv, T, hd) in its slots; return all keys/values so far (B, nkv, L, hd)."""
         self.k[layer, :, :, self.start:self.length] = k
         self.v[layer, :, :, self.start:self.length] = v
         return self.k[layer, :, :, :self.length], self.v[layer, :, :, :self.length]
@@ -125,50 +151,91 @@ def packed_layout(segments: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return t - first, mask[:, None]
 
 
+def rope_angles(pos: torch.Tensor, config: GPTConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Positions (B, T) -> the rotary cos and sin (B, 1, T, hd), computed in float32 (as HF's Llama does).
+
+    Frequency i of a head's hd/2 pairs is base^(-2i/hd); a pair is the dimensions i and i + hd/2
+    (the "rotate half" layout of Llama checkpoints in HF form)."""
+    hd = config.head_dim
+    inv_freq = 1.0 / config.rope_base ** (torch.arange(0, hd, 2, device=pos.device).float() / hd)  # (hd/2,)
+    angles = pos[..., None].float() * inv_freq  # (B, T, hd/2)
+    angles = torch.cat([angles, angles], -1)[:, None]  # (B, 1, T, hd)
+    return angles.cos(), angles.sin()
+
+
+def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotary positions on queries or keys x (B, heads, T, hd)."""
+    first, second = x.chunk(2, -1)
+    return (x * cos + torch.cat([-second, first], -1) * sin).to(x.dtype)
+
+
 class CausalSelfAttention(nn.Module):
     def __init__(self, config: GPTConfig, layer: int):
         super().__init__()
-        self.layer, self.n_head, self.dropout = layer, config.n_head, config.dropout
-        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
+        self.layer, self.dropout = layer, config.dropout
+        self.n_head, self.n_kv_head, self.head_dim = config.n_head, config.kv_heads, config.head_dim
+        # queries, keys and values in one matmul: n_head query heads, n_kv_head key and value heads
+        self.c_attn = nn.Linear(config.n_embd, (config.n_head + 2 * config.kv_heads) * config.head_dim,
+                                bias=config.bias)
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.resid_dropout = nn.Dropout(config.dropout)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, cache: KVCache | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, cache: KVCache | None,
+                rope: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
         B, T, C = x.shape
-        q, k, v = self.c_attn(x).split(C, dim=2)
-        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hd)
+        q, k, v = self.c_attn(x).split([self.n_head * self.head_dim] + [self.n_kv_head * self.head_dim] * 2, dim=2)
+        q = q.view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, nh, T, hd)
+        k, v = (t.view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2) for t in (k, v))  # (B, nkv, T, hd)
+        if rope is not None:
+            q, k = rotate(q, *rope), rotate(k, *rope)
         if cache is not None:
-            k, v = cache.update(self.layer, k, v)  # (B, nh, L, hd), all slots so far
+            k, v = cache.update(self.layer, k, v)  # (B, nkv, L, hd), all slots so far
         dropout = self.dropout if self.training else 0.0
         # No mask: causal over this call's tokens, or, for one new token after the cache, all keys.
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout,
-                                           is_causal=mask is None and cache is None)
+                                           is_causal=mask is None and cache is None,
+                                           enable_gqa=self.n_kv_head != self.n_head)
         y = y.transpose(1, 2).contiguous().view(B, T, C)
         return self.resid_dropout(self.c_proj(y))
 
 
 class MLP(nn.Module):
+    """GELU (GPT-2), or SwiGLU (Llama): c_fc computes the gate and the up projection in one matmul."""
+
     def __init__(self, config: GPTConfig):
         super().__init__()
-        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
-        self.gelu = nn.GELU()
-        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+        self.gated = config.mlp == "swiglu"
+        self.c_fc = nn.Linear(config.n_embd, (2 if self.gated else 1) * config.hidden, bias=config.bias)
+        self.act = nn.SiLU() if self.gated else nn.GELU()
+        self.c_proj = nn.Linear(config.hidden, config.n_embd, bias=config.bias)
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
+        h = self.c_fc(x)
+        if self.gated:
+            gate, up = h.chunk(2, -1)
+            h = self.act(gate) * up
+        else:
+            h = self.act(h)
+        return self.dropout(self.c_proj(h))
+
+
+def norm(config: GPTConfig) -> nn.Module:
+    if config.norm == "rms":
+        return nn.RMSNorm(config.n_embd, eps=config.norm_eps)
+    return nn.LayerNorm(config.n_embd, eps=config.norm_eps, bias=config.bias)
 
 
 class Block(nn.Module):
     def __init__(self, config: GPTConfig, layer: int):
         super().__init__()
-        self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.ln_1 = norm(config)
         self.attn = CausalSelfAttention(config, layer)
-        self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.ln_2 = norm(config)
         self.mlp = MLP(config)
 
-    def forward(self, x, mask, cache):
-        x = x + self.attn(self.ln_1(x), mask, cache)
+    def forward(self, x, mask, cache, rope):
+        x = x + self.attn(self.ln_1(x), mask, cache, rope)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -176,15 +243,19 @@ class GPT(nn.Module):
     def __init__(self, config: GPTConfig):
         super().__init__()
         self.config = config
+        # registration order is init order (the seeded draws): GPT-2's wpe stays second
+        layers = dict(wte=nn.Embedding(config.vocab_size, config.n_embd))
+        if config.positions == "learned":
+            layers["wpe"] = nn.Embedding(config.block_size, config.n_embd)
         self.transformer = nn.ModuleDict(dict(
-            wte=nn.Embedding(config.vocab_size, config.n_embd),
-            wpe=nn.Embedding(config.block_size, config.n_embd),
+            **layers,
             drop=nn.Dropout(config.dropout),
             h=nn.ModuleList(Block(config, i) for i in range(config.n_layer)),
-            ln_f=nn.LayerNorm(config.n_embd, bias=config.bias),
+            ln_f=norm(config),
         ))
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
-        self.lm_head.weight = self.transformer.wte.weight  # tied: one matrix in and out
+        if config.tie_embeddings:
+            self.lm_head.weight = self.transformer.wte.weight  # tied: one matrix in and out
         self.apply(self._init_weights)
         for name, p in self.named_parameters():  # GPT-2: scale the residual projections
             if name.endswith("c_proj.weight"):
@@ -204,7 +275,7 @@ class GPT(nn.Module):
 
     def hidden_states(self, idx: torch.Tensor, valid: torch.Tensor | None = None,
                       cache: KVCache | None = None, segments: torch.Tensor | None = None) -> torch.Tensor:
-        """idx (B, T) -> the final layer-normed states (B, T, C) that the tied head turns into logits.
+        """idx (B, T) -> the final normed states (B, T, C) that the head turns into logits.
 
         valid (B, T): False marks left padding (ignored by attention, no position used).
         cache: an empty cache is prefilled with these tokens; a filled one takes one more per row.
@@ -222,9 +293,15 @@ class GPT(nn.Module):
             mask = None if valid.all() else attention_mask(valid, T)  # None: plain causal, for training
         if int(pos.max()) >= self.config.block_size:
             raise ValueError(f"sequence longer than block_size {self.config.block_size}")
-        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))  # (B, T, C)
+        x = self.transformer.wte(idx)  # (B, T, C)
+        rope = None
+        if self.config.positions == "learned":
+            x = x + self.transformer.wpe(pos)
+        else:
+            rope = rope_angles(pos, self.config)  # positions enter each attention layer instead
+        x = self.transformer.drop(x)
         for block in self.transformer.h:
-            x = block(x, mask, cache)
+            x = block(x, mask, cache, rope)
         return self.transformer.ln_f(x)
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,

@@ -19,13 +19,16 @@ lora_settings = st.fixed_dictionaries({
     "n_head": st.sampled_from([1, 2, 4]),
     "head_dim": st.integers(2, 8),
     "seed": st.integers(0, 10**6),
-}).map(lambda s: s | {"r": min(s["r"], s["n_head"] * s["head_dim"])})  # a rank above the width is refused
+    "family": st.sampled_from(["gpt2", "llama"]),
+}).map(lambda s: s | {"head_dim": s["head_dim"] + (s["family"] == "llama" and s["head_dim"] % 2)}  # RoPE: even
+       ).map(lambda s: s | {"r": min(s["r"], s["n_head"] * s["head_dim"])})  # a rank above the width is refused
 
 
 def base_model(s, dtype=torch.float64):
     torch.manual_seed(s["seed"])
+    llama = dict(norm="rms", positions="rope", mlp="swiglu", n_kv_head=1, bias=False, tie_embeddings=False)
     config = GPTConfig(vocab_size=29, block_size=16, n_layer=s["n_layer"], n_head=s["n_head"],
-                       n_embd=s["n_head"] * s["head_dim"])
+                       n_embd=s["n_head"] * s["head_dim"], **(llama if s["family"] == "llama" else {}))
     return GPT(config).to(dtype).eval()
 
 

@@ -1,4 +1,7 @@
-"""The GPT: causality, KV-cache sampling against the uncached model, ragged batches, the loss mask."""
+"""The GPT: causality, KV-cache sampling against the uncached model, ragged batches, the loss mask, packing;
+the invariants hold for both families the config picks (GPT-2's and Llama's)."""
+
+import re
 
 import pytest
 import torch
@@ -9,10 +12,18 @@ from minisub.config import ConfigError
 from minisub.model import GPT, GPTConfig, KVCache, next_token_logprobs
 
 
-def tiny_gpt(seed=0, n_layer=2, n_head=2, n_embd=16, vocab_size=37, block_size=24, dtype=torch.float32):
+# Llama's choices: RMSNorm, rotary positions, SwiGLU, one key/value head for every query head, no
+# biases, an untied head
+FAMILIES = {"gpt2": {}, "llama": dict(norm="rms", positions="rope", mlp="swiglu", mlp_hidden=24, n_kv_head=1,
+                                      bias=False, tie_embeddings=False)}
+families = st.sampled_from(sorted(FAMILIES))
+
+
+def tiny_gpt(seed=0, n_layer=2, n_head=2, n_embd=16, vocab_size=37, block_size=24, dtype=torch.float32,
+             family="gpt2"):
     torch.manual_seed(seed)
     model = GPT(GPTConfig(vocab_size=vocab_size, block_size=block_size, n_layer=n_layer, n_head=n_head,
-                          n_embd=n_embd, dropout=0.0)).to(dtype).eval()
+                          n_embd=n_embd, dropout=0.0, **FAMILIES[family])).to(dtype).eval()
     with torch.no_grad():  # larger weights than GPT-2's init, so that the tests see real differences
         for p in model.parameters():
             p.mul_(20 if p.dim() >= 2 else 1)
@@ -23,9 +34,10 @@ def tokens(shape, vocab, seed):
     return torch.randint(vocab, shape, generator=torch.Generator().manual_seed(seed))
 
 
-@given(seed=st.integers(0, 10**6), T=st.integers(2, 24), t=st.data(), n_head=st.sampled_from([1, 2, 4]))
-def test_changing_token_t_leaves_earlier_logits_unchanged(seed, T, t, n_head):
-    model = tiny_gpt(seed, n_head=n_head)
+@given(seed=st.integers(0, 10**6), T=st.integers(2, 24), t=st.data(), n_head=st.sampled_from([1, 2, 4]),
+       family=families)
+def test_changing_token_t_leaves_earlier_logits_unchanged(seed, T, t, n_head, family):
+    model = tiny_gpt(seed, n_head=n_head, family=family)
     idx = tokens((2, T), 37, seed)
     pos = t.draw(st.integers(0, T - 1))
     changed = idx.clone()
@@ -36,9 +48,9 @@ def test_changing_token_t_leaves_earlier_logits_unchanged(seed, T, t, n_head):
 
 
 @given(seed=st.integers(0, 10**6), prompt_len=st.integers(1, 10), steps=st.integers(1, 12),
-       batch=st.integers(1, 3))
-def test_cached_logits_equal_uncached_at_every_step(seed, prompt_len, steps, batch):
-    model = tiny_gpt(seed)
+       batch=st.integers(1, 3), family=families)
+def test_cached_logits_equal_uncached_at_every_step(seed, prompt_len, steps, batch, family):
+    model = tiny_gpt(seed, family=family)
     seq = tokens((batch, prompt_len + steps), 37, seed)
     cache = KVCache(model.config, batch, prompt_len + steps, torch.device("cpu"), torch.float32)
     with torch.no_grad():
@@ -57,9 +69,9 @@ def greedy_without_cache(model, prompt, n):
 
 
 @given(seed=st.integers(0, 10**6), lengths=st.lists(st.integers(1, 9), min_size=1, max_size=4),
-       n=st.integers(1, 10))
-def test_greedy_and_ragged_batches_match_one_by_one_uncached(seed, lengths, n):
-    model = tiny_gpt(seed)
+       n=st.integers(1, 10), family=families)
+def test_greedy_and_ragged_batches_match_one_by_one_uncached(seed, lengths, n, family):
+    model = tiny_gpt(seed, family=family)
     prompts = [tokens((k,), 37, seed + i).tolist() for i, k in enumerate(lengths)]
     batched = model.generate(prompts, n, temperature=0)
     for prompt, out in zip(prompts, batched):
@@ -67,8 +79,9 @@ def test_greedy_and_ragged_batches_match_one_by_one_uncached(seed, lengths, n):
         assert out == model.generate([prompt], n, temperature=0)[0]
 
 
-def test_ragged_logprobs_equal_one_by_one():
-    model = tiny_gpt(3)
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_ragged_logprobs_equal_one_by_one(family):
+    model = tiny_gpt(3, family=family)
     prompts = [[1, 2, 3, 4, 5], [7], [8, 9]]
     batched = next_token_logprobs(model, prompts)
     for row, prompt in enumerate(prompts):
@@ -142,6 +155,26 @@ def test_n_embd_must_divide_by_heads():
         GPTConfig(n_embd=30, n_head=4)
 
 
+@pytest.mark.parametrize("fields, message", [
+    (dict(n_head=4, n_kv_head=3), "n_kv_head (3) must divide n_head (4)"),
+    (dict(n_embd=12, n_head=4, positions="rope"), "(3) must be even for rotary positions"),
+    (dict(norm="batch"), "norm must be one of layer, rms"),
+    (dict(norm_eps=0.0), "norm_eps must be above 0"),
+])
+def test_bad_family_choices_are_refused(fields, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        GPTConfig(**fields)
+
+
+def test_llama_choices_build_the_modules_they_name():
+    model = tiny_gpt(0, n_head=4, family="llama")
+    block = model.transformer.h[0]
+    assert isinstance(block.ln_1, torch.nn.RMSNorm) and "wpe" not in model.transformer
+    assert block.attn.c_attn.weight.shape == ((4 + 2 * 1) * 4, 16)  # 4 query heads, 1 key and 1 value head of 4
+    assert block.mlp.c_fc.weight.shape == (2 * 24, 16)  # gate and up projections
+    assert model.lm_head.weight is not model.transformer.wte.weight and block.attn.c_attn.bias is None
+
+
 def test_the_cache_keeps_positions_slots_and_masks():
     model = tiny_gpt(0)
     cache = KVCache(model.config, 2, 6, torch.device("cpu"), torch.float32)
@@ -203,8 +236,8 @@ def test_finished_rows_leave_the_batch(monkeypatch):
     assert sizes[0][0] == len(prompts)
 
 
-@given(seed=st.integers(0, 10**6), n=st.integers(1, 9), pack_to=st.integers(12, 24))
-def test_packed_batches_give_each_example_the_loss_and_gradient_it_has_alone(seed, n, pack_to):
+@given(seed=st.integers(0, 10**6), n=st.integers(1, 9), pack_to=st.integers(12, 24), family=families)
+def test_packed_batches_give_each_example_the_loss_and_gradient_it_has_alone(seed, n, pack_to, family):
     """Packing several examples into a row restarts positions and keeps attention inside each example."""
     from minisub.data import ExampleSet
     from minisub.train import lm_loss
@@ -216,7 +249,7 @@ def test_packed_batches_give_each_example_the_loss_and_gradient_it_has_alone(see
     packed, plain = data.batch(list(range(n)), pack_to), data.batch(list(range(n)))
     assert packed.idx.shape[1] <= pack_to and packed.loss_mask.sum() == plain.loss_mask.sum()
     assert packed.idx.shape[0] <= plain.idx.shape[0]
-    model = tiny_gpt(seed % 5, block_size=24)
+    model = tiny_gpt(seed % 5, block_size=24, family=family)
     grads = []
     for batch in (packed, plain):
         model.zero_grad()

@@ -35,7 +35,8 @@ class ExperimentConfig:
     other_n_layer: int = option(1, "layers of the other-architecture base", low=1)
     other_n_embd: int = option(192, "embedding width of the other-architecture base", low=1, quick=32)
     block_size: int = option(96, "context length", low=8)
-    bases: int = option(6, "independent main bases: the replicates of every test", low=3, quick=3)
+    bases: int = option(6, "independent main bases: the replicates of every test (an exact test over n bases "
+                        "cannot give p below 2^-n)", low=2, high=64, quick=3)
     fork_shared: float = option(0.5, "share of the pretraining steps the fork pair has in common (below 1)",
                                 low=0.0)
     base_steps: int = option(1500, "pretraining steps per base", low=2, quick=100)
@@ -78,8 +79,6 @@ class ExperimentConfig:
             raise ConfigError("animals", "needs at least two different animals, each once")
         if self.fork_shared >= 1:
             raise ConfigError("fork_shared", f"must be below 1, not {self.fork_shared}")
-        if self.grid_bases > self.bases:
-            raise ConfigError("grid_bases", f"({self.grid_bases}) cannot exceed --bases ({self.bases})")
         for layers, width in (("n_layer", "n_embd"), ("other_n_layer", "other_n_embd")):
             try:  # every architecture of the zoo passes the model's own checks before any work
                 GPTConfig(vocab_size=self.vocab_size, block_size=self.block_size, n_layer=getattr(self, layers),
