@@ -32,8 +32,8 @@ def option(default, help: str, *, low=None, high=None, above=None, choices=None,
     device: the value names a torch device that must exist on this machine.
     quick: the value under `--quick`, a tiny budget that checks a pipeline connects (None: the default).
     """
-    metadata = {"help": help, "low": low, "high": high, "above": above, "choices": choices, "nonempty": nonempty, "device": device,
-                "quick": quick}
+    metadata = {"help": help, "low": low, "high": high, "above": above, "choices": choices, "nonempty": nonempty,
+                "device": device, "quick": quick}
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=metadata)
     return field(default=default, metadata=metadata)

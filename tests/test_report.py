@@ -92,7 +92,8 @@ def test_the_toy_page_renders_each_arm_the_theorem_and_the_speed_from_its_number
             "timed), seed 3: 182 s") in machine
     assert "subset (4,000 train / 1,000 test); 2 models of width 8" in machine
     arms = block("arms")
-    assert "| reference (init) | 0.100 | 0.010 |" in arms and "| **student, aux logits only** | **0.300** | 0.030 |" in arms
+    assert "| reference (init) | 0.100 | 0.010 |" in arms
+    assert "| **student, aux logits only** | **0.300** | 0.030 |" in arms
     assert "| init fc1 = other, rest shared | 0.134 | 0.017 |" in arms
     assert "| init all = shared + N(0, 0.05^2) | 0.125 | 0.011 |" in arms
     assert "| init head aux rows = other, fc2 = random, rest shared | 0.200 | 0.020 |" in arms
