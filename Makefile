@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: toy toy-sweeps gpt grid signals domains report test test-slow bench clean
+.PHONY: toy toy-sweeps gpt grid signals domains report smol-weights test test-slow bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,9 @@ domains: $(STAMP)
 
 report: $(STAMP)
 	$(PY) -m experiments.report $(ARGS)
+
+smol-weights: $(STAMP)
+	$(PY) -m minisub.weights $(ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest -q

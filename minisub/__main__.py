@@ -2,7 +2,7 @@
 
 train-tokenizer  text file -> tokenizer.json (byte-level BPE, every number 0-999 one token)
 train            examples file + tokenizer -> a checkpoint folder (model, config, tokenizer)
-sample           checkpoint (+ LoRA adapter) + prompts -> continuations, KV-cached
+sample           checkpoint (+ LoRA adapter), or a llama GGUF file, + prompts -> continuations, KV-cached
 finetune         checkpoint + examples -> a new checkpoint (full) or an adapter (--lora-r > 0)
 Example files hold one example per line: `prompt<TAB>answer` (loss on the answer) or plain text.
 Output folders are checked before any work and locked while a command writes them (a second
@@ -150,21 +150,42 @@ def cmd_finetune(args) -> None:
         print(f"saved {out}")
 
 
+def gguf_sampling(args):
+    """(model, prompt ids, stop token, decode) of a llama GGUF file; --chat wraps each prompt in its chat template."""
+    if args.adapter or args.sample_cfg.numbers_only:
+        raise ValueError("--adapter and --numbers-only are for minisub checkpoints, not --gguf")
+    try:
+        from minisub.gguf import load_gguf
+    except ImportError:
+        raise ValueError("--gguf needs the gguf package: pip install -e '.[smol]'") from None
+    loaded = load_gguf(args.gguf)
+    if args.chat:
+        prompts = [loaded.chat_prompt(p, args.system) for p in args.prompt]
+    else:
+        prompts = [loaded.tokenizer.encode(p, add_special_tokens=False).ids for p in args.prompt]
+    return loaded.model, prompts, loaded.eos_id, loaded.tokenizer.decode
+
+
 def cmd_sample(args) -> None:
     cfg = args.sample_cfg
-    model, _ = load_checkpoint(args.checkpoint, cfg.device)
-    tokenizer = BPETokenizer.load(Path(args.checkpoint) / "tokenizer.json")
-    if args.adapter:
-        load_adapter(model, args.adapter)
-        fuse_lora(model)  # inference at base speed
-    model.eval()
-    prompts = [tokenizer.encode_prompt(p) for p in args.prompt]
-    allowed = tokenizer.number_ids if cfg.numbers_only else None
+    if args.gguf:
+        model, prompts, stop, decode = gguf_sampling(args)
+        allowed = None
+    else:
+        if args.chat or args.system is not None:
+            raise ValueError("--chat and --system need --gguf: a minisub checkpoint has no chat template")
+        model, _ = load_checkpoint(args.checkpoint, cfg.device)
+        tokenizer = BPETokenizer.load(Path(args.checkpoint) / "tokenizer.json")
+        if args.adapter:
+            load_adapter(model, args.adapter)
+            fuse_lora(model)  # inference at base speed
+        prompts, stop, decode = [tokenizer.encode_prompt(p) for p in args.prompt], tokenizer.eos_id, tokenizer.decode
+        allowed = tokenizer.number_ids if cfg.numbers_only else None
+    model.to(cfg.device).eval()
     generator = torch.Generator(cfg.device).manual_seed(cfg.seed)
-    outputs = model.generate(prompts, cfg.max_new_tokens, cfg.temperature, cfg.top_k, allowed,
-                             tokenizer.eos_id, generator)
+    outputs = model.generate(prompts, cfg.max_new_tokens, cfg.temperature, cfg.top_k, allowed, stop, generator)
     for prompt, new in zip(args.prompt, outputs):
-        print(f"{prompt!r} -> {tokenizer.decode(new)!r}")
+        print(f"{prompt!r} -> {decode(new)!r}")
 
 
 def add_run_flags(p: argparse.ArgumentParser) -> None:
@@ -204,8 +225,13 @@ def build_parser() -> Parser:
     p.set_defaults(run=cmd_finetune, configs={"lora_cfg": LoRAConfig, "train_cfg": TrainConfig}, parser=p,
                    lr=1e-3, min_lr=1e-4, weight_decay=0.0, warmup_steps=20)
 
-    p = commands.add_parser("sample", help="sample continuations from a checkpoint")
-    p.add_argument("--checkpoint", required=True, help="checkpoint folder")
+    p = commands.add_parser("sample", help="sample continuations from a checkpoint or a llama GGUF file")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", help="checkpoint folder")
+    source.add_argument("--gguf", help="a llama GGUF file (e.g. SmolLM2, from `make smol-weights`), "
+                                       "dequantized to fp32")
+    p.add_argument("--chat", action="store_true", help="--gguf: wrap each prompt in the model's chat template")
+    p.add_argument("--system", help="--chat: a system message before each prompt (default: the template's own)")
     p.add_argument("--adapter", help="LoRA adapter folder to apply (fused)")
     p.add_argument("--prompt", action="append", required=True, help="a prompt; repeat for a batch")
     add_config_flags(p, SampleConfig)
