@@ -100,10 +100,11 @@ def toy_theorem(results: dict) -> str:
 def toy_speed(results: dict) -> str:
     s = results["speed"]
     rows = ["| stage | seconds | GFLOP | GFLOP/s |", "|---|---|---|---|"]
-    rows += [f"| {name} | {v['seconds']:.1f} | {v['gflop']:g} | {v['gflops']:g} |" for name, v in s["stages"].items()]
-    return ("\n".join(rows) + f"\n\nWhole run: {s['total_gflop']:g} GFLOP at {s['run_gflops']:g} GFLOP/s, "
+    rows += [f"| {name} | {v['seconds']:.1f} | {v['gflop']:,.0f} | {v['gflops']:.0f} |"
+             for name, v in s["stages"].items()]
+    return ("\n".join(rows) + f"\n\nWhole run: {s['total_gflop']:,.0f} GFLOP at {s['run_gflops']:.0f} GFLOP/s, "
             f"{s['efficiency']:.0%} of the measured {results['precision']['precision']} matmul rate "
-            f"({s['peak_gflops']:g} GFLOP/s).\n")
+            f"({s['peak_gflops']:.0f} GFLOP/s).\n")
 
 
 # make grid
