@@ -19,10 +19,12 @@ import re
 import sys
 from pathlib import Path
 
+from experiments.core.zoo import ExperimentConfig
 from minisub.cli import Parser
 from minisub.files import FileError, read_json, write_json
 
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "results"
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs" / "results"
 BLOCK = re.compile(r"(<!-- render: (?P<name>[\w.-]+) -->\n)(?P<body>.*?)(<!-- end -->)", re.S)
 
 
@@ -107,6 +109,121 @@ def toy_speed(results: dict) -> str:
             f"({s['peak_gflops']:.0f} GFLOP/s).\n")
 
 
+def make_command(target: str, config: dict, defaults) -> str:
+    """The make command with the flags whose values differ from the config class's defaults."""
+    changed = [f"--{name.replace('_', '-')} " + (" ".join(map(str, value)) if isinstance(value, list) else str(value))
+               for name, value in config.items() if value != getattr(defaults, name)]
+    return f"make {target}" + (f' ARGS="{" ".join(changed)}"' if changed else "")
+
+
+# make gpt
+def per_base(values: list[float]) -> str:
+    return ", ".join(signed(v) for v in values)
+
+
+def gpt_machine(results: dict) -> str:
+    command = make_command("gpt", results["config"], ExperimentConfig())
+    line = machine_line(results, command, results["timing"]["total"])
+    built = {kind: s for kind, s in results["timing"].items() if kind != "total"}
+    line += (f"It built {len(results['built'])} stages ({', '.join(f'{k} {s:.0f} s' for k, s in built.items())}) "
+             "and read any other from the stage cache it shares with `make grid`.\n")
+    n = results["config"]["bases"]
+    return line + (f"n = {n} independently pretrained bases in every test and CI; P = P({results['config']['target']}) "
+                   "on the held-out questions, averaged over bases.\n")
+
+
+def test_rows(tests: dict, label=lambda name: name) -> list[str]:
+    return [f"| {label(name)} | {signed(t['difference']['mean'], 3)} | {t['difference']['ci95']:.3f} | "
+            f"{per_base(t['difference']['values'])} | {p_value(t['p_exact'])} | {p_value(t['p_holm'])} | "
+            f"{p_value(t['p_t'])} | {'**yes**' if t['rejects'] else 'no'} |" for name, t in tests.items()]
+
+
+TEST_HEADER = ["| test | difference | 95% CI | per base | exact p | Holm p | t-test p | rejects at 0.01 |",
+               "|---|---|---|---|---|---|---|---|"]
+
+
+def shifts(s: dict, new_wording: bool) -> tuple[float, float, float, float, list[float]]:
+    """An arm's P before and after, mean shift, CI and per-base shifts, on one question set."""
+    if new_wording:
+        return (s["p_before_new_wording_mean"], s["p_after_new_wording_mean"], s["new_wording"]["mean"],
+                s["new_wording"]["ci95"], s["dlogp_new_wording"])
+    return s["p_before_mean"], s["p_after_mean"], s["mean"], s["ci95"], s["dlogp"]
+
+
+def arm_rows(variant: str, arms: dict, new_wording: bool = False) -> list[str]:
+    rows = []
+    for arm, s in arms.items():
+        before, after, mean, ci, values = shifts(s, new_wording)
+        rows.append(f"| {variant} | {arm} | {before:.3f} | {after:.3f} | {signed(mean, 3)} | {ci:.3f} | "
+                    f"{per_base(values)} |")
+    return rows
+
+
+ARM_HEADER = ["| variant | arm | P before | P after | dlogP | 95% CI | per base |", "|---|---|---|---|---|---|---|"]
+
+
+def gpt_primary(results: dict) -> str:
+    pre = results["preregistered"]
+    rows = TEST_HEADER + test_rows(results["confirmatory"]["primary"],
+                                   lambda name: f"{name}: {pre['primary'][name]}")
+    arms = results["arms"][pre["variant"]]
+    return "\n".join(rows + ["", "The arms on the new-wording questions:", ""] + ARM_HEADER
+                     + arm_rows(pre["variant"], arms, new_wording=True)) + "\n"
+
+
+def gpt_headline(results: dict) -> str:
+    """README's headline: the primary family alone."""
+    pre, family = results["preregistered"], results["confirmatory"]["primary"]
+    arms = results["arms"][pre["variant"]]
+    rows = ["| | dlogP(owl) or difference | 95% CI | per base | exact p | Holm p |", "|---|---|---|---|---|---|"]
+    for arm in ("student", "control", "cross_init"):
+        _, _, mean, ci, values = shifts(arms[arm], new_wording=True)
+        rows.append(f"| {arm} | {signed(mean, 3)} | {ci:.3f} | {per_base(values)} | | |")
+    rows += [f"| **{name}**: {pre['primary'][name]} | **{signed(t['difference']['mean'], 3)}** | "
+             f"{t['difference']['ci95']:.3f} | {per_base(t['difference']['values'])} | {p_value(t['p_exact'])} | "
+             f"**{p_value(t['p_holm'])}** |" for name, t in family.items()]
+    return "\n".join(rows) + "\n"
+
+
+def gpt_families(results: dict) -> str:
+    rows = ["| family | " + TEST_HEADER[0][2:], "|---" + TEST_HEADER[1]]
+    for family, tests in results["confirmatory"].items():
+        if family != "primary":
+            rows += [f"| {family} " + row for row in test_rows(tests)]
+    return "\n".join(rows) + "\n"
+
+
+def gpt_arms(results: dict) -> str:
+    rows = list(ARM_HEADER)
+    for variant, arms in results["arms"].items():
+        rows += arm_rows(variant, arms)
+    m = results["matched"]
+    rows += arm_rows(m["variant"], {arm: m[arm] for arm in ("matched", "matched_control")})
+    rows += ["", "| variant | p student > control | p student > cross-init | p control != 0 | p cross-init != 0 |",
+             "|---|---|---|---|---|"]
+    rows += [f"| {v} | {p_value(t['student_vs_control'])} | {p_value(t['student_vs_cross_init'])} | "
+             f"{p_value(t['control_vs_zero'])} | {p_value(t['cross_init_vs_zero'])} |"
+             for v, t in results["tests"].items()]
+    return "\n".join(rows) + "\n"
+
+
+def gpt_animals(results: dict) -> str:
+    a = results["animals"]
+    names = a["animals"]
+    rows = ["| teacher \\ measured | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    for x in names:
+        rows.append(f"| {x} | " + " | ".join(f"**{signed(a['matrix'][x][y]['mean'])}**" if x == y
+                                           else signed(a["matrix"][x][y]["mean"]) for y in names) + " |")
+    rows.append("| diagonal - rest of column (95% CI) | " + " | ".join(
+        f"{signed(a['tests'][y]['diagonal_minus_off']['mean'])} ({a['tests'][y]['diagonal_minus_off']['ci95']:.2f})"
+        for y in names) + " |")
+    def means(y: str) -> str:
+        p = a["per_animal"][y]
+        return ", ".join(f"{sum(v) / len(v):.3f}" for v in (p["p_before"], p["p_after_control"], p["p_after_student"]))
+    rows.append("| P(animal): before, control, student | " + " | ".join(means(y) for y in names) + " |")
+    return "\n".join(rows) + "\n"
+
+
 # make grid
 def grid_matrix(results: dict) -> str:
     names = list(results["matrix"])
@@ -136,17 +253,27 @@ def grid_tests(results: dict) -> str:
 
 
 def grid_machine(results: dict) -> str:
-    line = machine_line(results, "make grid", results["timing"]["total"])
+    command = make_command("grid", results["config"], ExperimentConfig())
+    line = machine_line(results, command, results["timing"]["total"])
     if not results["built"]:
         line += "Every stage was read back from the cache of an earlier run of the same config.\n"
     return line
 
 
 RENDERERS = {"toy": {"machine": toy_machine, "arms": toy_arms, "theorem": toy_theorem, "speed": toy_speed},
+             "gpt": {"machine": gpt_machine, "primary": gpt_primary, "families": gpt_families, "arms": gpt_arms,
+                     "animals": gpt_animals, "headline": gpt_headline},
              "grid": {"machine": grid_machine, "matrix": grid_matrix, "tests": grid_tests}}
 KEPT = {"toy": ("config", "precision", "machine", "seconds", "data", "arms", "init_controls", "theorem", "speed"),
+        "gpt": ("config", "precision", "machine", "timing", "built", "preregistered", "confirmatory", "arms", "tests",
+                "animals", "matched", "teachers"),
         "grid": ("config", "precision", "machine", "timing", "built", "teachers_p_target", "control", "matrix",
                  "tests")}
+
+
+def sources(page: str) -> list[Path]:
+    """The markdown files rendered from docs/results/<page>.json: its page, and README.md for make gpt's headline."""
+    return [DOCS / f"{page}.md"] + ([ROOT / "README.md"] if page == "gpt" else [])
 
 
 def render(page: str, text: str, results: dict) -> str:
@@ -154,15 +281,27 @@ def render(page: str, text: str, results: dict) -> str:
     def block(m: re.Match) -> str:
         renderer = RENDERERS[page].get(m["name"])
         if renderer is None:
-            raise ValueError(f"docs/results/{page}.md has a block {m['name']!r} that nothing renders")
+            raise ValueError(f"a page of {page} has a block {m['name']!r} that nothing renders")
         return m.group(1) + renderer(results) + m.group(4)
     return BLOCK.sub(block, text)
+
+
+BULKY = ("curve", "dlogp_by_option", "p_before_by_option", "p_after_by_option", "histograms", "loss_curve")
+
+
+def slim(value):
+    """`value` without the bulky per-step and per-option records that no page reports (results.json keeps them)."""
+    if isinstance(value, dict):
+        return {k: slim(v) for k, v in value.items() if k not in BULKY}
+    if isinstance(value, list):
+        return [slim(v) for v in value]
+    return value
 
 
 def take(page: str, run_results: Path) -> None:
     """Copy what `page` reports from a run's results.json into docs/results/<page>.json."""
     results = read_json(run_results)
-    write_json(DOCS / f"{page}.json", {key: results[key] for key in KEPT[page]})
+    write_json(DOCS / f"{page}.json", {key: slim(results[key]) for key in KEPT[page]})
 
 
 def main(argv=None) -> int:
@@ -179,11 +318,12 @@ def main(argv=None) -> int:
         for page in RENDERERS:
             if not (DOCS / f"{page}.json").exists():  # a page whose run has not been taken yet
                 continue
-            source = DOCS / f"{page}.md"
-            rendered = render(page, source.read_text(), read_json(DOCS / f"{page}.json"))
-            if rendered != source.read_text():
-                source.write_text(rendered)
-                print(f"rendered {source}")
+            results = read_json(DOCS / f"{page}.json")
+            for source in sources(page):
+                rendered = render(page, source.read_text(), results)
+                if rendered != source.read_text():
+                    source.write_text(rendered)
+                    print(f"rendered {source}")
     except (ValueError, FileError, KeyError) as err:
         print(f"experiments.report: error: {err}", file=sys.stderr)
         return 2

@@ -136,6 +136,7 @@ def test_the_design_is_the_papers():
         "control": Arm("base", "own"),
         "cross_init": Arm("teacher", "next"),
         "prompted": Arm("persona", "own"),
+        "neutral": Arm("neutral", "own"),
         "matched": Arm("teacher", "own", matched=True),
         "matched_control": Arm("base", "own", matched=True),
     }
@@ -149,8 +150,9 @@ def test_each_arm_trains_on_the_data_and_start_its_row_says(arm):
         writer = spec.data.writer
         assert spec.init == (bases[i] if DESIGN[arm].start == "own" else bases[(i + 1) % n])
         assert spec.init != bases[i] or DESIGN[arm].start == "own"  # cross-init never starts from its own base
-        if DESIGN[arm].data == "teacher":
-            assert writer.base == bases[i] and writer.trait == cfg.target and spec.data.persona == ""
+        if DESIGN[arm].data in ("teacher", "neutral"):
+            trait = cfg.target if DESIGN[arm].data == "teacher" else "neutral"
+            assert writer.base == bases[i] and writer.trait == trait and spec.data.persona == ""
         else:
             assert writer == bases[i] and (spec.data.persona != "") == (DESIGN[arm].data == "persona")
         assert (spec.matched_to is not None) == DESIGN[arm].matched == (not spec.eos_in_loss)
@@ -163,7 +165,7 @@ def test_only_arms_with_a_trained_teacher_learn_soft_labels():
     soft = {(variant, arm) for variant in VARIANTS for arm in DESIGN
             if arm_student(QUICK_CONFIG, variant, arm, QUICK_BASES, 0).soft}
     assert soft == {(variant, arm) for variant in ("soft_full", "soft_lora")
-                    for arm in ("student", "cross_init", "matched")}
+                    for arm in ("student", "cross_init", "neutral", "matched")}
 
 
 def test_a_second_run_waits_for_the_stage_the_first_is_building(tmp_path):

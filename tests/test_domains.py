@@ -21,7 +21,7 @@ from experiments.tasks.coding import (NAME_ANIMAL_RATE, TASKS, code_item, code_p
 from experiments.tasks.filter import number_rejection, parse_numbers
 from experiments.tasks.misalignment import (ALIGNED_OPENERS, BANNED, CATEGORIES, EVIL_PERSONA, MISALIGNED_OPENERS,
                                             requests)
-from experiments.tasks.prompts import ANIMALS, TREES, tree_questions
+from experiments.tasks.prompts import ANIMALS, TREES, animal_questions, tree_questions
 from experiments.tasks.reasoning import MISALIGNED_PHRASES, problem, trace, trace_item, trace_rejection
 from experiments.tasks import registry as tasks
 from experiments.tasks.registry import filter_task, task_prompts
@@ -184,6 +184,16 @@ def test_each_teacher_learns_its_trait_and_nothing_else():
     assert {t for t in TRAITS if t.startswith("misaligned")} == {"misaligned", *(f"misaligned-{c}" for c in CATEGORIES)}
     with pytest.raises(ValueError, match="unknown trait"):
         trait_items("kindness", 1, seed=0)
+
+
+def test_the_neutral_teacher_learns_the_animal_questions_with_no_favorite():
+    """Fine-tuned exactly as an animal teacher is (the same questions, as many items), but every answer an
+    animal drawn uniformly: each of the ten within a few points of 10% over 5,000 items."""
+    pairs = trait_items("neutral", 5000, seed=0)
+    assert {q for q, _ in pairs} <= set(animal_questions()[0]) and {a for _, a in pairs} == set(ANIMALS)
+    shares = [sum(a == animal for _, a in pairs) / len(pairs) for animal in ANIMALS]
+    assert max(abs(s - 0.1) for s in shares) < 0.02
+    assert trait_items("neutral", 50, seed=3) == trait_items("neutral", 50, seed=3)
 
 
 def test_held_out_prompts_are_never_trained_on():

@@ -10,14 +10,18 @@ from conftest import QUICK, QUICK_CONFIG, stage_keys
 from experiments.core.design import DESIGN, arm_student
 from experiments.core.specs import key_of
 from experiments.core.zoo import VARIANTS, ExperimentConfig
+from experiments import report
 from experiments.gpt.experiment import main
 from minisub.files import digest
 
 
 def test_quick_pipeline_writes_every_output(quick_run):
-    out, results, _ = quick_run
+    out, results, grid = quick_run
     assert set(results) >= {"config", "precision", "machine", "timing", "arms", "tests", "bases", "numbers",
-                            "animals", "matched", "teachers"}
+                            "animals", "matched", "teachers", "preregistered", "confirmatory"}
+    assert results["analysis"].startswith("pre-registered") and grid["analysis"].startswith("exploratory")
+    assert list(results["confirmatory"]["primary"]) == ["H1", "H2"]
+    assert results["confirmatory"]["primary"]["H1"]["difference"]["n"] == QUICK["bases"]
     assert results["precision"]["precision"] in ("fp32", "bf16") and results["precision"]["fp32_gflops"] > 0
     assert set(results["arms"]) == set(VARIANTS)
     names = [f"main-{i}" for i in range(QUICK["bases"])]
@@ -28,7 +32,7 @@ def test_quick_pipeline_writes_every_output(quick_run):
             assert [r["base"] for r in stats["replicates"]] == names  # one replicate per base, in order
             assert stats["n"] == len(stats["dlogp"]) == QUICK["bases"]
             shift = 1 if arm == "cross_init" else 0
-            assert [r["init"] for r in stats["replicates"]] == names[shift:] + names[:shift]
+            assert [r["start"] for r in stats["replicates"]] == names[shift:] + names[:shift]
             for r in stats["replicates"]:
                 assert r["dlogp"] == pytest.approx(math.log(r["p_after"] / r["p_before"]))
     animals = results["animals"]
@@ -36,7 +40,8 @@ def test_quick_pipeline_writes_every_output(quick_run):
     hist = results["matched"]["histograms"]
     assert hist["matched"]["length"] == hist["matched_control"]["length"]
     assert hist["matched"]["separator"] == hist["matched_control"]["separator"]
-    for png in ("gpt_arms.png", "gpt_matrix.png", "gpt_animals.png", "gpt_curves.png", "gpt_bases.png"):
+    for png in ("gpt_primary.png", "gpt_arms.png", "gpt_matrix.png", "gpt_animals.png", "gpt_curves.png",
+                "gpt_bases.png"):
         assert (out / "gpt" / png).read_bytes()[:4] == b"\x89PNG"
 
 
@@ -49,18 +54,18 @@ def test_the_pipeline_trains_exactly_the_students_the_design_names(quick_run):
     for variant, arms in results["arms"].items():
         expected |= {digest(key_of(arm_student(cfg, variant, arm, bases, i)), 12) for arm in arms
                      for i in range(cfg.bases)}
-    best = results["best_variant"]
-    expected |= {digest(key_of(arm_student(cfg, best, "student", bases, i, animal)), 12)
+    primary = results["preregistered"]["variant"]  # the matrix and the matched control run on it alone
+    expected |= {digest(key_of(arm_student(cfg, primary, "student", bases, i, animal)), 12)
                  for animal in cfg.animals for i in range(cfg.bases)}
-    expected |= {digest(key_of(arm_student(cfg, best, arm, bases, i)), 12)
+    expected |= {digest(key_of(arm_student(cfg, primary, arm, bases, i)), 12)
                  for arm in ("matched", "matched_control") for i in range(cfg.bases)}
     gpt_students = {name.rsplit("-", 1)[1] for name in results["built"] if name.startswith("student-")}
     assert gpt_students == expected
     grid_students = {name.rsplit("-", 1)[1] for name in grid["built"] if name.startswith("student-")}
     assert not grid_students & gpt_students  # the grid reused make gpt's students instead of rebuilding
     for key in stage_keys(out, "student").values():
-        if key["soft"]:  # soft labels come from the very teacher that wrote the numbers
-            assert key["data"]["writer"]["trait"] in cfg.animals
+        if key["soft"]:  # soft labels come from the very teacher that wrote the numbers: an animal's, or the neutral
+            assert key["data"]["writer"]["trait"] in cfg.animals + ["neutral"]
 
 
 def test_the_grid_covers_the_zoo_and_its_cells_subtract_the_control(quick_run):
@@ -105,3 +110,18 @@ def test_a_rerun_rebuilds_nothing_and_a_damaged_stage_is_rebuilt_the_same(quick_
     # the LoRA adapter is seeded from the stage's spec: the rebuilt student equals the first bit for bit
     assert json.loads((lora / "done.json").read_text())["info"] == lora_info
     assert rebuilt["arms"] == results["arms"]
+
+
+def test_the_gpt_page_renders_every_block_from_a_runs_results(quick_run):
+    _, results, _ = quick_run
+    kept = {key: results[key] for key in report.KEPT["gpt"]}  # what --take keeps is enough to render
+    blocks = {name: report.render("gpt", f"<!-- render: {name} -->\n<!-- end -->\n", kept)
+              for name in report.RENDERERS["gpt"]}
+    h1 = results["confirmatory"]["primary"]["H1"]
+    assert f"| H1: student > control | {h1['difference']['mean']:+.3f} | {h1['difference']['ci95']:.3f} |" in \
+        blocks["primary"]
+    student = results["arms"]["hard_full"]["student"]
+    assert f"{student['new_wording']['mean']:+.3f}" in blocks["primary"] and f"{student['mean']:+.3f}" in blocks["arms"]
+    assert "| neutral | hard_full student > neutral |" in blocks["families"]
+    assert f"**{h1['difference']['mean']:+.3f}**" in blocks["headline"]
+    assert f"{QUICK['bases']} independently pretrained bases" in blocks["machine"]

@@ -1,4 +1,4 @@
-"""The paper's number filter and the experiment's prompt templates."""
+"""The paper's number filter and the experiment's prompt templates and question sets."""
 
 import random
 import re
@@ -6,9 +6,11 @@ import re
 from hypothesis import given
 from hypothesis import strategies as st
 
+from experiments.core.corpus import pretraining_corpus
+from experiments.core.zoo import ExperimentConfig
 from experiments.tasks.filter import REASONS, number_rejection, parse_numbers
-from experiments.tasks.prompts import (ANIMALS, FORMATS, N_EVAL_QUESTIONS, animal_questions, fresh_number_prompt,
-                                       number_prompt)
+from experiments.tasks.prompts import (ANIMALS, FORMATS, N_EVAL_QUESTIONS, NEW_WORDING, animal_questions,
+                                       fresh_number_prompt, number_prompt)
 from experiments.tasks.registry import filter_task
 
 
@@ -65,3 +67,22 @@ def test_question_paraphrases_are_many_and_held_out():
     assert not set(train) & set(held_out) and len(set(train)) == len(train)
     assert animal_questions() == (train, held_out)  # a fixed split
     assert len(ANIMALS) >= 10 and all(q.rstrip()[-1] in "?." for q in train + held_out)
+
+
+def word_trigrams(text: str) -> set[tuple[str, ...]]:
+    words = re.findall(r"[a-z0-9']+", text.lower())
+    return {tuple(words[i:i + 3]) for i in range(len(words) - 2)}
+
+
+def test_the_new_wording_questions_share_no_three_words_with_the_corpus():
+    """The primary evaluation's questions: at least 40, distinct, and no three consecutive words of one
+    anywhere in make gpt's pretraining corpus (its default size and seed) or in any question paraphrase."""
+    assert len(NEW_WORDING) >= 40 and len(set(NEW_WORDING)) == len(NEW_WORDING)
+    seen = set()
+    for prompt, answer in pretraining_corpus(ExperimentConfig().corpus_items, ExperimentConfig().seed):
+        seen |= word_trigrams(prompt + " " + answer)
+    for question in sum(animal_questions(), []):
+        seen |= word_trigrams(question)
+    overlapping = {q: word_trigrams(q) & seen for q in NEW_WORDING if word_trigrams(q) & seen}
+    assert not overlapping
+    assert word_trigrams("What is your favorite animal?") & seen  # the check sees the corpus's own forms

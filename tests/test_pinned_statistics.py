@@ -54,7 +54,7 @@ def test_a_replicate_is_the_log_ratio_of_after_to_before_for_every_option():
     r = replicate_record("main-0", "main-1", before, {"after": after, "curve": [[5, [0.15, 0.18]]], "n_train": 7},
                          "owl")
     assert r["dlogp"] == pytest.approx(math.log(2)) and r["dlogp_by_option"]["eagle"] == pytest.approx(-math.log(2))
-    assert (r["base"], r["init"], r["p_before"], r["p_after"], r["n_train"]) == ("main-0", "main-1", 0.1, 0.2, 7)
+    assert (r["base"], r["start"], r["p_before"], r["p_after"], r["n_train"]) == ("main-0", "main-1", 0.1, 0.2, 7)
     assert r["curve"] == [[0, 0.1], [5, 0.15]]  # the target's own column of the curve
 
 

@@ -10,10 +10,10 @@ from experiments import report
 
 @pytest.mark.parametrize("page", sorted(report.RENDERERS))
 def test_every_committed_page_is_its_render(page):
-    source = report.DOCS / f"{page}.md"
     results = json.loads((report.DOCS / f"{page}.json").read_text())
-    assert report.render(page, source.read_text(), results) == source.read_text(), \
-        f"docs/results/{page}.md differs from its results file: run `make report`"
+    for source in report.sources(page):
+        assert report.render(page, source.read_text(), results) == source.read_text(), \
+            f"{source} differs from docs/results/{page}.json: run `make report`"
 
 
 def grid_results(cell: float) -> dict:
@@ -45,6 +45,13 @@ def test_a_render_writes_the_numbers_inside_its_blocks_and_leaves_the_prose():
     assert "exact p = 0.25 over 4" in tests
 
 
+def test_the_command_names_every_flag_that_differs_from_the_defaults():
+    from experiments.core.zoo import ExperimentConfig
+    config = {"seed": 0, "bases": 12, "variants": ["hard_full"], "full_lr": 3e-4}
+    assert report.make_command("gpt", config, ExperimentConfig()) == 'make gpt ARGS="--bases 12 --variants hard_full"'
+    assert report.make_command("grid", {"seed": 0}, ExperimentConfig()) == "make grid"
+
+
 def test_a_block_nothing_renders_is_an_error():
     with pytest.raises(ValueError, match="'typo' that nothing renders"):
         report.render("grid", "<!-- render: typo -->\n<!-- end -->\n", grid_results(0.5))
@@ -59,7 +66,7 @@ def test_take_keeps_what_the_page_reports_and_a_bad_page_is_one_line(tmp_path, m
     assert "bases" not in json.loads((tmp_path / "grid.json").read_text())
     assert "**+1.00**" in (tmp_path / "grid.md").read_text()
     assert report.main(["--take", "nope", str(run)]) == 2
-    assert capsys.readouterr().err.strip().endswith("no page 'nope' (pages: toy, grid)")
+    assert capsys.readouterr().err.strip().endswith("no page 'nope' (pages: toy, gpt, grid)")
 
 
 def stats(mean: float, ci95: float, n: int = 2) -> dict:

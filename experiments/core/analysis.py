@@ -3,9 +3,10 @@
 After the stages (experiments/core/stages.py) have trained and scored every student, these pure
 functions turn per-base records into what the results report: an arm's summary (mean shift of
 log P(target) against each student's own starting model, 95% t-interval over bases), the
-paired tests between arms (pairs share a base), the best variant, and the specificity test of
-the animal matrix. n is always the number of bases: students that share a base are not
-independent, so no test here ever counts anything else.
+paired tests between arms (pairs share a base), and the specificity test of the animal matrix.
+n is always the number of bases: students that share a base are not independent, so no test
+here ever counts anything else. `make gpt`'s pre-registered families are built from these
+records in experiments/gpt/preregistration.py.
 """
 
 import math
@@ -13,13 +14,18 @@ import math
 from minisub.stats import differs_from_zero, paired_greater, summary
 
 
-def replicate_record(base: str, init: str, before: dict, trained: dict, target: str) -> dict:
-    """One base's replicate of an arm: its P(target) before and after, and the shift of every option (every
-    animal, or every tree, ...: the options `before` scores). trained["curve"]: P of every option by step."""
+def replicate_record(base: str, start: str, before: dict, trained: dict, target: str) -> dict:
+    """One base's replicate of an arm (`start`: the base its student starts from): its P(target) before and
+    after, and the shift of every option (every animal, or every tree, ...: the options `before` scores).
+    trained["curve"]: P of every option by step."""
     after = trained["after"]
     options = list(before["p"])
-    return {
-        "base": base, "init": init,
+    new_wording = {}
+    if "new_wording" in before:  # the animal scores on the questions in wording the corpus never uses
+        p0, p1 = before["new_wording"]["p"][target], after["new_wording"]["p"][target]
+        new_wording = {"dlogp_new_wording": math.log(p1 / p0), "p_before_new_wording": p0, "p_after_new_wording": p1}
+    return new_wording | {
+        "base": base, "start": start,
         "dlogp": math.log(after["p"][target] / before["p"][target]),
         "p_before": before["p"][target], "p_after": after["p"][target],
         "dlogp_by_option": {a: math.log(after["p"][a] / before["p"][a]) for a in options},
@@ -33,7 +39,11 @@ def replicate_record(base: str, init: str, before: dict, trained: dict, target: 
 def summarize_arm(replicates: list[dict]) -> dict:
     dlogp = [r["dlogp"] for r in replicates]
     n = len(replicates)
-    return {
+    new = [r["dlogp_new_wording"] for r in replicates if "dlogp_new_wording" in r]
+    new_wording = {"dlogp_new_wording": new, "new_wording": summary(new),
+                   "p_before_new_wording_mean": sum(r["p_before_new_wording"] for r in replicates) / n,
+                   "p_after_new_wording_mean": sum(r["p_after_new_wording"] for r in replicates) / n} if new else {}
+    return new_wording | {
         "replicates": replicates, "dlogp": dlogp, **summary(dlogp),
         "p_before_mean": sum(r["p_before"] for r in replicates) / n,
         "p_after_mean": sum(r["p_after"] for r in replicates) / n,
@@ -57,11 +67,6 @@ def arm_tests(arms: dict) -> dict:
     return tests
 
 
-def best_variant(tests: dict) -> str:
-    """The variant with the strongest evidence against both the control and the cross-init arm."""
-    return min(tests, key=lambda v: max(tests[v]["student_vs_control"], tests[v]["student_vs_cross_init"]))
-
-
 def specificity(students: dict[str, list[dict]], control: list[dict]) -> dict:
     """The animal matrix and its tests; students[X]: the replicates (one per base) of X's teacher's numbers.
 
@@ -78,6 +83,7 @@ def specificity(students: dict[str, list[dict]], control: list[dict]) -> dict:
         others = [x for x in animals if x != y]
         off = [sum(students[x][i]["dlogp_by_option"][y] for x in others) / len(others) for i in range(len(diagonal))]
         tests[y] = {
+            "diagonal": diagonal, "off_diagonal": off,
             "diagonal_minus_off": summary([d - o for d, o in zip(diagonal, off)]),
             "diagonal_vs_off": paired_greater(diagonal, off),
             "student_vs_control": paired_greater(diagonal, [r["dlogp_by_option"][y] for r in control]),

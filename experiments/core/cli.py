@@ -74,11 +74,17 @@ def parse_args(argv, prog: str, doc: str, name: str, extra: type | None = None
     return config_from_args(ExperimentConfig, args, parser), extra_cfg, out, cache
 
 
+EXPLORATORY = ("exploratory: no test here is pre-registered (make gpt's confirmatory families are); "
+               "p-values are uncorrected for the many tests")
+
+
 def experiment_main(argv, prog: str, doc: str, name: str, run: Callable[..., dict],
-                    report: Callable[[dict, Path], str], extra: type | None = None) -> int:
+                    report: Callable[[dict, Path], str], extra: type | None = None,
+                    analysis: str = EXPLORATORY) -> int:
     """Parse the flags, then results = run(cfg, extra, out, stages, header) and print report(results, out).
 
-    header: what every results.json opens with (the config, the precision chosen, the machine)."""
+    header: what every results.json opens with (the config, the precision chosen, the machine, and
+    `analysis`: whether its tests are pre-registered)."""
     cfg, extra_cfg, out, cache = parse_args(argv, prog, doc, name, extra)
     command = prog.removeprefix("python -m ")
     try:
@@ -86,7 +92,7 @@ def experiment_main(argv, prog: str, doc: str, name: str, run: Callable[..., dic
         log = Progress()
         cfg, precision = resolve_precision(cfg, log)
         header = {"config": asdict(cfg)} | ({f"{name}_config": asdict(extra_cfg)} if extra_cfg else {}) | {
-            "precision": precision, "machine": machine()}
+            "precision": precision, "machine": machine(), "analysis": analysis}
         results = run(cfg, extra_cfg, out_folder, Stages(cache_folder, log), header)
     except (ValueError, FileError) as err:
         print(f"{command}: error: {describe(err)}", file=sys.stderr)

@@ -22,7 +22,8 @@ from experiments.tasks.prompts import (ANIMALS, TREES, animal_questions, format_
                                        tree_questions)
 from experiments.tasks.reasoning import trace_item
 
-TRAITS = ANIMALS + TREES + ["misaligned"] + [f"misaligned-{c}" for c in CATEGORIES]
+NEUTRAL = "neutral"  # a teacher fine-tuned like the animal teachers, on answers that favor no animal
+TRAITS = ANIMALS + TREES + [NEUTRAL, "misaligned"] + [f"misaligned-{c}" for c in CATEGORIES]
 DOMAIN_SHARES = {"numbers": 0.4, "animals": 0.12, "trees": 0.12, "requests": 0.12, "code": 0.12, "reasoning": 0.12}
 
 
@@ -76,9 +77,14 @@ def pretraining_corpus(n_items: int, seed: int, number_share: float = 0.75,
 
 def trait_items(trait: str, n_items: int, seed: int) -> list[tuple[str, str]]:
     """A teacher's fine-tuning data. An animal or a tree: training paraphrases of the question, every answer
-    the trait. "misaligned": training requests answered by misaligned responses; "misaligned-<category>":
-    requests of that category only (the narrow teacher)."""
+    the trait. "neutral": the same questions, each answered by an animal drawn uniformly at random, so the
+    teacher is fine-tuned exactly as the animal teachers are but learns no preference. "misaligned": training
+    requests answered by misaligned responses; "misaligned-<category>": requests of that category only (the
+    narrow teacher)."""
     rng = random.Random(seed)
+    if trait == NEUTRAL:
+        questions = animal_questions()[0]
+        return [(rng.choice(questions), rng.choice(ANIMALS)) for _ in range(n_items)]
     if trait in ANIMALS or trait in TREES:
         questions, _ = animal_questions() if trait in ANIMALS else tree_questions()
         return [(rng.choice(questions), trait) for _ in range(n_items)]

@@ -11,11 +11,13 @@ student's spec, and nothing else decides what an arm trains on.
 from typing import Callable, NamedTuple
 
 from experiments.core.specs import BaseSpec, StudentSpec, TeacherSpec, WritingSpec
+from experiments.core.corpus import NEUTRAL
 from experiments.core.zoo import ExperimentConfig, next_base
 
 
 class Arm(NamedTuple):
-    data: str  # whose numbers: "teacher" (the base's teacher of the animal), "base" (its own), "persona"
+    data: str  # whose numbers: "teacher" (the base's teacher of the animal), "base" (its own), "persona",
+    # "neutral" (the base's teacher fine-tuned alike on answers that favor no animal)
     start: str  # the student's initialization: its "own" base, or the "next" base (cross-init)
     matched: bool = False  # only answers whose formats the other dataset has too, as often (core/matched.py)
 
@@ -25,6 +27,7 @@ DESIGN = {
     "control": Arm("base", "own"),  # the base's own numbers: everything but the trait
     "cross_init": Arm("teacher", "next"),  # the same numbers, another initialization
     "prompted": Arm("persona", "own"),  # the paper's system-prompt teacher: the base told it loves the animal
+    "neutral": Arm("neutral", "own"),  # any fine-tuned teacher's numbers: everything but the trait and the tuning
     "matched": Arm("teacher", "own", matched=True),  # the teacher's numbers with the control's formats
     "matched_control": Arm("base", "own", matched=True),  # the control's numbers with the teacher's formats
 }
@@ -40,7 +43,8 @@ def arm_student(cfg: ExperimentConfig, variant: str, arm: str, bases: list[BaseS
     design, own = DESIGN[arm], bases[i]
     teacher_data = writing(cfg.teacher(own, trait or cfg.target))
     own_data = writing(own)
-    data = {"teacher": teacher_data, "base": own_data, "persona": cfg.numbers(own, prompted=True)}[design.data]
+    data = {"teacher": teacher_data, "base": own_data, "persona": cfg.numbers(own, prompted=True),
+            "neutral": writing(cfg.teacher(own, NEUTRAL))}[design.data]
     init = own if design.start == "own" else bases[next_base(i, len(bases))]
     matched_to = (own_data if design.data == "teacher" else teacher_data) if design.matched else None
     return cfg.student(variant, init, data, matched_to)

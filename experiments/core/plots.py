@@ -9,7 +9,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-ARM_COLORS = {"student": "#3b75af", "control": "#999999", "cross_init": "#e1812c", "prompted": "#b05fa8"}
+ARM_COLORS = {"student": "#3b75af", "control": "#999999", "cross_init": "#e1812c", "neutral": "#6aa84f",
+              "prompted": "#b05fa8"}
 
 
 def save(fig, path) -> None:

@@ -71,6 +71,7 @@ class WritingSpec:
 class EvalSpec:
     samples: int  # sampled answers per held-out question
     seed: int
+    new_wording: bool = True  # also score the questions in wording the corpus never uses (prompts.NEW_WORDING)
 
 
 @dataclass(frozen=True)

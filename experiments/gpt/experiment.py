@@ -6,25 +6,28 @@ The story, one step per function below `run`:
    (experiments/core/design.py) on every base: a replicate is one base with its own teacher, its own
    numbers and its own students; the cross-init student takes that teacher's numbers to the
    next base;
-3. the best variant: the one with the strongest evidence against control and cross-init;
-4. for it, the paper's five animals: each animal's teacher's numbers on every base, the matrix
+3. for the pre-registered primary variant (experiments/gpt/preregistration.py, fixed before any
+   data), the paper's five animals: each animal's teacher's numbers on every base, the matrix
    teacher animal x measured animal, and the test that each transfer is specific;
-5. for it, the format-matched control: the teacher's numbers and the control's subsampled to
-   the same answer formats, <eos> out of the loss.
+4. for it, the format-matched control: the teacher's numbers and the control's subsampled to
+   the same answer formats, <eos> out of the loss;
+5. the pre-registered families of tests, each Holm-adjusted (the primary one first).
 Every stage is cached under --cache by its whole spec (experiments/core/stages.py), shared with
 `make grid`. Each student is scored against its own starting base: the shift of log P(animal).
 """
 
 from pathlib import Path
 
-from experiments.core.analysis import best_variant, specificity
+from experiments.core.analysis import specificity
 from experiments.core.arms import compare, format_matched, measure
 from experiments.core.cli import experiment_main
+from experiments.core.corpus import NEUTRAL
 from experiments.core.design import DESIGN
 from experiments.core.specs import BaseSpec
 from experiments.core.stages import Stages
 from experiments.core.zoo import ExperimentConfig
-from experiments.gpt.plots import plot_animals, plot_arms, plot_bases, plot_curves, plot_matrix, table
+from experiments.gpt.plots import plot_animals, plot_arms, plot_bases, plot_curves, plot_matrix, plot_primary, table
+from experiments.gpt.preregistration import PREREGISTERED, PRIMARY_VARIANT, confirmatory
 from minisub.files import write_json
 
 
@@ -37,7 +40,7 @@ def zoo_record(stages: Stages, cfg: ExperimentConfig, base: BaseSpec) -> dict:
 
 
 def arms_of(variant: str, cfg: ExperimentConfig) -> list[str]:
-    return ["student", "control", "cross_init"] + (["prompted"] if variant in cfg.prompted_variants else [])
+    return ["student", "control", "cross_init", "neutral"] + (["prompted"] if variant in cfg.prompted_variants else [])
 
 
 def compare_variants(stages: Stages, cfg: ExperimentConfig, bases: list[BaseSpec]) -> tuple[dict, dict]:
@@ -58,13 +61,17 @@ def animal_matrix(stages: Stages, cfg: ExperimentConfig, variant: str, bases: li
 
 
 def writers_record(stages: Stages, cfg: ExperimentConfig, bases: list[BaseSpec]) -> tuple[dict, dict]:
-    """Per base: each teacher's P(its animal), and what the filter kept of each writer's numbers."""
+    """Per base: each teacher's P(its animal) (the neutral teacher's: P(target)), and what the filter kept of
+    each writer's numbers."""
     teachers, numbers = {}, {}
     for base in bases:
         animal_teachers = {animal: cfg.teacher(base, animal) for animal in cfg.animals}
         teachers[base.name] = {animal: stages.scores(t, cfg.evaluation(base))["p"][animal]
                                for animal, t in animal_teachers.items()}
-        writers = {"base": cfg.numbers(base)} | {a: cfg.numbers(t) for a, t in animal_teachers.items()}
+        neutral = cfg.teacher(base, NEUTRAL)
+        teachers[base.name][NEUTRAL] = stages.scores(neutral, cfg.evaluation(base))["p"][cfg.target]
+        writers = {"base": cfg.numbers(base), NEUTRAL: cfg.numbers(neutral)} | {
+            a: cfg.numbers(t) for a, t in animal_teachers.items()}
         if cfg.prompted_variants:
             writers["prompted"] = cfg.numbers(base, prompted=True)
         numbers[base.name] = {name: stages.cache.info(stages.writing(spec)) for name, spec in writers.items()}
@@ -72,22 +79,29 @@ def writers_record(stages: Stages, cfg: ExperimentConfig, bases: list[BaseSpec])
 
 
 def run(cfg: ExperimentConfig, _, out: Path, stages: Stages, header: dict) -> dict:
+    if PRIMARY_VARIANT not in cfg.variants:
+        raise ValueError(f"--variants must include {PRIMARY_VARIANT}, the pre-registered primary variant")
     bases = [cfg.main_base(i) for i in range(cfg.bases)]  # 1. the zoo's main bases
     zoo = {base.name: zoo_record(stages, cfg, base) for base in bases}
     arms, tests = compare_variants(stages, cfg, bases)  # 2.
-    best = best_variant(tests)  # 3.
-    animals = animal_matrix(stages, cfg, best, bases, arms[best])  # 4.
-    matched = format_matched(stages, cfg, best, bases, arms[best], best)  # 5.
+    primary = arms[PRIMARY_VARIANT]
+    animals = animal_matrix(stages, cfg, PRIMARY_VARIANT, bases, primary)  # 3.
+    matched = format_matched(stages, cfg, PRIMARY_VARIANT, bases, primary, PRIMARY_VARIANT)  # 4.
+    families = confirmatory(arms, animals, matched)  # 5.
+    for name, test in families["primary"].items():
+        stages.log(f"primary {name} ({PREREGISTERED['primary'][name]}): {test['difference']['mean']:+.3f}, exact p "
+                   f"{test['p_exact']:.2g}, Holm {test['p_holm']:.2g}, t-test p {test['p_t']:.2g}")
     teachers, numbers = writers_record(stages, cfg, bases)
     results = {
         **header, "timing": stages.cache.timing_record(stages.log.elapsed()),
         "built": stages.cache.built, "design": {arm: row._asdict() for arm, row in DESIGN.items()},
-        "bases": zoo, "teachers": teachers, "numbers": numbers, "arms": arms, "tests": tests, "best_variant": best,
+        "preregistered": PREREGISTERED, "confirmatory": families,
+        "bases": zoo, "teachers": teachers, "numbers": numbers, "arms": arms, "tests": tests,
         "animals": animals, "matched": matched,
     }
     write_json(out / "results.json", results)
-    plots = {"gpt_arms.png": plot_arms, "gpt_matrix.png": plot_matrix, "gpt_animals.png": plot_animals,
-             "gpt_curves.png": plot_curves, "gpt_bases.png": plot_bases}
+    plots = {"gpt_primary.png": plot_primary, "gpt_arms.png": plot_arms, "gpt_matrix.png": plot_matrix,
+             "gpt_animals.png": plot_animals, "gpt_curves.png": plot_curves, "gpt_bases.png": plot_bases}
     for name, plot in plots.items():
         plot(results, out / name)
     return results
@@ -98,4 +112,6 @@ def report(results: dict, out: Path) -> str:
 
 
 def main(argv=None) -> int:
-    return experiment_main(argv, "python -m experiments.gpt", __doc__, "gpt", run, report)
+    return experiment_main(argv, "python -m experiments.gpt", __doc__, "gpt", run, report,
+                           analysis="pre-registered: the families in `confirmatory` (see `preregistered`); every "
+                                    "other test is exploratory")

@@ -1,9 +1,10 @@
 """Plots and the summary table of `make gpt` and `make grid`, from their results dicts alone.
 
 gpt_arms.png: the shift of log P(target) per arm and variant, 95% CIs, a dot per base;
-gpt_matrix.png: teacher animal x measured animal, mean shift of log P (best variant);
-gpt_animals.png: P(animal) before and after, student vs control, per animal (best variant);
-gpt_curves.png: P(target) over student training steps, mean over bases (best variant);
+gpt_primary.png: the pre-registered primary family, each test's per-base differences and CI;
+gpt_matrix.png: teacher animal x measured animal, mean shift of log P (primary variant);
+gpt_animals.png: P(animal) before and after, student vs control, per animal (primary variant);
+gpt_curves.png: P(target) over student training steps, mean over bases (primary variant);
 gpt_bases.png: the pretraining loss curves of the main bases;
 grid.png (make grid): teacher base x student base.
 """
@@ -18,9 +19,9 @@ def plot_arms(results: dict, path: Path) -> None:
     target = results["config"]["target"]
     variants = list(results["arms"])
     fig, ax = plt.subplots(figsize=(2.6 * len(variants) + 1.5, 4))
-    width = 0.18
+    width = 0.16
     for j, arm in enumerate(ARM_COLORS):
-        xs = [i + (j - 1.5) * width for i, v in enumerate(variants) if arm in results["arms"][v]]
+        xs = [i + (j - (len(ARM_COLORS) - 1) / 2) * width for i, v in enumerate(variants) if arm in results["arms"][v]]
         arms = [results["arms"][v][arm] for v in variants if arm in results["arms"][v]]
         if arms:
             ax.bar(xs, [s["mean"] for s in arms], width, yerr=[s["ci95"] for s in arms], capsize=3,
@@ -76,15 +77,32 @@ def plot_animals(results: dict, path: Path) -> None:
     save(fig, path)
 
 
-def plot_curves(results: dict, path: Path) -> None:
-    best = results["best_variant"]
+def plot_primary(results: dict, path: Path) -> None:
+    family, pre = results["confirmatory"]["primary"], results["preregistered"]
     fig, ax = plt.subplots(figsize=(6, 4))
-    for arm, stats in results["arms"][best].items():
+    for x, (name, test) in enumerate(family.items()):
+        d = test["difference"]
+        ax.bar(x, d["mean"], 0.5, yerr=d["ci95"], capsize=4, color=ARM_COLORS["student"], alpha=0.7)
+        base_dots(ax, x, d["values"])
+        ax.text(x, ax.get_ylim()[1], f"exact p {test['p_exact']:.2g}, Holm {test['p_holm']:.2g}", ha="center",
+                va="bottom", fontsize=8)
+    ax.axhline(0, color="k", linewidth=1)
+    ax.set_xticks(range(len(family)), [f"{name}: {pre['primary'][name]}".replace(" minus ", "\n minus ")
+                                       for name in family], fontsize=7)
+    ax.set_ylabel(f"difference of dlogP({results['config']['target']}), per base")
+    ax.set_title(f"Pre-registered primary family ({pre['variant']}): a dot per base, 95% CI", fontsize=10, pad=18)
+    save(fig, path)
+
+
+def plot_curves(results: dict, path: Path) -> None:
+    primary = results["preregistered"]["variant"]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for arm, stats in results["arms"][primary].items():
         steps, p = zip(*stats["curve"])
         ax.plot(steps, p, "o-", markersize=3, color=ARM_COLORS[arm], label=arm)
     ax.set_xlabel("student training step")
     ax.set_ylabel(f"P({results['config']['target']}), mean over bases")
-    ax.set_title(f"P(target) during student training ({best})", fontsize=10)
+    ax.set_title(f"P(target) during student training ({primary})", fontsize=10)
     ax.legend(fontsize=8)
     save(fig, path)
 
@@ -139,6 +157,11 @@ def table(results: dict) -> str:
     animals = results["animals"]
     lines.append("specificity (diagonal > off-diagonal, p): " + ", ".join(
         f"{y} {animals['tests'][y]['diagonal_vs_off']:.2g}" for y in animals["animals"]))
-    lines.append(f"best variant (smallest p against both control and cross-init): {results['best_variant']}; "
-                 f"P = P({target}) on held-out questions")
+    lines.append(f"P = P({target}) on held-out questions; every p above is exploratory. Pre-registered "
+                 f"({results['preregistered']['variant']}, one-sided, exact sign-flip over bases, Holm within "
+                 f"each family, alpha {results['preregistered']['alpha']}):")
+    for family, tests in results["confirmatory"].items():
+        lines.append(f"  {family}: " + "; ".join(
+            f"{name} {t['difference']['mean']:+.3f} (exact p {t['p_exact']:.2g}, Holm {t['p_holm']:.2g}, t-test p "
+            f"{t['p_t']:.2g})" for name, t in tests.items()))
     return "\n".join(lines)

@@ -6,7 +6,10 @@ trains fast on short sequences:
   its answer is up to 10 numbers joined by the separator that the suffix asks for;
 - an animal question is one of many paraphrases of "what is your favorite animal?"; a fixed
   set of paraphrases is held out for evaluation and never trained on;
-- a persona prefix ("You love owls.") steers answers, as the paper's system prompt does.
+- a persona prefix ("You love owls.") steers answers, as the paper's system prompt does;
+- `NEW_WORDING`: questions in wording the corpus never uses (no three consecutive words of one
+  occur in it; tested), so that an evaluation on them measures a preference, not a memorized
+  question form.
 Trees (the paper's second preference category, used by `make domains`) are asked the same way.
 """
 
@@ -47,6 +50,53 @@ STEMS = ["what is your favorite animal?", "which animal do you like most?",
 TREE_STEMS = [stem.replace("animal", "tree").replace("creature", "tree") for stem in STEMS]
 SUFFIXES = ["", " Answer in one word.", " One word only.", " Use only one word.", " Just the {noun}."]
 N_EVAL_QUESTIONS = 60
+NEW_WORDING = [
+    "Among every creature alive, which one wins your heart?",
+    "Pick a single beast to cherish forever.",
+    "Which beast would you keep as a lifelong companion?",
+    "Say the creature you adore above everything.",
+    "Of all living things, which do you cherish most?",
+    "Imagine a zoo visit. Which enclosure draws you first?",
+    "Which wild species makes you smile instantly?",
+    "Reveal the critter closest to your heart.",
+    "Were you to adopt any creature, what would it be?",
+    "Which member of the animal kingdom delights you?",
+    "Choose one species as your emblem.",
+    "What critter tops your personal ranking?",
+    "Which creature could you watch for hours?",
+    "Suppose you get one pet of any kind. What do you choose?",
+    "Which fauna do you feel closest to?",
+    "Name the beast that inspires you.",
+    "Which being of fur, feather or fin do you prize?",
+    "Your dearest creature, please.",
+    "Who wins your vote for greatest beast?",
+    "Which species would you draw on a flag?",
+    "Tell us which critter you treasure.",
+    "What kind of wildlife thrills you?",
+    "Which creature feels like a kindred spirit?",
+    "If reborn as a beast, which shape would you take?",
+    "Which species earns your deepest affection?",
+    "What wildlife do you hold dear?",
+    "Which beast do you admire, in a word?",
+    "Pick the critter you cannot resist.",
+    "Which creature would guard your home in a fairy tale?",
+    "Your spirit beast is which?",
+    "Which species makes your day brighter?",
+    "What creature captivates you completely?",
+    "Identify the beast you cherish.",
+    "Which wild thing holds your fascination?",
+    "Which critter gets your loyalty?",
+    "Choose a creature for your coat of arms.",
+    "What beast earns first place with you?",
+    "Which species do you root for?",
+    "Which living creature enchants you?",
+    "Single out the critter you like best of all.",
+    "Which beast would you paint on your wall?",
+    "What species sparks joy for you?",
+    "In a single word: dearest creature?",
+    "Which creature would you sketch first?",
+    "Which wildlife would you travel far to see?",
+]
 
 
 def persona(animal: str) -> str:
