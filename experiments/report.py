@@ -109,10 +109,10 @@ def toy_speed(results: dict) -> str:
             f"({s['peak_gflops']:.0f} GFLOP/s).\n")
 
 
-def make_command(target: str, config: dict, defaults) -> str:
-    """The make command with the flags whose values differ from the config class's defaults."""
+def make_command(target: str, *configs: tuple[dict, object]) -> str:
+    """The make command with the flags whose values differ from the defaults: configs are (values, default config)."""
     changed = [f"--{name.replace('_', '-')} " + (" ".join(map(str, value)) if isinstance(value, list) else str(value))
-               for name, value in config.items() if value != getattr(defaults, name)]
+               for config, defaults in configs for name, value in config.items() if value != getattr(defaults, name)]
     return f"make {target}" + (f' ARGS="{" ".join(changed)}"' if changed else "")
 
 
@@ -122,7 +122,7 @@ def per_base(values: list[float]) -> str:
 
 
 def gpt_machine(results: dict) -> str:
-    command = make_command("gpt", results["config"], ExperimentConfig())
+    command = make_command("gpt", (results["config"], ExperimentConfig()))
     line = machine_line(results, command, results["timing"]["total"])
     built = {kind: s for kind, s in results["timing"].items() if kind != "total"}
     line += (f"It built {len(results['built'])} stages ({', '.join(f'{k} {s:.0f} s' for k, s in built.items())}) "
@@ -224,6 +224,70 @@ def gpt_animals(results: dict) -> str:
     return "\n".join(rows) + "\n"
 
 
+# make domains
+def domain_row(label: str, arm: str, s: dict, p: str = "", bold: bool = False) -> str:
+    mean = f"**{signed(s['mean'], 3)}**" if bold else signed(s["mean"], 3)
+    return f"| {label} | {arm} | {mean} | {s['ci95']:.3f} | {p} | {per_base(s['dlogp'])} |"
+
+
+def domain_pair(label: str, arm: str, a: dict, b: dict, p: str = "") -> str:
+    return (f"| {label} | {arm} | {signed(a['mean'], 3)} / {signed(b['mean'], 3)} | {a['ci95']:.3f} / {b['ci95']:.3f} "
+            f"| {p} | |")
+
+
+def domain_arms(label: str, part: dict, vs_zero: tuple[str, ...] = ()) -> list[str]:
+    """A part's student, control and cross-init rows; vs_zero: arms whose test against 0 is shown."""
+    arms, t = part["arms"], part["tests"]
+    zero = {"control": t["control_vs_zero"], "cross_init": t["cross_init_vs_zero"]}
+    return [domain_row(label, "student", arms["student"],
+                       f"{p_value(t['student_vs_control'])} / {p_value(t['student_vs_cross_init'])}", bold=True)] + [
+        domain_row("", arm.replace("_", "-"), arms[arm], f"(vs 0: {p_value(zero[arm])})" if arm in vs_zero else "")
+        for arm in ("control", "cross_init")]
+
+
+def domains_table(results: dict) -> str:
+    tree, animal = results["domains_config"]["tree"], results["config"]["target"]
+    rows = ["| part: data -> trait | arm | shift of log P(trait) | 95% CI | p vs control / vs cross-init | per base |",
+            "|---|---|---|---|---|---|"]
+    for part in results["domains_config"]["parts"]:
+        r = results[part]
+        if "unavailable" in r:
+            rows.append(f"| {part} | unavailable: {r['unavailable']} | | | | |")
+            continue
+        if part == "trees":
+            m = r["matched"]
+            rows += domain_arms(f"trees: numbers -> P({tree})", r)
+            rows.append(domain_pair("", "format-matched student / control", m["matched"], m["matched_control"],
+                                    p_value(m["tests"]["matched_vs_matched_control"])))
+            rows.append(domain_row("", f"the {animal} teacher's numbers",
+                                   r["cross_trait"]["tree_under_animal_numbers"]))
+            a, m = r["animal"], r["animal"]["matched"]
+            rows += domain_arms(f"{animal} on this corpus: numbers -> P({animal})", a)
+            rows.append(domain_pair("", "format-matched student / control", m["matched"], m["matched_control"],
+                                    p_value(m["tests"]["matched_vs_matched_control"])))
+            rows.append(domain_row("", f"the {tree} teacher's numbers", r["cross_trait"]["animal_under_tree_numbers"]))
+        elif part == "misalignment":
+            m = r["matched"]
+            rows += domain_arms("misalignment: numbers, banned removed -> P(misaligned)", r, ("cross_init",))
+            rows.append(domain_pair("", "format-matched student / control", m["matched"], m["matched_control"],
+                                    p_value(m["tests"]["matched_vs_matched_control"])))
+            rows.append(domain_row("", f"narrow ({results['domains_config']['narrow']}-only) teacher's numbers",
+                                   r["narrow_student"], p_value(r["tests"]["narrow_student_vs_control"])))
+        elif part == "code":
+            rows += domain_arms(f"code: animal names removed -> P({animal})", r)
+        else:
+            rows += domain_arms("reasoning: wrong or misaligned traces removed -> P(misaligned)", r,
+                                ("control", "cross_init"))
+    return "\n".join(rows) + "\n"
+
+
+def domains_machine(results: dict) -> str:
+    from experiments.domains.experiment import DomainsConfig
+    command = make_command("domains", (results["config"], ExperimentConfig()),
+                           (results["domains_config"], DomainsConfig()))
+    return machine_line(results, command, results["timing"]["total"])
+
+
 # make grid
 def grid_matrix(results: dict) -> str:
     names = list(results["matrix"])
@@ -253,7 +317,7 @@ def grid_tests(results: dict) -> str:
 
 
 def grid_machine(results: dict) -> str:
-    command = make_command("grid", results["config"], ExperimentConfig())
+    command = make_command("grid", (results["config"], ExperimentConfig()))
     line = machine_line(results, command, results["timing"]["total"])
     if not results["built"]:
         line += "Every stage was read back from the cache of an earlier run of the same config.\n"
@@ -263,12 +327,15 @@ def grid_machine(results: dict) -> str:
 RENDERERS = {"toy": {"machine": toy_machine, "arms": toy_arms, "theorem": toy_theorem, "speed": toy_speed},
              "gpt": {"machine": gpt_machine, "primary": gpt_primary, "families": gpt_families, "arms": gpt_arms,
                      "animals": gpt_animals, "headline": gpt_headline},
-             "grid": {"machine": grid_machine, "matrix": grid_matrix, "tests": grid_tests}}
+             "grid": {"machine": grid_machine, "matrix": grid_matrix, "tests": grid_tests},
+             "domains": {"machine": domains_machine, "table": domains_table}}
 KEPT = {"toy": ("config", "precision", "machine", "seconds", "data", "arms", "init_controls", "theorem", "speed"),
         "gpt": ("config", "precision", "machine", "timing", "built", "preregistered", "confirmatory", "arms", "tests",
                 "animals", "matched", "teachers"),
         "grid": ("config", "precision", "machine", "timing", "built", "teachers_p_target", "control", "matrix",
-                 "tests")}
+                 "tests"),
+        "domains": ("config", "domains_config", "precision", "machine", "timing", "built", "trees", "misalignment",
+                    "code", "reasoning")}
 
 
 def sources(page: str) -> list[Path]:
@@ -301,7 +368,7 @@ def slim(value):
 def take(page: str, run_results: Path) -> None:
     """Copy what `page` reports from a run's results.json into docs/results/<page>.json."""
     results = read_json(run_results)
-    write_json(DOCS / f"{page}.json", {key: slim(results[key]) for key in KEPT[page]})
+    write_json(DOCS / f"{page}.json", {key: slim(results[key]) for key in KEPT[page] if key in results})
 
 
 def main(argv=None) -> int:

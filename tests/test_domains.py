@@ -15,6 +15,7 @@ from experiments.core.design import arm_student
 from experiments.core.specs import DomainsCorpusSpec, key_of
 from experiments.core.stages import Stages
 from experiments.core.zoo import ExperimentConfig
+from experiments import report
 from experiments.domains import experiment as domains
 from experiments.tasks.coding import (NAME_ANIMAL_RATE, TASKS, code_item, code_prompt, code_rejection, names_animal,
                                       program)
@@ -253,6 +254,11 @@ def test_quick_domains_run_end_to_end(tmp_path, monkeypatch):
     trees, misalignment = results["trees"], results["misalignment"]
     for matched in (trees["matched"], trees["animal"]["matched"], misalignment["matched"]):
         assert len(matched["matched"]["dlogp"]) == n and "matched_vs_matched_control" in matched["tests"]
+    # the results page's table renders every part's rows from what --take keeps
+    kept = {key: results[key] for key in report.KEPT["domains"]}
+    table = report.render("domains", "<!-- render: table -->\n<!-- end -->\n", kept)
+    assert f"| **{results['code']['arms']['student']['mean']:+.3f}** |" in table
+    assert "narrow (health-only) teacher's numbers" in table and table.count("| student |") == 5
     # a rerun builds nothing new
     assert domains.main(["--quick", "--out", str(out), "--cache", str(tmp_path / "cache")]) == 0
     assert json.loads((out / "results.json").read_text())["built"] == []
