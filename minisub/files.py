@@ -55,6 +55,15 @@ def clean_temporaries(folder: Path) -> list[str]:
     return [path.name for path in left]
 
 
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file's bytes, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def digest(data, length: int = 16) -> str:
     """A short, stable fingerprint of any JSON-serializable value (keys sorted)."""
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:length]

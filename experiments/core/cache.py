@@ -18,18 +18,10 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from minisub.files import FileError, digest, read_json, write_json
+from minisub.files import FileError, digest, file_sha256, read_json, write_json
 from minisub.locks import exclusive
 
 DONE = "done.json"
-
-
-def file_hash(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def content_hash(record: dict) -> str:
@@ -53,7 +45,7 @@ def damage(folder: Path, key: dict) -> str | None:
     for name, expected in files.items():
         if not (folder / name).is_file():
             return f"lost {name}"
-        if file_hash(folder / name) != expected:
+        if file_sha256(folder / name) != expected:
             return f"has a damaged {name}"
     return None
 
@@ -84,7 +76,7 @@ class StageCache:
                 started, outer = self.clock(), self.nested
                 self.nested = 0.0
                 info = build(folder)
-                files = {p.name: file_hash(p) for p in sorted(folder.iterdir()) if p.is_file()}
+                files = {p.name: file_sha256(p) for p in sorted(folder.iterdir()) if p.is_file()}
                 record = json.loads(json.dumps({"key": key, "info": info, "files": files}))  # as it reads back
                 write_json(folder / DONE, record | {"sha256": content_hash(record)})
                 kind, elapsed = name.split("-")[0], self.clock() - started
