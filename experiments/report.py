@@ -3,7 +3,8 @@
 Last step after a run: `--take grid runs/grid/results.json` copies the parts of a run's
 results.json that its page reports into `docs/results/grid.json` (committed: small, and the
 record of what made the page: config, machine, precision, timing), then every page with a
-results file is rendered. A page is hand-written prose around blocks
+results file is rendered (README.md's headline too, from make gpt's). A page is hand-written
+prose around blocks
 
     <!-- render: NAME -->
     ...
