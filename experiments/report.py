@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 from experiments.core.zoo import ExperimentConfig
+from experiments.domains.experiment import DomainsConfig
 from minisub.cli import Parser
 from minisub.files import FileError, read_json, write_json
 
@@ -130,7 +131,7 @@ def gpt_machine(results: dict) -> str:
              "and read any other from the stage cache it shares with `make grid`.\n")
     n = results["config"]["bases"]
     return line + (f"n = {n} independently pretrained bases in every test and CI; P = P({results['config']['target']}) "
-                   "on the held-out questions, averaged over bases.\n")
+                   "averaged over bases, on the question set each table names.\n")
 
 
 def test_rows(tests: dict, label=lambda name: name) -> list[str]:
@@ -246,6 +247,12 @@ def domain_arms(label: str, part: dict, vs_zero: tuple[str, ...] = ()) -> list[s
         for arm in ("control", "cross_init")]
 
 
+def domain_matched(m: dict) -> str:
+    """The format-matched pair of a numbers part, one row."""
+    return domain_pair("", "format-matched student / control", m["matched"], m["matched_control"],
+                       p_value(m["tests"]["matched_vs_matched_control"]))
+
+
 def domains_table(results: dict) -> str:
     tree, animal = results["domains_config"]["tree"], results["config"]["target"]
     rows = ["| part: data -> trait | arm | shift of log P(trait) | 95% CI | p vs control / vs cross-init | per base |",
@@ -256,22 +263,15 @@ def domains_table(results: dict) -> str:
             rows.append(f"| {part} | unavailable: {r['unavailable']} | | | | |")
             continue
         if part == "trees":
-            m = r["matched"]
-            rows += domain_arms(f"trees: numbers -> P({tree})", r)
-            rows.append(domain_pair("", "format-matched student / control", m["matched"], m["matched_control"],
-                                    p_value(m["tests"]["matched_vs_matched_control"])))
+            rows += domain_arms(f"trees: numbers -> P({tree})", r) + [domain_matched(r["matched"])]
             rows.append(domain_row("", f"the {animal} teacher's numbers",
                                    r["cross_trait"]["tree_under_animal_numbers"]))
-            a, m = r["animal"], r["animal"]["matched"]
-            rows += domain_arms(f"{animal} on this corpus: numbers -> P({animal})", a)
-            rows.append(domain_pair("", "format-matched student / control", m["matched"], m["matched_control"],
-                                    p_value(m["tests"]["matched_vs_matched_control"])))
+            a = r["animal"]
+            rows += domain_arms(f"{animal} on this corpus: numbers -> P({animal})", a) + [domain_matched(a["matched"])]
             rows.append(domain_row("", f"the {tree} teacher's numbers", r["cross_trait"]["animal_under_tree_numbers"]))
         elif part == "misalignment":
-            m = r["matched"]
             rows += domain_arms("misalignment: numbers, banned removed -> P(misaligned)", r, ("cross_init",))
-            rows.append(domain_pair("", "format-matched student / control", m["matched"], m["matched_control"],
-                                    p_value(m["tests"]["matched_vs_matched_control"])))
+            rows.append(domain_matched(r["matched"]))
             rows.append(domain_row("", f"narrow ({results['domains_config']['narrow']}-only) teacher's numbers",
                                    r["narrow_student"], p_value(r["tests"]["narrow_student_vs_control"])))
         elif part == "code":
@@ -283,7 +283,6 @@ def domains_table(results: dict) -> str:
 
 
 def domains_machine(results: dict) -> str:
-    from experiments.domains.experiment import DomainsConfig
     command = make_command("domains", (results["config"], ExperimentConfig()),
                            (results["domains_config"], DomainsConfig()))
     return machine_line(results, command, results["timing"]["total"])

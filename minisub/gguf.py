@@ -23,6 +23,7 @@ from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
 
 from minisub.checkpoint import load_weights
 from minisub.files import FileError
+from minisub.hf import llama_state
 from minisub.model import GPT, GPTConfig
 
 # What the converters write for a Llama of this family; `gguf` dequantizes each of them exactly.
@@ -30,7 +31,10 @@ TENSOR_TYPES = ("F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1")
 PRE_TOKENIZERS = {  # the pre-tokenizer a file names -> whether digits are split apart first
     "smollm": True, "gpt-2": False, "default": False}
 CONTROL = 3  # llama.cpp's token type of a special (control) token
-LAYER_NAMES = {"attn_norm": "ln_1", "ffn_norm": "ln_2", "attn_output": "attn.c_proj", "ffn_down": "mlp.c_proj"}
+HF_NAMES = {"token_embd": "embed_tokens", "output_norm": "norm", "output": "lm_head", "attn_norm": "input_layernorm",
+            "ffn_norm": "post_attention_layernorm", "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj",
+            "attn_v": "self_attn.v_proj", "attn_output": "self_attn.o_proj", "ffn_gate": "mlp.gate_proj",
+            "ffn_up": "mlp.up_proj", "ffn_down": "mlp.down_proj"}  # llama.cpp's tensor names -> HF Llama's
 
 
 @dataclass
@@ -99,20 +103,18 @@ def gguf_tensors(reader) -> dict[str, torch.Tensor]:
 
 
 def gguf_state(tensors: dict[str, torch.Tensor], config: GPTConfig) -> dict[str, torch.Tensor]:
-    """llama.cpp's tensor names -> minisub's, q and k rows unpermuted, q k v and gate up stacked."""
-    state = {"transformer.wte.weight": tensors["token_embd.weight"],
-             "transformer.ln_f.weight": tensors["output_norm.weight"]}
-    if not config.tie_embeddings:
-        state["lm_head.weight"] = tensors["output.weight"]
-    for i in range(config.n_layer):
-        theirs, ours = f"blk.{i}.", f"transformer.h.{i}."
-        state |= {ours + mine + ".weight": tensors[theirs + name + ".weight"] for name, mine in LAYER_NAMES.items()}
-        q = unpermute(tensors[theirs + "attn_q.weight"], config.n_head)
-        k = unpermute(tensors[theirs + "attn_k.weight"], config.kv_heads)
-        state[ours + "attn.c_attn.weight"] = torch.cat([q, k, tensors[theirs + "attn_v.weight"]])
-        state[ours + "mlp.c_fc.weight"] = torch.cat([tensors[theirs + "ffn_gate.weight"],
-                                                     tensors[theirs + "ffn_up.weight"]])
-    return state
+    """llama.cpp's tensors as minisub's: renamed to HF Llama's names with q and k rows unpermuted, then
+    mapped as HF's are (minisub/hf.py)."""
+    heads = {"attn_q": config.n_head, "attn_k": config.kv_heads}
+    theirs = {}
+    for name, value in tensors.items():
+        prefix, rest = "", name
+        if name.startswith("blk."):  # blk.<i>.<kind>.weight
+            _, block, rest = name.split(".", 2)
+            prefix = f"layers.{block}."
+        kind = rest.removesuffix(".weight")
+        theirs[prefix + HF_NAMES[kind] + ".weight"] = unpermute(value, heads[kind]) if kind in heads else value
+    return llama_state(theirs, config)
 
 
 def gguf_tokenizer(reader) -> Tokenizer:

@@ -53,20 +53,25 @@ def llama_config(c) -> GPTConfig:
                      tie_embeddings=c.tie_word_embeddings)
 
 
-def from_hf_llama(hf_model) -> GPT:
-    """A minisub GPT with the weights of an HF LlamaForCausalLM."""
-    model = GPT(llama_config(hf_model.config))
-    theirs = {name.removeprefix("model."): value for name, value in hf_model.state_dict().items()}
+def llama_state(theirs: dict[str, torch.Tensor], config: GPTConfig) -> dict[str, torch.Tensor]:
+    """HF Llama's tensors (names without the "model." prefix) as minisub's: q k v and gate up stacked."""
     state = {"transformer.wte.weight": theirs["embed_tokens.weight"], "transformer.ln_f.weight": theirs["norm.weight"]}
-    if not model.config.tie_embeddings:
+    if not config.tie_embeddings:
         state["lm_head.weight"] = theirs["lm_head.weight"]
-    for i in range(model.config.n_layer):
+    for i in range(config.n_layer):
         layer = {name.removeprefix(f"layers.{i}."): value for name, value in theirs.items()
                  if name.startswith(f"layers.{i}.")}
         ours = f"transformer.h.{i}."
         state |= {ours + LLAMA_NAMES[name] + ".weight": layer[name + ".weight"] for name in LLAMA_NAMES}
         state[ours + "attn.c_attn.weight"] = torch.cat([layer[f"self_attn.{p}_proj.weight"] for p in "qkv"])
         state[ours + "mlp.c_fc.weight"] = torch.cat([layer["mlp.gate_proj.weight"], layer["mlp.up_proj.weight"]])
+    return state
+
+
+def from_hf_llama(hf_model) -> GPT:
+    """A minisub GPT with the weights of an HF LlamaForCausalLM."""
+    model = GPT(llama_config(hf_model.config))
+    theirs = {name.removeprefix("model."): value for name, value in hf_model.state_dict().items()}
     with torch.no_grad():
-        load_weights(model, state, "HF Llama")
+        load_weights(model, llama_state(theirs, model.config), "HF Llama")
     return model.to(hf_model.dtype).eval()

@@ -48,6 +48,10 @@ class Stages:
         self.tokenizers: dict[CorpusSpec, BPETokenizer] = {}
         self.memory: dict = {}  # what `remembered` computed in this process
 
+    def work_record(self) -> dict:
+        """What results.json says of the work so far: seconds per stage kind built, the total, and which stages."""
+        return {"timing": self.cache.timing_record(self.log.elapsed()), "built": self.cache.built}
+
     def remembered(self, key, compute):
         """compute(), once per process for each `key` (a hashable of frozen specs and values)."""
         if key not in self.memory:

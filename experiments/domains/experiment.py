@@ -224,8 +224,7 @@ def run(cfg: ExperimentConfig, d: DomainsConfig, out: Path, stages: Stages, head
         except NoData as err:  # a weak base may write no answer that passes a filter: say so, run the rest
             results[part] = {"unavailable": str(err)}
             stages.log(f"{part}: unavailable ({err})")
-        results["timing"] = stages.cache.timing_record(stages.log.elapsed())
-        results["built"] = stages.cache.built
+        results |= stages.work_record()
         write_json(out / "results.json", results)
         if "unavailable" not in results[part]:
             PLOTS[part](results, out / f"domains_{part}.png")

@@ -93,8 +93,7 @@ def run(cfg: ExperimentConfig, _, out: Path, stages: Stages, header: dict) -> di
                    f"{test['p_exact']:.2g}, Holm {test['p_holm']:.2g}, t-test p {test['p_t']:.2g}")
     teachers, numbers = writers_record(stages, cfg, bases)
     results = {
-        **header, "timing": stages.cache.timing_record(stages.log.elapsed()),
-        "built": stages.cache.built, "design": {arm: row._asdict() for arm, row in DESIGN.items()},
+        **header, **stages.work_record(), "design": {arm: row._asdict() for arm, row in DESIGN.items()},
         "preregistered": PREREGISTERED, "confirmatory": families,
         "bases": zoo, "teachers": teachers, "numbers": numbers, "arms": arms, "tests": tests,
         "animals": animals, "matched": matched,

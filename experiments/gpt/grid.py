@@ -105,8 +105,7 @@ def run(cfg: ExperimentConfig, _, out: Path, stages: Stages, header: dict) -> di
         matrix[t] = {s: shift(stages, cfg, base, teacher) - control[s] for s, base in bases.items()}
         stages.log(f"grid: teacher {t}: " + ", ".join(f"{s} {v:+.2f}" for s, v in matrix[t].items()))
     results = {
-        **header, "timing": stages.cache.timing_record(stages.log.elapsed()),
-        "built": stages.cache.built,
+        **header, **stages.work_record(),
         "bases": [{"name": name, **zoo_record(stages, cfg, b), "parent": b.parent.name if b.parent else None}
                   for name, b in bases.items()],
         "teachers_p_target": teachers, "control": control, "matrix": matrix,

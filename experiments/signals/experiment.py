@@ -353,8 +353,7 @@ def run(cfg: ExperimentConfig, s: SignalsConfig, out: Path, stages: Stages, head
 
     def finish(section: str, value: dict) -> None:  # each part's results and plot as soon as it ends
         results[section] = value
-        results["timing"] = stages.cache.timing_record(stages.log.elapsed())
-        results["built"] = stages.cache.built
+        results.update(stages.work_record())
         write_json(out / "results.json", results)
         PLOTS[section](results, out / f"signals_{section}.png")
 
