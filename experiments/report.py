@@ -16,14 +16,19 @@ figure in the docs can drift from the run that made it.
 """
 
 import argparse
+import math
 import re
 import sys
 from pathlib import Path
 
 from experiments.core.zoo import ExperimentConfig
 from experiments.domains.experiment import DomainsConfig
+from experiments.signals.experiment import SignalsConfig
 from minisub.cli import Parser
 from minisub.files import FileError, read_json, write_json
+from minisub.stats import replicates_for_power
+from toy_mnist.experiment import ToyConfig
+from toy_mnist.sweep import SweepConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs" / "results"
@@ -45,7 +50,8 @@ def machine_line(results: dict, command: str, seconds: float) -> str:
     chosen = f"`--precision {p['precision']}`" if p["requested"] == p["precision"] else (
         f"`--precision {p['requested']}`, which chose {p['precision']} (fp32 {p['fp32_gflops']:g}, "
         f"bf16 {p['bf16_gflops']:g} GFLOP/s timed)")
-    return (f"Made by `{command}` on {m['cpu']} ({isa}), {m['threads']} threads, torch {m['torch']}, {chosen}, "
+    threads = (f"{m['jobs']} worker processes of one thread each" if "jobs" in m else f"{m['threads']} threads")
+    return (f"Made by `{command}` on {m['cpu']} ({isa}), {threads}, torch {m['torch']}, {chosen}, "
             f"seed {results['config']['seed']}: {seconds:.0f} s wall clock.\n")
 
 
@@ -118,6 +124,152 @@ def make_command(target: str, *configs: tuple[dict, object]) -> str:
     return f"make {target}" + (f' ARGS="{" ".join(changed)}"' if changed else "")
 
 
+# make toy-sweeps
+SWEEP_LABELS = {"n_aux": "aux logits m", "hidden": "hidden width", "epochs": "student epochs",
+                "weight_decay": "weight decay", "optimizer": "optimizer", "imitation": "imitation loss",
+                "inputs": "distillation inputs", "init_noise": "init noise std (every weight)"}
+MATRIX_ROWS = {"nothing (shared)": ("shared", "shared", "shared"), "fc1": ("fc1=other", "fc1=noise", None),
+               "fc2": ("fc2=other", "fc2=noise", None), "fc1 and fc2": (None, None, "fc1=random,fc2=random"),
+               "head, digit rows (LTN's class head)": ("head_digits=other", "head_digits=noise", "head_digits=random"),
+               "head, aux rows (LTN's aux head)": ("head_aux=other", "head_aux=noise", "head_aux=random"),
+               "everything (cross init)": ("cross", None, "cross")}  # cells: another model's, noised, LTN's fresh draw
+
+
+def sweeps_machine(results: dict) -> str:
+    command = make_command("toy-sweeps", (results["config"], ToyConfig()), (results["sweep_config"], SweepConfig()))
+    return machine_line(results, command, results["seconds"]) + (
+        f"Every point: {results['config']['n_models']} models, each its own seed; mean over the models.\n")
+
+
+def sweeps_table(results: dict) -> str:
+    rows = ["| sweep | values | same init | cross init |", "|---|---|---|---|"]
+    cis = []
+    for name, sweep in results["sweeps"].items():
+        points = sweep["points"]
+        cis += [p[arm]["ci95"] for p in points for arm in ("same", "cross")]
+        rows.append(f"| {SWEEP_LABELS[name]} | {' / '.join(str(p['value']) for p in points)} | "
+                    + " | ".join(" / ".join(f"{p[arm]['mean']:.3f}" for p in points) for arm in ("same", "cross"))
+                    + " |")
+    return "\n".join(rows) + f"\n\n95% CIs: {min(cis):.3f} to {max(cis):.3f} (results.json has each).\n"
+
+
+def sweeps_matrix(results: dict) -> str:
+    settings, noise = results["init_matrix"], results["config"]["init_noise_std"]
+
+    def setting(name: str) -> str:
+        return f"m = {settings[name]['config']['n_aux']}, {settings[name]['config']['imitation']}"
+    ltn = [name for name in settings if name != "minisub"]
+    rows = [f"| replaced part | minisub's setting ({setting('minisub')}): another model's | "
+            f"shared + N(0, {noise:g}²) | "
+            + " | ".join(f"LTN's setting ({setting(name)}): a fresh draw" for name in ltn) + " |",
+            "|---|---|---|" + "---|" * len(ltn)]
+    for label, (other, noised, fresh) in MATRIX_ROWS.items():
+        cells = [settings["minisub"]["cells"].get(other), settings["minisub"]["cells"].get(noised)] + [
+            settings[name]["cells"].get(fresh) for name in ltn]
+        rows.append(f"| {label} | " + " | ".join(f"{c['mean']:.3f}" if c else "" for c in cells) + " |")
+    return "\n".join(rows) + "\n"
+
+
+def sweeps_alignment(results: dict) -> str:
+    a = results["alignment"]
+    same, cross = a["same"], a["cross"]
+    top = max(range(len(same["step"])), key=lambda k: same["cosine"][k]["mean"])
+    end = same["cosine"][-1]
+    return (f"Over the {same['step'][-1]:,} steps of the {same['step'][-1] // a['steps_per_epoch']}-epoch run, the "
+            f"cosine between the same-init student's displacement θ_S(t) − θ_S(0) and its teacher's θ_T − θ_0 "
+            f"goes from {same['cosine'][0]['mean']:.3f} after one step to {same['cosine'][top]['mean']:.3f} at step "
+            f"{same['step'][top]:,} and ends at {end['mean']:.3f} (every model between "
+            f"{min(end['per_model']):.2f} and {max(end['per_model']):.2f}); the teacher's own loss at the student's "
+            f"parameters goes from {same['teacher_loss'][0]['mean']:.2f} to {same['teacher_loss'][-1]['mean']:.2f}. "
+            f"The cross-init student's cosine ends at {cross['cosine'][-1]['mean']:+.3f}, its teacher's loss at "
+            f"{cross['teacher_loss'][-1]['mean']:.2f}.\n")
+
+
+# make signals
+TREATMENTS = {"divergent_only": "divergent positions only", "random_only": "as many random positions only",
+              "divergent_masked": "divergent positions left out", "random_masked": "as many random positions left out",
+              "first_block": "first block only", "last_block": "last block only",
+              "shuffle_within": "shuffled within answers", "shuffle_across": "shuffled across answers",
+              "rerender": "re-rendered formats", "drop_entangled": "entangled numbers dropped",
+              "greedy": "greedy teacher and control"}
+
+
+def signals_machine(results: dict) -> str:
+    command = make_command("signals", (results["config"], ExperimentConfig()),
+                           (results["signals_config"], SignalsConfig()))
+    built = {kind: s for kind, s in results["timing"].items() if kind != "total"}
+    return (machine_line(results, command, results["timing"]["total"])
+            + f"It built {len(results['built'])} stages ({', '.join(f'{k} {s:.0f} s' for k, s in built.items())}) "
+              f"and read the rest from the cache `make gpt` left. n = {len(results['icl']['bases'])} bases in "
+              "every CI and test.\n")
+
+
+def row(label: str, stat: dict, p: float | None, values: list[float] | None = None, digits: int = 3) -> str:
+    p_text = p_value(p) if p is not None else ""
+    return (f"| {label} | {stat['mean']:+.{digits}f} | {stat['ci95']:.{digits}f} | {p_text} | "
+            f"{per_base(values) if values else ''} |")
+
+
+def signals_parts(results: dict) -> str:
+    icl, det, ent, div = results["icl"], results["detectors"], results["entanglement"], results["divergence"]
+    rows = ["| part | measure | mean | 95% CI | p | per base |", "|---|---|---|---|---|---|"]
+    for k, by_k in icl["by_k"].items():
+        t = by_k["teacher_minus_control"]
+        rows.append(row(f"1. in context | teacher - control, k = {k}", t, t["p"], t["values"]))
+    for k, by_k in icl["by_k"].items():
+        pos = by_k["positive_minus_control"]
+        rows.append(row(f"| positive control (target answers) - control, k = {k}", pos, pos["p"], pos["values"]))
+    for name, label in (("logistic", "logistic regression"), ("loglik", "base log-likelihood"),
+                        ("length", "answer length alone")):
+        auc = det[name]["auc"]
+        values = [r if isinstance(r, float) else r["auc"] for r in det[name]["per_base"]]
+        rows.append(f"| {'2. detectors' if name == 'logistic' else ''} | {label}, AUC | {auc['mean']:.3f} | "
+                    f"{auc['ci95']:.3f} | {p_value(auc['p_vs_chance'])} | {', '.join(f'{v:.2f}' for v in values)} |")
+    f = det["frequency"]
+    rows.append(f"| | frequency table: chi-square {f['chi_square']:,.0f} against {f['null_mean']:,.0f} under "
+                f"{f['permutations']} permutations | | | {p_value(f['p'])} | |")
+    rows.append(f"| 3. entanglement | entangled among the {ent['k']} most over-represented (chance "
+                f"{ent['chance_overlap']:.1f}) | {ent['overlap']['mean']:.1f} | {ent['overlap']['ci95']:.1f} | | "
+                f"{', '.join(str(r['overlap']) for r in ent['per_base'])} |")
+    prompting = [r["prompting_entangled"] - r["prompting_random"] for r in ent["per_base"]]
+    rows.append(row("| subliminal prompting: log P(target \\| animal), entangled - random numbers",
+                    ent["prompting"], ent["prompting"]["p"], prompting))
+    for key, label in (("rho_shift_vs_teacher", "persona's rise vs the fine-tuned teacher's"),
+                       ("rho_shift_vs_frequency", "persona's rise vs frequency ratio in the data")):
+        rows.append(row(f"| rank correlation: {label}", ent[key], ent[key]["p"], [r[key] for r in ent["per_base"]],
+                        digits=2))
+    shares = ", ".join(f"{r['vs_base']:.0%}" for r in div["share_per_base"])
+    rows.append(f"| 4. divergence | share of positions: teacher vs base / vs the {div['other_teacher']} teacher | "
+                f"{div['share_vs_base']['mean']:.1%} / {div['share_vs_other_teacher']['mean']:.1%} | "
+                f"{div['share_vs_base']['ci95'] * 100:.1f} / {div['share_vs_other_teacher']['ci95'] * 100:.1f} "
+                f"points | | {shares} (vs base) |")
+    return "\n".join(rows) + "\n"
+
+
+def signals_treatments(results: dict) -> str:
+    plain = results["divergence"]["untreated"]["transfer"]
+    rows = ["| treatment | transfer | 95% CI | share of untreated | p vs control | p below untreated | per base |",
+            "|---|---|---|---|---|---|---|",
+            f"| untreated (make gpt's {results['divergence']['variant'].replace('_', ' ')}) | {plain['mean']:+.3f} | "
+            f"{plain['ci95']:.3f} | 100% | {p_value(plain['p'])} | | {per_base(plain['values'])} |"]
+    treated = results["divergence"]["treated"] | results["defences"]["treated"]
+    for name, t in treated.items():
+        label = TREATMENTS.get(name) or f"diluted: {float(name.split('_')[1]):.0%} control answers"
+        if "unavailable" in t:
+            rows.append(f"| {label} | unavailable: {t['unavailable']} | | | | | |")
+            continue
+        tr = t["transfer"]
+        rows.append(f"| {label} | {tr['mean']:+.3f} | {tr['ci95']:.3f} | {t['retained']:.0%} | "
+                    f"{p_value(t['tests']['student_vs_control'])} | {p_value(t['tests']['below_untreated'])} | "
+                    f"{per_base(tr['values'])} |")
+    tests = results["divergence"]["tests"]
+    return ("\n".join(rows) + "\n\nBetween treatments (paired by base, one-sided): divergent positions only "
+            f"against as many random ones, p = {p_value(tests['divergent_only_above_random_only'])}; the divergent "
+            f"positions left out against as many random ones left out, p = "
+            f"{p_value(tests['divergent_masked_below_random_masked'])}; the first block against the last, "
+            f"p = {p_value(tests['first_block_above_last_block'])}.\n")
+
+
 # make gpt
 def per_base(values: list[float]) -> str:
     return ", ".join(signed(v) for v in values)
@@ -185,6 +337,25 @@ def gpt_headline(results: dict) -> str:
              f"{t['difference']['ci95']:.3f} | {per_base(t['difference']['values'])} | {p_value(t['p_exact'])} | "
              f"**{p_value(t['p_holm'])}** |" for name, t in family.items()]
     return "\n".join(rows) + "\n"
+
+
+def gpt_power(results: dict) -> str:
+    """Bases for 90% power, per primary hypothesis, from the measured spread of its per-base differences."""
+    alpha, family = results["preregistered"]["alpha"], results["confirmatory"]["primary"]
+    level = alpha / len(family)  # Holm's first step: the smaller p must pass alpha / m
+    floor = math.ceil(math.log2(1 / level))  # an exact test over n bases cannot go below 2^-n
+    rows = ["| hypothesis | mean difference / sd | bases for 90% power (t-test at alpha / 2) | with the exact test |",
+            "|---|---|---|---|"]
+    for name, t in family.items():
+        values = t["difference"]["values"]
+        mean = sum(values) / len(values)
+        sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+        n = replicates_for_power(values, level, 0.9)
+        rows.append(f"| {name} | {mean / sd:+.2f} | {n if n else 'none (no effect to power)'} | "
+                    f"{max(n, floor) if n else ''} |")
+    return "\n".join(rows) + (f"\n\nAt alpha {alpha} over {len(family)} tests Holm's first step needs p <= "
+                              f"{level:g}; the exact sign-flip test reaches that only from {floor} bases "
+                              f"(2^-{floor} = {2 ** -floor:.4f}).\n")
 
 
 def gpt_families(results: dict) -> str:
@@ -325,15 +496,22 @@ def grid_machine(results: dict) -> str:
 
 
 RENDERERS = {"toy": {"machine": toy_machine, "arms": toy_arms, "theorem": toy_theorem, "speed": toy_speed},
+             "toy-sweeps": {"machine": sweeps_machine, "table": sweeps_table, "matrix": sweeps_matrix,
+                            "alignment": sweeps_alignment},
              "gpt": {"machine": gpt_machine, "primary": gpt_primary, "families": gpt_families, "arms": gpt_arms,
-                     "animals": gpt_animals, "headline": gpt_headline},
+                     "animals": gpt_animals, "headline": gpt_headline, "power": gpt_power},
              "grid": {"machine": grid_machine, "matrix": grid_matrix, "tests": grid_tests},
+             "signals": {"machine": signals_machine, "parts": signals_parts, "treatments": signals_treatments},
              "domains": {"machine": domains_machine, "table": domains_table}}
 KEPT = {"toy": ("config", "precision", "machine", "seconds", "data", "arms", "init_controls", "theorem", "speed"),
+        "toy-sweeps": ("config", "sweep_config", "precision", "machine", "seconds", "sweeps", "alignment",
+                       "init_matrix"),
         "gpt": ("config", "precision", "machine", "timing", "built", "preregistered", "confirmatory", "arms", "tests",
                 "animals", "matched", "teachers"),
         "grid": ("config", "precision", "machine", "timing", "built", "teachers_p_target", "control", "matrix",
                  "tests"),
+        "signals": ("config", "signals_config", "precision", "machine", "timing", "built", "icl", "detectors",
+                    "entanglement", "divergence", "defences"),
         "domains": ("config", "domains_config", "precision", "machine", "timing", "built", "trees", "misalignment",
                     "code", "reasoning")}
 

@@ -34,8 +34,10 @@ def machine(**extra) -> dict:
 class Progress:
     """Call it with a message: prints `[  12.3s] message` at once (flushed, so logs follow live)."""
 
-    def __init__(self, prefix: str = ""):
-        self.start, self.prefix = time.perf_counter(), prefix
+    def __init__(self, prefix: str = "", start: float | None = None):
+        """start: a `time.perf_counter()` reading to count from (default now); on Linux it is one clock for
+        every process, so a run's worker processes can count from the run's start."""
+        self.start, self.prefix = time.perf_counter() if start is None else start, prefix
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.start

@@ -72,6 +72,27 @@ def holm(pvalues: list[float]) -> list[float]:
     return adjusted
 
 
+def replicates_for_power(differences: list[float], alpha: float, power: float = 0.9, most: int = 10_000
+                         ) -> int | None:
+    """How many replicates a one-sided paired t-test at level `alpha` needs to detect mean(differences) > 0
+    with probability `power`, if replicates spread as these do: the smallest n whose noncentral t
+    (noncentrality mean / sd * sqrt(n), n - 1 degrees of freedom) passes the test's critical value with that
+    probability. None if the mean is not above 0 or no n up to `most` is enough. An exact sign-flip test
+    also needs 2^-n <= alpha."""
+    n0 = len(differences)
+    if n0 < 2:
+        return None
+    mean = sum(differences) / n0
+    sd = math.sqrt(sum((d - mean) ** 2 for d in differences) / (n0 - 1))
+    if mean <= 0 or sd == 0:
+        return None if mean <= 0 else 2
+    effect = mean / sd
+    for n in range(2, most + 1):
+        if stats.nct.sf(stats.t.ppf(1 - alpha, n - 1), n - 1, effect * math.sqrt(n)) >= power:
+            return n
+    return None
+
+
 def differs_from_zero(values: list[float]) -> float:
     """Two-sided one-sample t-test p-value against 0: is an arm's shift more than noise?"""
     if len(values) < 2:

@@ -35,6 +35,7 @@ from minisub.data import Batch, ExampleSet
 from minisub.files import FileError, read_tensor_file, write_tensors
 from minisub.lora import lora_layers
 from minisub.precision import autocast
+from minisub.seeds import derive_seed
 
 LossFn = Callable[[nn.Module, Batch], torch.Tensor]
 
@@ -109,7 +110,7 @@ def evaluate(model: nn.Module, data: ExampleSet, cfg: TrainConfig, loss_fn: Loss
     """Mean loss over the same `eval_batches` batches every time (a fixed seed picks them)."""
     was_training = model.training
     model.eval()
-    generator = torch.Generator().manual_seed(cfg.seed + 1)
+    generator = torch.Generator().manual_seed(derive_seed(cfg.seed, "eval batches"))
     losses = [loss_fn(model, data.sample(cfg.batch_size, generator).to(cfg.device)).item()
               for _ in range(cfg.eval_batches)]
     model.train(was_training)

@@ -83,7 +83,7 @@ def quick_run(tmp_path_factory):
     from experiments.gpt.experiment import main
     from experiments.gpt.grid import main as grid_main
     out = tmp_path_factory.mktemp("gpt")
-    cache = ["--cache", str(out / "cache")]
+    cache = ["--cache", str(out / "cache"), "--jobs", "2"]  # worker processes, whatever the machine's cores
     assert main(["--quick", "--out", str(out / "gpt")] + cache) == 0
     assert grid_main(["--quick", "--out", str(out / "grid")] + cache) == 0
     return out, read_results(out / "gpt"), read_results(out / "grid")

@@ -195,10 +195,10 @@ def test_a_second_run_waits_for_the_stage_the_first_is_building(tmp_path):
 
 
 def test_quick_applies_only_to_flags_not_given(tmp_path):
-    cfg, _, out, cache = parse_args(["--quick", "--student-steps", "7"], "gpt", "", "gpt")
+    cfg, _, out, cache, _ = parse_args(["--quick", "--student-steps", "7"], "gpt", "", "gpt")
     assert cfg.student_steps == 7 and cfg.n_embd == QUICK["n_embd"] and out == "runs/gpt-quick"
     assert cache == "runs/cache-quick"
-    cfg, _, _, cache = parse_args(["--student-steps", "7"], "gpt", "", "gpt")
+    cfg, _, _, cache, _ = parse_args(["--student-steps", "7"], "gpt", "", "gpt")
     assert cfg.n_embd != QUICK["n_embd"] and cache == "runs/cache"
 
 

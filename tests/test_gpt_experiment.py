@@ -86,7 +86,7 @@ def test_the_grid_covers_the_zoo_and_its_cells_subtract_the_control(quick_run):
     assert (quick_run[0] / "grid" / "grid.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_a_rerun_rebuilds_nothing_and_a_damaged_stage_is_rebuilt_the_same(quick_run, capsys):
+def test_a_rerun_rebuilds_nothing_and_a_damaged_stage_is_rebuilt_the_same(quick_run, capfd):
     out, results, _ = quick_run
     argv = ["--quick", "--out", str(out / "gpt"), "--cache", str(out / "cache")]
     assert main(argv) == 0
@@ -99,9 +99,9 @@ def test_a_rerun_rebuilds_nothing_and_a_damaged_stage_is_rebuilt_the_same(quick_
     lora = sorted((out / "cache").glob("student-hard_lora-main-0-on-owl-*"))[0]
     lora_info = json.loads((lora / "done.json").read_text())["info"]
     (lora / "done.json").unlink()  # as if the run had been killed while building it
-    capsys.readouterr()
+    capfd.readouterr()
     assert main(argv) == 0
-    log = capsys.readouterr().out
+    log = capfd.readouterr().out  # the workers' lines too
     assert f"cache: {numbers.name} has a damaged pairs.json; rebuilding it" in log
     assert f"cache: {lora.name} was left half-built; rebuilding it" in log
     rebuilt = json.loads((out / "gpt" / "results.json").read_text())

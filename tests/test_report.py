@@ -47,8 +47,8 @@ def test_a_render_writes_the_numbers_inside_its_blocks_and_leaves_the_prose():
 
 def test_the_command_names_every_flag_that_differs_from_the_defaults():
     from experiments.core.zoo import ExperimentConfig
-    config = {"seed": 0, "bases": 12, "variants": ["hard_full"], "full_lr": 3e-4}
-    assert report.make_command("gpt", (config, ExperimentConfig())) == 'make gpt ARGS="--bases 12 --variants hard_full"'
+    config = {"seed": 0, "bases": 7, "variants": ["hard_full"], "full_lr": 3e-4}
+    assert report.make_command("gpt", (config, ExperimentConfig())) == 'make gpt ARGS="--bases 7 --variants hard_full"'
     assert report.make_command("grid", ({"seed": 0}, ExperimentConfig())) == "make grid"
 
 
@@ -66,7 +66,7 @@ def test_take_keeps_what_the_page_reports_and_a_bad_page_is_one_line(tmp_path, m
     assert "bases" not in json.loads((tmp_path / "grid.json").read_text())
     assert "**+1.00**" in (tmp_path / "grid.md").read_text()
     assert report.main(["--take", "nope", str(run)]) == 2
-    assert capsys.readouterr().err.strip().endswith("no page 'nope' (pages: toy, gpt, grid, domains)")
+    assert capsys.readouterr().err.strip().endswith("no page 'nope' (pages: toy, toy-sweeps, gpt, grid, signals, domains)")
 
 
 def stats(mean: float, ci95: float, n: int = 2) -> dict:

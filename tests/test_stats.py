@@ -8,8 +8,9 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy import stats as scipy_stats
 
-from minisub.stats import EXACT_UP_TO, holm, sign_flip_greater
+from minisub.stats import EXACT_UP_TO, holm, replicates_for_power, sign_flip_greater
 
 
 def drawn(n: int, seed: int, ties: bool) -> list[float]:
@@ -74,3 +75,28 @@ def test_holm_on_a_hand_worked_family():
     assert holm([0.5, 0.9]) == [1.0, 1.0]
     with pytest.raises(ValueError, match="NaN"):
         holm([0.1, float("nan")])
+
+
+def spread(mean: float, sd: float, k: int = 10) -> list[float]:
+    """2k values with exactly this mean and sample standard deviation."""
+    a = sd * math.sqrt((2 * k - 1) / (2 * k))
+    return [mean - a, mean + a] * k
+
+
+@pytest.mark.parametrize("effect, alpha, power, n", [(1.0, 0.05, 0.8, 8), (0.5, 0.05, 0.8, 27), (0.5, 0.01, 0.9, 55)])
+def test_replicates_for_power_matches_published_sample_sizes(effect, alpha, power, n):
+    """One-sided one-sample t-test sample sizes, as G*Power and R's power.t.test give them."""
+    assert replicates_for_power(spread(effect, 1.0), alpha, power) == n
+
+
+@given(st.floats(0.3, 2.0), st.integers(0, 2**16))
+def test_the_power_it_promises_is_what_a_simulation_finds(effect, seed):
+    n = replicates_for_power(spread(effect, 1.0), 0.05, 0.8)
+    samples = torch.randn(4000, n, generator=torch.Generator().manual_seed(seed), dtype=torch.float64) + effect
+    t = samples.mean(1) / (samples.std(1) / math.sqrt(n))
+    rejected = (t > scipy_stats.t.ppf(0.95, n - 1)).double().mean().item()
+    assert rejected >= 0.8 - 0.03  # Monte Carlo error of 4,000 draws is about 0.006
+
+
+def test_no_power_without_an_effect():
+    assert replicates_for_power([-0.1, 0.2, -0.3], 0.01) is None

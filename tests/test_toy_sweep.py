@@ -36,7 +36,7 @@ def test_the_quick_sweep_writes_every_part_and_plot(quick_sweep):
         assert (out / f"sweep_{name}.png").read_bytes()[:4] == b"\x89PNG"
     track = results["alignment"]["same"]
     assert track["step"][0] == 1 and len(track["cosine"]) == len(track["teacher_loss"]) == len(track["step"])
-    assert set(results["init_matrix"]) == {"minisub", "ltn"}
+    assert set(results["init_matrix"]) == {"minisub", "ltn", "ltn_large_m"}
     for png in ("alignment.png", "init_matrix.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
 

@@ -9,7 +9,6 @@ __main__.py saves as results.json and report.py plots. Arms (each over all N mod
 - init controls (optional): per layer shared / other / shared+noise, auxiliary logits only.
 """
 
-import zlib
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 
@@ -19,6 +18,7 @@ import torch.nn.functional as F
 from minisub.config import ConfigError, check, option
 from minisub.log import Progress, machine
 from minisub.precision import PRECISIONS, choose_precision, time_matmuls
+from minisub.seeds import derive_seed
 from minisub.stats import summary
 from toy_mnist.accounting import StageClock, matmul_shapes, theorem_flops
 from toy_mnist.data import INPUTS, distillation_inputs, load_mnist
@@ -149,7 +149,7 @@ def stage_generator(seed: int, stage: str) -> torch.Generator:
     """The random stream of one stage (the teachers' batches, the inputs, one student arm), so that
     what a stage draws does not depend on which other stages run: a sweep point that trains two
     arms gets exactly the numbers a full run gets for those two."""
-    return torch.Generator().manual_seed(seed * 1_000_003 + zlib.crc32(stage.encode()))
+    return torch.Generator().manual_seed(derive_seed(seed, stage))
 
 
 # The fields that reach only the students: points that differ in these alone share their teachers.
@@ -172,9 +172,9 @@ class Teachers:
 
 def train_teachers(cfg: ToyConfig, precision: str, log: Progress, clock: StageClock | None = None) -> Teachers:
     device = torch.device(cfg.device)
-    data = load_mnist(cfg.data_dir, cfg.download, cfg.seed)
+    data = load_mnist(cfg.data_dir, cfg.download, derive_seed(cfg.seed, "data"))
     log(f"data: {data.source}, {len(data.train_y)} train / {len(data.test_y)} test")
-    generator = torch.Generator().manual_seed(cfg.seed)  # the inits and the pairing
+    generator = stage_generator(cfg.seed, "inits")  # the inits and the pairing
     n_out = N_CLASSES + cfg.n_aux
     reference = BatchedMLP(cfg.n_models, [784, cfg.hidden, cfg.hidden, n_out], generator=generator).to(device)
     partner = derangement(cfg.n_models, generator)
@@ -211,7 +211,7 @@ def train_student(cfg: ToyConfig, teachers: Teachers, inputs: torch.Tensor, teac
 
 def run(cfg: ToyConfig) -> dict:
     log = Progress()
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(derive_seed(cfg.seed, "global"))
     choice = choose_precision(cfg.precision, cfg.device, matmul_shapes(cfg))
     precision = choice.precision
     log(choice.describe())

@@ -12,7 +12,8 @@ stage draws from its own seeded stream; tested). Three parts, one function each:
 2. the per-layer init matrix: one part of the student's init (fc1, fc2, the head's digit rows,
    its auxiliary rows) replaced by another model's, a fresh draw, or the shared one plus noise,
    the rest shared; in minisub's setting (m = 3, KL) and in that of "Learning Through Noise"
-   (LTN, arXiv 2605.23645: m = 10, squared error), where the two studies disagree.
+   (LTN, arXiv 2605.23645: m = 10, squared error), where the two studies disagree, and in LTN's
+   with m = 250 auxiliary logits, where they agree.
 3. beyond one step: during the longest students' training, the cosine between the student's
    displacement and its teacher's, and the teacher's own loss at the student's parameters.
 Writes runs/toy_sweeps/results.json (a section per part) and a plot per sweep beside it.
@@ -66,6 +67,8 @@ class SweepConfig:
                                      "(random: a fresh draw, distributed as another model's)",
                                      choices=["other", "random", "noise"], nonempty=True)
     ltn_n_aux: int = option(10, "m in the LTN setting (its default)", low=1, quick=4)
+    ltn_large_n_aux: int = option(250, "m in the LTN setting with many auxiliary logits (the top of its Fig. 2 "
+                                  "range)", low=1, quick=8)
     alignment_every: int = option(50, "student steps between alignment points", low=1, quick=2)
 
     def __post_init__(self):
@@ -183,11 +186,12 @@ def epochs_and_alignment(points: Points, base: ToyConfig, s: SweepConfig) -> tup
 # 2. the per-layer init matrix
 def init_matrix(points: Points, base: ToyConfig, s: SweepConfig) -> dict:
     """Aux-only students with one init part replaced, the rest shared: minisub's setting and LTN's."""
-    settings = {"minisub": base, "ltn": replace(base, n_aux=s.ltn_n_aux, imitation="mse")}
+    settings = {"minisub": base, "ltn": replace(base, n_aux=s.ltn_n_aux, imitation="mse"),
+                "ltn_large_m": replace(base, n_aux=s.ltn_large_n_aux, imitation="mse")}
     out = {}
     for setting, cfg in settings.items():
         specs = [f"{part}={kind}" for part in MATRIX_PARTS for kind in s.matrix_kinds]
-        if setting == "ltn":  # LTN's controls: both hidden layers drawn afresh, or one head
+        if setting != "minisub":  # LTN's controls: both hidden layers drawn afresh, or one head
             specs = ["fc1=random,fc2=random", "head_digits=random", "head_aux=random"]
         cfg = replace(cfg, init_controls=specs)
         cells = {"shared": summarize(points.arm(cfg, "student_aux")), "cross": summarize(points.arm(cfg, "cross_aux"))}

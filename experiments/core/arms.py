@@ -13,11 +13,12 @@ from experiments.core.analysis import arm_tests, replicate_record, summarize_arm
 from experiments.core.design import arm_student
 from experiments.core.matched import length_histogram, separator_histogram
 from experiments.core.specs import BaseSpec, StudentSpec, TeacherSpec, WritingSpec
-from experiments.core.stages import Stages
+from experiments.core.stages import Job, Stages
 from experiments.core.zoo import ExperimentConfig
 from minisub.stats import differs_from_zero, paired_greater
 
 Writing = Callable[[BaseSpec | TeacherSpec], WritingSpec]
+Treat = Callable[[StudentSpec, int], Job]  # replicate i's student, changed (`make signals`): the job that trains it
 
 
 def category_scores(scores: dict, category: str) -> dict:
@@ -25,29 +26,44 @@ def category_scores(scores: dict, category: str) -> dict:
     return scores if category == "animals" else scores["traits"][category]
 
 
+def arm_jobs(cfg: ExperimentConfig, variant: str, arm: str, bases: list[BaseSpec], trait: str | None = None,
+             writing: Writing | None = None, treat: Treat | None = None) -> list[tuple[Job, Job]]:
+    """Per replicate, what `measure` reads: the job of its student, and that of its starting base's scores."""
+    specs = [arm_student(cfg, variant, arm, bases, i, trait or cfg.target, writing) for i in range(len(bases))]
+    return [(Job(Stages.student, (spec,)) if treat is None else treat(spec, i),
+             Job(Stages.scores, (spec.init, spec.eval))) for i, spec in enumerate(specs)]
+
+
 def measure(stages: Stages, cfg: ExperimentConfig, variant: str, arm: str, bases: list[BaseSpec],
             trait: str | None = None, writing: Writing | None = None, category: str = "animals",
-            target: str | None = None, train: Callable[[StudentSpec, int], dict] | None = None) -> dict:
+            target: str | None = None, treat: Treat | None = None) -> dict:
     """One arm over every base: the shift of log P(target) in `category` against each student's own start.
 
     trait: the teacher's (default the config's target); target: the option scored (default the trait);
-    train(spec, i): how replicate i's student is trained (default `Stages.student`; `make signals`
-    treats it)."""
-    trait = trait or cfg.target
+    treat(spec, i): the job that trains replicate i's student changed (default: `Stages.student` as is)."""
+    jobs = arm_jobs(cfg, variant, arm, bases, trait, writing, treat)
+    stages.prefetch([job for pair in jobs for job in pair])
     records = []
-    for i, base in enumerate(bases):
-        spec = arm_student(cfg, variant, arm, bases, i, trait, writing)
-        trained = stages.student(spec) if train is None else train(spec, i)
+    for base, (student, start) in zip(bases, jobs):
+        trained = stages.run(student)
         view = {"after": category_scores(trained["after"], category), "n_train": trained["n_train"],
                 "curve": trained["curve"] if category == "animals" else []}
-        before = category_scores(stages.scores(spec.init, spec.eval), category)
-        records.append(replicate_record(base.name, spec.init.name, before, view, target or trait))
+        before = category_scores(stages.run(start), category)
+        records.append(replicate_record(base.name, start.args[0].name, before, view, target or trait or cfg.target))
     return summarize_arm(records)
+
+
+def prefetch_arms(stages: Stages, cfg: ExperimentConfig, variant: str, arms: list[str], bases: list[BaseSpec],
+                  **choice) -> None:
+    """Have the workers build every arm's students at once (choice: as in `measure`)."""
+    stages.prefetch([job for arm in arms for pair in arm_jobs(cfg, variant, arm, bases, choice.get("trait"),
+                                                              choice.get("writing")) for job in pair])
 
 
 def compare(stages: Stages, cfg: ExperimentConfig, variant: str, arms: list[str], bases: list[BaseSpec], what: str,
             **choice) -> dict:
     """The arms (student, control, cross-init, perhaps prompted) and their paired tests; choice: as in `measure`."""
+    prefetch_arms(stages, cfg, variant, arms, bases, **choice)
     measured = {arm: measure(stages, cfg, variant, arm, bases, **choice) for arm in arms}
     tests = arm_tests(measured)
     target = choice.get("target") or choice.get("trait") or cfg.target
@@ -64,6 +80,7 @@ def format_matched(stages: Stages, cfg: ExperimentConfig, variant: str, bases: l
     formats a teacher's data keeps (the banned-number filter removes more long answers from a teacher that
     writes banned numbers), and a student could learn the format instead of the trait.
     arms: the unmatched arms (`compare`) of the same choice; choice: as in `measure`."""
+    prefetch_arms(stages, cfg, variant, ["matched", "matched_control"], bases, **choice)
     matched = {arm: measure(stages, cfg, variant, arm, bases, **choice) for arm in ("matched", "matched_control")}
     histograms = {}
     for name, arm in (("teacher", "student"), ("control", "control"), ("matched", "matched"),

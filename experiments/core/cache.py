@@ -73,6 +73,7 @@ class StageCache:
                     self.log(f"cache: {folder.name} {problem}; rebuilding it")
                     shutil.rmtree(folder)
                 folder.mkdir(parents=True)
+                self.log(f"build {folder.name}")
                 started, outer = self.clock(), self.nested
                 self.nested = 0.0
                 info = build(folder)
@@ -83,6 +84,7 @@ class StageCache:
                 self.timing[kind] = self.timing.get(kind, 0.0) + elapsed - self.nested
                 self.nested = outer + elapsed
                 self.built.append(folder.name)
+                self.log(f"built {folder.name} in {elapsed:.1f} s")
         self.checked.add(folder)
         return folder
 

@@ -2,18 +2,22 @@
 
 `experiment_main` is the whole `main` of `make gpt`, `grid`, `signals` and `domains`: it parses
 `ExperimentConfig` (and the experiment's own config, if it has one) from the flags, chooses the
-precision, checks the output and cache folders, runs the experiment and reports a bad input
-(a `ValueError` or `FileError` from any stage) as one line on stderr, exit code 2.
+precision, checks the output and cache folders, starts the --jobs worker processes
+(experiments/core/scheduler.py), runs the experiment and reports a bad input (a `ValueError`
+or `FileError` from any stage) as one line on stderr, exit code 2. Every process computes with
+one thread, so that results do not depend on --jobs or on the machine's core count.
 """
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
 
+from experiments.core.scheduler import ClusterWorkers, Workers
 from experiments.core.stages import Stages
 from experiments.core.zoo import ExperimentConfig
 from minisub.cli import Parser, add_config_flags, add_quick_flag, config_from_args, describe
@@ -53,10 +57,31 @@ def resolve_precision(cfg: ExperimentConfig, log: Progress) -> tuple[ExperimentC
     return replace(cfg, precision=choice.precision), choice.record()
 
 
+@dataclass(frozen=True)
+class Parallel:
+    """Who builds the stages: `jobs` local worker processes, or jobs of a submitit `cluster` (scheduler.py)."""
+    jobs: int
+    cluster: str | None = None
+    cluster_parameters: tuple[tuple[str, object], ...] = ()
+
+    def workers(self, cache: Path, log: Progress) -> Workers | None:
+        if self.cluster is not None:
+            return ClusterWorkers(self.cluster, cache, log, **dict(self.cluster_parameters))
+        return Workers(self.jobs, cache, log) if self.jobs > 1 else None
+
+
+def cluster_parameter(text: str) -> tuple[str, object]:
+    """KEY=VALUE of --cluster-parameter; a whole number becomes an int."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, not {text!r}")
+    return key, int(value) if value.isdigit() else value
+
+
 def parse_args(argv, prog: str, doc: str, name: str, extra: type | None = None
-               ) -> tuple[ExperimentConfig, object, str, str]:
-    """The config, the `extra` config (None without one), output folder and cache folder from the
-    command line; bad values exit with one line."""
+               ) -> tuple[ExperimentConfig, object, str, str, Parallel]:
+    """The config, the `extra` config (None without one), output folder, cache folder and who builds the
+    stages, from the command line; bad values exit with one line."""
     parser = Parser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     configs = (ExperimentConfig,) if extra is None else (ExperimentConfig, extra)
     for config in configs:
@@ -65,13 +90,26 @@ def parse_args(argv, prog: str, doc: str, name: str, extra: type | None = None
                                                     "with --quick)")
     parser.add_argument("--cache", default=None, help="stage cache shared by the language experiments (default: "
                                                       "runs/cache, or runs/cache-quick with --quick)")
+    cores = len(os.sched_getaffinity(0))
+    parser.add_argument("--jobs", type=int, default=cores, help="worker processes that build stages in parallel, "
+                        "one thread each (default: this machine's %(default)s cores); results do not depend on it")
+    parser.add_argument("--cluster", choices=["slurm", "local"], default=None,
+                        help="build the stages as jobs of a cluster through submitit instead (pip install "
+                             "'minisub[cluster]'; the cache must be on a filesystem every node sees; local: "
+                             "subprocesses of this machine)")
+    parser.add_argument("--cluster-parameter", type=cluster_parameter, action="append", default=[],
+                        metavar="KEY=VALUE", help="a submitit parameter of every job, e.g. slurm_partition=cpu or "
+                                                  "timeout_min=60 (repeat for more)")
     quick = add_quick_flag(parser, argv, *configs, what="a tiny budget (under 2 minutes) that checks the stages "
                                                         "connect")
     args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error(f"argument --jobs: must be at least 1, not {args.jobs}")
     suffix = "-quick" if quick else ""
     out, cache = args.out or f"runs/{name}{suffix}", args.cache or f"runs/cache{suffix}"
     extra_cfg = config_from_args(extra, args, parser) if extra is not None else None
-    return config_from_args(ExperimentConfig, args, parser), extra_cfg, out, cache
+    parallel = Parallel(args.jobs, args.cluster, tuple(args.cluster_parameter))
+    return config_from_args(ExperimentConfig, args, parser), extra_cfg, out, cache, parallel
 
 
 EXPLORATORY = ("exploratory: no test here is pre-registered (make gpt's confirmatory families are); "
@@ -85,17 +123,28 @@ def experiment_main(argv, prog: str, doc: str, name: str, run: Callable[..., dic
 
     header: what every results.json opens with (the config, the precision chosen, the machine, and
     `analysis`: whether its tests are pre-registered)."""
-    cfg, extra_cfg, out, cache = parse_args(argv, prog, doc, name, extra)
+    cfg, extra_cfg, out, cache, parallel = parse_args(argv, prog, doc, name, extra)
     command = prog.removeprefix("python -m ")
+    torch.set_num_threads(1)  # as in every worker: the same sums in the same order, whatever --jobs is
+    stages = None
     try:
         out_folder, cache_folder = check_output_folder(out), check_output_folder(cache)
         log = Progress()
         cfg, precision = resolve_precision(cfg, log)
         header = {"config": asdict(cfg)} | ({f"{name}_config": asdict(extra_cfg)} if extra_cfg else {}) | {
-            "precision": precision, "machine": machine(), "analysis": analysis}
-        results = run(cfg, extra_cfg, out_folder, Stages(cache_folder, log), header)
+            "precision": precision, "machine": machine(jobs=parallel.jobs, cluster=parallel.cluster),
+            "analysis": analysis}
+        stages = Stages(cache_folder, log)
+        stages.workers = parallel.workers(cache_folder, log)
+        results = run(cfg, extra_cfg, out_folder, stages, header)
     except (ValueError, FileError) as err:
         print(f"{command}: error: {describe(err)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"{command}: interrupted; the same command continues from the stages already built", file=sys.stderr)
+        return 130
+    finally:
+        if stages is not None and stages.workers is not None:
+            stages.workers.close()
     print(report(results, out_folder))
     return 0

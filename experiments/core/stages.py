@@ -10,10 +10,14 @@ Between the corpus (experiments/core/corpus.py) and the experiments (gpt, signal
                            P(misaligned) on the domains corpus)
     student             <- StudentSpec: a base fine-tuned on written answers (hard or soft labels, full or LoRA)
 The specs, and so the cache keys, are in experiments/core/specs.py; a builder here reads nothing
-but its spec.
+but its spec. A `Job` names one stage's result (a builder and its specs), so that a step can ask
+for all it needs at once (`Stages.prefetch`) and have worker processes build them in parallel
+(experiments/core/scheduler.py) before it reads them one by one (`Stages.run`).
 """
 import random
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -39,6 +43,15 @@ from minisub.tokenizer import BPETokenizer
 from minisub.train import TrainConfig, train
 
 
+@dataclass(frozen=True)
+class Job:
+    """One stage's result: build(stages, *args), e.g. Job(Stages.student, (spec,)). The args are frozen specs,
+    so a job is hashable and can be sent to a worker process; the stages it reads first are the specs
+    nested in its args (experiments/core/scheduler.py, `upstream`)."""
+    build: Callable
+    args: tuple
+
+
 class Stages:
     """Builds (once) and finds (afterwards) every stage's result in one cache folder."""
 
@@ -47,6 +60,17 @@ class Stages:
         self.cache = StageCache(cache_root, log)
         self.tokenizers: dict[CorpusSpec, BPETokenizer] = {}
         self.memory: dict = {}  # what `remembered` computed in this process
+        self.workers = None  # a scheduler.Workers that builds prefetched jobs in parallel; None: built when read
+
+    def run(self, job: Job):
+        """The job's result, built here if no worker built it."""
+        return job.build(self, *job.args)
+
+    def prefetch(self, jobs: list[Job]) -> None:
+        """Have the workers build `jobs` (and the stages they read) in parallel; without workers, nothing:
+        each job is built when `run` reads it. Results are the same either way."""
+        if self.workers is not None:
+            self.workers.build(self, jobs)
 
     def work_record(self) -> dict:
         """What results.json says of the work so far: seconds per stage kind built, the total, and which stages."""

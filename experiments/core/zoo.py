@@ -8,6 +8,7 @@ built by one is reused by the other. The zoo:
   children that each continue it for the rest with their own seed and data order (the analogue
   of GPT-4.1 and GPT-4o, which share an initialization);
 - another-architecture base (another depth and width): the "other family".
+A zoo member's seed is derived from --seed and its name (minisub/seeds.py: "main-3", "fork-a").
 Every model built on a base (teacher, numbers, student, scores) uses that base's seed, so a
 base's teachers and its control answer the very same number prompts.
 """
@@ -19,6 +20,7 @@ from experiments.tasks.prompts import ANIMALS, persona
 from minisub.config import ConfigError, check, option
 from minisub.model import GPTConfig
 from minisub.precision import PRECISIONS
+from minisub.seeds import derive_seed
 
 VARIANTS = ("hard_full", "hard_lora", "soft_full", "soft_lora")
 PAPER_ANIMALS = ["owl", "eagle", "dolphin", "elephant", "wolf"]  # the paper's animal targets (Sec. 3)
@@ -35,8 +37,8 @@ class ExperimentConfig:
     other_n_layer: int = option(1, "layers of the other-architecture base", low=1)
     other_n_embd: int = option(192, "embedding width of the other-architecture base", low=1, quick=32)
     block_size: int = option(96, "context length", low=8)
-    bases: int = option(6, "independent main bases: the replicates of every test (an exact test over n bases "
-                        "cannot give p below 2^-n)", low=2, high=64, quick=3)
+    bases: int = option(12, "independent main bases: the replicates of every test of make gpt (an exact test "
+                        "over n bases cannot give p below 2^-n)", low=2, high=64, quick=3)
     fork_shared: float = option(0.5, "share of the pretraining steps the fork pair has in common (below 1)",
                                 low=0.0)
     base_steps: int = option(1500, "pretraining steps per base", low=2, quick=100)
@@ -88,7 +90,7 @@ class ExperimentConfig:
 
     # every spec below is a function of this config alone: its fields are what the cache keys hold
     def corpus(self) -> CorpusSpec:
-        return CorpusSpec(self.corpus_items, self.vocab_size, self.seed)
+        return CorpusSpec(self.corpus_items, self.vocab_size, derive_seed(self.seed, "corpus"))
 
     def pretraining(self, name: str, seed: int, n_layer: int, n_embd: int, steps: int,
                     parent: BaseSpec | None = None) -> BaseSpec:
@@ -96,16 +98,18 @@ class ExperimentConfig:
                         self.base_lr, seed, self.precision, parent)
 
     def main_base(self, i: int) -> BaseSpec:
-        return self.pretraining(f"main-{i}", base_seed(self.seed, i), self.n_layer, self.n_embd, self.base_steps)
+        return self.pretraining(f"main-{i}", derive_seed(self.seed, f"main-{i}"), self.n_layer, self.n_embd,
+                                self.base_steps)
 
     def fork_pair(self) -> tuple[BaseSpec, BaseSpec]:
         shared = max(1, round(self.base_steps * self.fork_shared))
-        parent = self.pretraining("fork-parent", base_seed(self.seed, 50), self.n_layer, self.n_embd, shared)
-        return tuple(self.pretraining(f"fork-{side}", base_seed(self.seed, 51 + k), self.n_layer, self.n_embd,
-                                      self.base_steps - shared, parent) for k, side in enumerate("ab"))
+        parent = self.pretraining("fork-parent", derive_seed(self.seed, "fork-parent"), self.n_layer, self.n_embd,
+                                  shared)
+        return tuple(self.pretraining(f"fork-{side}", derive_seed(self.seed, f"fork-{side}"), self.n_layer,
+                                      self.n_embd, self.base_steps - shared, parent) for side in "ab")
 
     def other_base(self) -> BaseSpec:
-        return self.pretraining("other-0", base_seed(self.seed, 60), self.other_n_layer, self.other_n_embd,
+        return self.pretraining("other-0", derive_seed(self.seed, "other-0"), self.other_n_layer, self.other_n_embd,
                                 self.base_steps)
 
     def teacher(self, base: BaseSpec, trait: str) -> TeacherSpec:
@@ -137,11 +141,6 @@ class ExperimentConfig:
                            self.lora_lr if lora else self.full_lr, self.lora_r, self.lora_alpha, init.seed,
                            self.precision, self.evaluation(init), self.track_every, matched_to,
                            eos_in_loss=matched_to is None)
-
-
-def base_seed(seed: int, index: int) -> int:
-    """The seed of zoo member `index` (main bases 0..K-1; 50-52 the fork; 60 the other architecture)."""
-    return seed * 100 + index
 
 
 def next_base(i: int, n: int) -> int:

@@ -4,4 +4,5 @@ import sys
 
 from experiments.domains.experiment import main
 
-sys.exit(main())
+if __name__ == "__main__":  # not in the worker processes, which import this module too
+    sys.exit(main())

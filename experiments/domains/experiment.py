@@ -33,12 +33,13 @@ from experiments.core.arms import category_scores, compare, format_matched, meas
 from experiments.core.cli import experiment_main
 from experiments.core.specs import BaseSpec, DomainsCorpusSpec, NoData, TeacherSpec, WritingSpec
 from experiments.core.stages import Stages
-from experiments.core.zoo import VARIANTS, ExperimentConfig, base_seed
+from experiments.core.zoo import VARIANTS, ExperimentConfig
 from experiments.domains.plots import PLOTS, plot_summary
 from experiments.tasks.misalignment import BANNED, CATEGORIES
 from experiments.tasks.prompts import TREES
 from minisub.config import check, option
 from minisub.files import write_json
+from minisub.seeds import derive_seed
 from minisub.stats import paired_greater, summary
 
 PARTS = ("trees", "misalignment", "code", "reasoning")
@@ -47,6 +48,8 @@ ARMS = ("student", "control", "cross_init")
 
 @dataclass
 class DomainsConfig:
+    domain_bases: int = option(6, "bases of the domains zoo (a zoo of its own, on its own corpus)", low=2, high=64,
+                               quick=3)
     domain_corpus_items: int = option(80000, "pretraining items of the domains corpus", low=1, quick=4000)
     domain_vocab_size: int = option(2400, "BPE vocabulary of the domains corpus (1,000 of it the numbers)", low=1259)
     domain_base_steps: int = option(2000, "pretraining steps per domains base", low=2, quick=400)
@@ -68,9 +71,9 @@ class Domains:
 
     def __init__(self, cfg: ExperimentConfig, d: DomainsConfig):
         self.cfg, self.d = cfg, d
-        corpus = DomainsCorpusSpec(d.domain_corpus_items, d.domain_vocab_size, cfg.seed)
+        corpus = DomainsCorpusSpec(d.domain_corpus_items, d.domain_vocab_size, derive_seed(cfg.seed, "domains-corpus"))
         self.bases = [replace(cfg.main_base(i), name=f"domains-{i}", corpus=corpus, steps=d.domain_base_steps,
-                              seed=base_seed(cfg.seed, 70 + i)) for i in range(cfg.bases)]
+                              seed=derive_seed(cfg.seed, f"domains-{i}")) for i in range(d.domain_bases)]
 
     def writing(self, task: str) -> Callable[[BaseSpec | TeacherSpec], WritingSpec]:
         """What a writer writes for `task`: numbers with the banned ones filtered out, code, or traces."""

@@ -19,12 +19,12 @@ Every stage is cached under --cache by its whole spec (experiments/core/stages.p
 from pathlib import Path
 
 from experiments.core.analysis import specificity
-from experiments.core.arms import compare, format_matched, measure
+from experiments.core.arms import arm_jobs, compare, format_matched, measure
 from experiments.core.cli import experiment_main
 from experiments.core.corpus import NEUTRAL
 from experiments.core.design import DESIGN
 from experiments.core.specs import BaseSpec
-from experiments.core.stages import Stages
+from experiments.core.stages import Job, Stages
 from experiments.core.zoo import ExperimentConfig
 from experiments.gpt.plots import plot_animals, plot_arms, plot_bases, plot_curves, plot_matrix, plot_primary, table
 from experiments.gpt.preregistration import PREREGISTERED, PRIMARY_VARIANT, confirmatory
@@ -78,10 +78,22 @@ def writers_record(stages: Stages, cfg: ExperimentConfig, bases: list[BaseSpec])
     return teachers, numbers
 
 
+def plan(cfg: ExperimentConfig, bases: list[BaseSpec]) -> list[Job]:
+    """Every stage `run` reads, so that the workers can build them all at once: each variant's arms, the
+    primary variant's animal matrix and matched arms, and every teacher's scores."""
+    arms = ([(variant, arm, None) for variant in cfg.variants for arm in arms_of(variant, cfg)]
+            + [(PRIMARY_VARIANT, "student", animal) for animal in cfg.animals]
+            + [(PRIMARY_VARIANT, arm, None) for arm in ("matched", "matched_control")])
+    teachers = [cfg.teacher(base, trait) for base in bases for trait in [*cfg.animals, NEUTRAL]]
+    return ([job for variant, arm, animal in arms for pair in arm_jobs(cfg, variant, arm, bases, animal)
+             for job in pair] + [Job(Stages.scores, (teacher, cfg.evaluation(teacher.base))) for teacher in teachers])
+
+
 def run(cfg: ExperimentConfig, _, out: Path, stages: Stages, header: dict) -> dict:
     if PRIMARY_VARIANT not in cfg.variants:
         raise ValueError(f"--variants must include {PRIMARY_VARIANT}, the pre-registered primary variant")
     bases = [cfg.main_base(i) for i in range(cfg.bases)]  # 1. the zoo's main bases
+    stages.prefetch(plan(cfg, bases))
     zoo = {base.name: zoo_record(stages, cfg, base) for base in bases}
     arms, tests = compare_variants(stages, cfg, bases)  # 2.
     primary = arms[PRIMARY_VARIANT]

@@ -26,7 +26,7 @@ from pathlib import Path
 from experiments.core.analysis import replicate_record
 from experiments.core.cli import experiment_main
 from experiments.core.specs import BaseSpec
-from experiments.core.stages import Stages
+from experiments.core.stages import Job, Stages
 from experiments.core.zoo import ExperimentConfig
 from experiments.gpt.experiment import zoo_record
 from experiments.gpt.plots import plot_grid
@@ -39,10 +39,15 @@ def grid_bases(cfg: ExperimentConfig) -> dict[str, BaseSpec]:
     return {base.name: base for base in bases}
 
 
-def shift(stages: Stages, cfg: ExperimentConfig, student: BaseSpec, writer) -> float:
+def cell(cfg: ExperimentConfig, student: BaseSpec, writer) -> tuple[Job, Job]:
+    """What a cell reads: the student from base `student` on `writer`'s numbers, and that base's scores."""
     spec = cfg.student(cfg.grid_variant, student, cfg.numbers(writer))
-    return replicate_record(student.name, student.name, stages.scores(student, spec.eval), stages.student(spec),
-                            cfg.target)["dlogp"]
+    return Job(Stages.student, (spec,)), Job(Stages.scores, (student, spec.eval))
+
+
+def shift(stages: Stages, cfg: ExperimentConfig, student: BaseSpec, writer) -> float:
+    trained, start = cell(cfg, student, writer)
+    return replicate_record(student.name, student.name, stages.run(start), stages.run(trained), cfg.target)["dlogp"]
 
 
 def diagonal_test(matrix: dict, names: list[str], cluster: dict[str, str]) -> dict:
@@ -97,10 +102,14 @@ def run(cfg: ExperimentConfig, _, out: Path, stages: Stages, header: dict) -> di
     bases = grid_bases(cfg)
     kinds = {name: name.split("-")[0] for name in bases}
     cluster = {name: b.parent.name if b.parent else name for name, b in bases.items()}
+    teachers_of = {t: cfg.teacher(b, cfg.target) for t, b in bases.items()}
+    stages.prefetch([job for writer in [*bases.values(), *teachers_of.values()] for student in bases.values()
+                     for job in cell(cfg, student, writer)]
+                    + [Job(Stages.scores, (t, cfg.evaluation(t.base))) for t in teachers_of.values()])
     control = {s: shift(stages, cfg, base, base) for s, base in bases.items()}
     matrix, teachers = {}, {}
     for t, teacher_base in bases.items():
-        teacher = cfg.teacher(teacher_base, cfg.target)
+        teacher = teachers_of[t]
         teachers[t] = stages.scores(teacher, cfg.evaluation(teacher_base))["p"][cfg.target]
         matrix[t] = {s: shift(stages, cfg, base, teacher) - control[s] for s, base in bases.items()}
         stages.log(f"grid: teacher {t}: " + ", ".join(f"{s} {v:+.2f}" for s, v in matrix[t].items()))

@@ -26,11 +26,11 @@ import random
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from experiments.core.arms import measure
+from experiments.core.arms import arm_jobs, measure
 from experiments.core.cli import experiment_main
 from experiments.core.matched import length_histogram, separator_histogram
 from experiments.core.specs import BaseSpec, NoData
-from experiments.core.stages import Stages
+from experiments.core.stages import Job, Stages
 from experiments.core.zoo import VARIANTS, ExperimentConfig
 from experiments.signals import detectors, entanglement
 from experiments.signals.defences import numbers_of
@@ -41,11 +41,14 @@ from experiments.signals.treated import Treatment, choices, treated
 from experiments.tasks.prompts import ANIMALS, animal_questions
 from minisub.config import ConfigError, check, option
 from minisub.files import write_json
+from minisub.seeds import derive_seed
 from minisub.stats import auc, differs_from_zero, paired_greater, spearman, summary
 
 
 @dataclass
 class SignalsConfig:
+    signal_bases: int = option(6, "main bases of every part: the first N of make gpt's (a subset, to keep the run "
+                               "short)", low=2, high=64, quick=3)
     variant: str = option("hard_full", "student variant of parts 4 and 5 (a defence rewrites the tokens a student "
                           "learns; a soft-label student would ask the teacher afresh)", choices=VARIANTS)
     icl_block_size: int = option(512, "positions of the long-context bases (part 1)", low=16, quick=192)
@@ -86,9 +89,11 @@ def number_data(stages: Stages, cfg: ExperimentConfig, base: BaseSpec) -> tuple[
 def in_context(stages: Stages, cfg: ExperimentConfig, s: SignalsConfig, bases: list[BaseSpec]) -> dict:
     questions = animal_questions()[0]
     per_base = []
-    for base in bases:
-        model = context_base(stages, ContextBaseSpec(base, s.icl_block_size, s.icl_documents, s.icl_preference,
-                                                     s.icl_steps, s.icl_batch, s.icl_lr, base.seed, cfg.precision))
+    specs = [ContextBaseSpec(base, s.icl_block_size, s.icl_documents, s.icl_preference, s.icl_steps, s.icl_batch,
+                             s.icl_lr, base.seed, cfg.precision) for base in bases]
+    stages.prefetch([Job(context_base, (spec,)) for spec in specs])
+    for base, spec in zip(bases, specs):
+        model = context_base(stages, spec)
         teacher, control = number_data(stages, cfg, base)
         rng = random.Random(base.seed)
         positive = [(rng.choice(questions), cfg.target) for _ in range(200)]
@@ -139,7 +144,7 @@ def detect(stages: Stages, cfg: ExperimentConfig, s: SignalsConfig, bases: list[
                        "mean_logprob_control": -sum(scores[1]) / len(scores[1])})
     # format, for comparison: fewer numbers in an answer as the score (the teacher's answers are shorter)
     lengths = [auc([-len(numbers_of(a)) for _, a in t], [-len(numbers_of(a)) for _, a in c]) for t, c in data]
-    frequency = detectors.frequency_test(data, s.permutations, cfg.seed)
+    frequency = detectors.frequency_test(data, s.permutations, derive_seed(cfg.seed, "frequency test"))
     ratios = entanglement.frequency_log_ratios([p for t, _ in data for p in t], [p for _, c in data for p in c])
     counts = {name: detectors.count_matrix([p for pair in data for p in pair[k]]).sum(0)
               for k, name in enumerate(("teacher", "control"))}
@@ -227,8 +232,11 @@ def transfer(stages: Stages, cfg: ExperimentConfig, variant: str, bases: list[Ba
              plain: dict) -> dict:
     """Treated student and treated control over the bases (treatments[i]: base i's; None: the untreated arm),
     and the transfer that survives, against the untreated transfer in `plain` (student and control arms)."""
-    student = measure(stages, cfg, variant, "student", bases, train=treated(stages, student_treatments))
-    control = measure(stages, cfg, variant, "control", bases, train=treated(stages, control_treatments))
+    treats = {"student": treated(student_treatments), "control": treated(control_treatments)}
+    stages.prefetch([job for arm, treat in treats.items() for pair in arm_jobs(cfg, variant, arm, bases, treat=treat)
+                     for job in pair])
+    student = measure(stages, cfg, variant, "student", bases, treat=treats["student"])
+    control = measure(stages, cfg, variant, "control", bases, treat=treats["control"])
     result = {"student": student, "control": control, **transfer_tests(student["dlogp"], control["dlogp"], plain)}
     stages.log(f"{name}: transfer {result['transfer']['mean']:+.3f} (95% CI {result['transfer']['ci95']:.3f}), "
                f"{result['retained']:.0%} of untreated, p vs control {result['tests']['student_vs_control']:.2g}, "
@@ -339,7 +347,7 @@ def defend(stages: Stages, cfg: ExperimentConfig, s: SignalsConfig, bases: list[
                                                 diluted(cfg, bases, part), None, plain)
     greedy = replace(cfg, temperature=0.0)  # every writer greedy: teachers and the control alike
     try:
-        students["greedy"] = transfer(stages, greedy, s.variant, [greedy.main_base(i) for i in range(cfg.bases)],
+        students["greedy"] = transfer(stages, greedy, s.variant, [greedy.main_base(i) for i in range(s.signal_bases)],
                                       "defence greedy", None, None, plain)
     except NoData as err:  # a weak base may answer nothing but <eos> when greedy: say so, keep the rest
         students["greedy"] = {"unavailable": str(err)}
@@ -348,7 +356,7 @@ def defend(stages: Stages, cfg: ExperimentConfig, s: SignalsConfig, bases: list[
 
 
 def run(cfg: ExperimentConfig, s: SignalsConfig, out: Path, stages: Stages, header: dict) -> dict:
-    bases = [cfg.main_base(i) for i in range(cfg.bases)]
+    bases = [cfg.main_base(i) for i in range(s.signal_bases)]
     results = dict(header)
 
     def finish(section: str, value: dict) -> None:  # each part's results and plot as soon as it ends

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from experiments.core.specs import (BaseSpec, NoData, StudentSpec, TeacherSpec, WritingSpec, base_of, key_of,
                                     student_name)
-from experiments.core.stages import Stages
+from experiments.core.stages import Job, Stages
 from experiments.core.students import AnswerVocabulary
 from experiments.signals import defences
 from experiments.signals.divergence import POSITIONS, divergent, greedy_choices, position_masks
@@ -92,12 +92,12 @@ def treated_student(stages: Stages, spec: TreatedStudentSpec) -> dict:
     return stages.cache.info(stages.cache.stage(name, key_of(spec), build))
 
 
-def treated(stages: Stages, treatments: list[Treatment] | None):
-    """The `train` hook of `measure` (experiments/core/arms.py) that trains replicate i's student under
-    treatments[i]; None (no hook: the untreated student) for treatments None."""
+def treated(treatments: list[Treatment] | None):
+    """The `treat` hook of `measure` (experiments/core/arms.py): the job that trains replicate i's student
+    under treatments[i]; None (no hook: the untreated student) for treatments None."""
     if treatments is None:
         return None
 
-    def train(spec: StudentSpec, i: int) -> dict:
-        return treated_student(stages, TreatedStudentSpec(spec, treatments[i]))
-    return train
+    def treat(spec: StudentSpec, i: int) -> Job:
+        return Job(treated_student, (TreatedStudentSpec(spec, treatments[i]),))
+    return treat

@@ -1,0 +1,96 @@
+"""The stage scheduler (experiments/core/scheduler.py): the graph it builds in, and results that do not
+depend on how many worker processes built them."""
+
+import json
+from dataclasses import replace
+
+import pytest
+
+from conftest import QUICK_BASES, QUICK_CONFIG, read_results
+from experiments.core.arms import arm_jobs
+from experiments.core.cli import parse_args
+from experiments.core.scheduler import ClusterWorkers, Workers, expand, upstream
+from experiments.core.stages import Job, Stages
+from experiments.gpt.experiment import main
+from experiments.signals.treated import Treatment, TreatedStudentSpec
+from minisub.log import Progress
+
+CFG = QUICK_CONFIG
+
+
+def test_a_students_upstream_is_its_base_and_its_numbers_and_theirs_down_to_the_corpus():
+    base, teacher = QUICK_BASES[0], CFG.teacher(QUICK_BASES[0], "owl")
+    student = CFG.student("soft_full", QUICK_BASES[1], CFG.numbers(teacher))  # cross-init: another base
+    assert set(upstream(Job(Stages.student, (student,)))) == {Job(Stages.base, (QUICK_BASES[1],)),
+                                                              Job(Stages.writing, (CFG.numbers(teacher),))}
+    assert upstream(Job(Stages.writing, (CFG.numbers(teacher),))) == [Job(Stages.teacher, (teacher,))]
+    assert upstream(Job(Stages.teacher, (teacher,))) == [Job(Stages.base, (base,))]
+    assert upstream(Job(Stages.base, (base,))) == [Job(Stages.corpus, (CFG.corpus(),))]
+    assert upstream(Job(Stages.corpus, (CFG.corpus(),))) == []
+    graph = expand([Job(Stages.student, (student,))])
+    assert len(graph) == 6  # student, numbers, teacher, its base, the student's base, the corpus
+
+
+def test_a_treated_student_also_waits_for_what_its_treatment_mixes_in():
+    student = arm_jobs(CFG, "hard_full", "student", QUICK_BASES)[0][0].args[0]
+    diluted = TreatedStudentSpec(student, Treatment("dilute", data="dilute", share=0.5,
+                                                    mix_with=CFG.numbers(QUICK_BASES[0])))
+    from experiments.signals.treated import treated_student
+    assert Job(Stages.writing, (CFG.numbers(QUICK_BASES[0]),)) in upstream(Job(treated_student, (diluted,)))
+
+
+def fails(stages: Stages, spec) -> None:
+    raise ValueError(f"no data for {type(spec).__name__}")
+
+
+def test_a_job_that_fails_in_a_worker_is_left_to_the_step_that_reads_it(tmp_path, capfd):
+    workers = Workers(2, tmp_path, Progress())
+    stages = Stages(tmp_path, Progress())
+    job = Job(fails, (CFG.corpus(),))  # its upstream, the corpus, builds; the job itself fails
+    try:
+        workers.build(stages, [job])  # no exception here
+    finally:
+        workers.close()
+    assert "workers: fails of CorpusSpec failed (no data for CorpusSpec)" in capfd.readouterr().out
+    assert [p.name.split("-")[0] for p in tmp_path.iterdir() if p.is_dir()] == ["corpus"]
+    assert stages.cache.built[0].startswith("corpus-") and "corpus" in stages.cache.timing
+    with pytest.raises(ValueError, match="no data for CorpusSpec"):
+        stages.run(job)
+
+
+def without_timing(results: dict) -> dict:
+    return {k: v for k, v in results.items() if k not in ("timing", "built", "machine")}
+
+
+def test_one_worker_and_two_give_the_same_results_bit_for_bit(quick_run, tmp_path):
+    """The quick run's fixture ran with --jobs 2; this one builds every stage in the main process."""
+    out, results, _ = quick_run
+    assert results["machine"]["jobs"] == 2 and results["machine"]["threads"] == 1
+    assert main(["--quick", "--jobs", "1", "--out", str(tmp_path / "gpt"), "--cache", str(tmp_path / "cache")]) == 0
+    alone = read_results(tmp_path / "gpt")
+    assert alone["machine"]["jobs"] == 1
+    assert sorted(alone["built"]) == sorted(results["built"])
+    assert json.dumps(without_timing(alone), sort_keys=True) == json.dumps(without_timing(results), sort_keys=True)
+
+
+def test_two_stages_through_submitit_in_its_local_mode(tmp_path):
+    """The cluster path, as on Slurm but with subprocesses of this machine: the corpus, then the base on it."""
+    pytest.importorskip("submitit")
+    stages = Stages(tmp_path, Progress())
+    base = replace(QUICK_BASES[0], steps=2)
+    ClusterWorkers("local", tmp_path, Progress(), poll_s=0.2, timeout_min=10).build(stages, [Job(Stages.base, (base,))])
+    assert sorted(name.split("-")[0] for name in stages.cache.built) == ["base", "corpus"]
+    again = Stages(tmp_path, Progress())
+    again.base(base)  # read back, verified, not rebuilt
+    assert again.cache.built == []
+
+
+def test_bad_parallel_flags_are_refused_with_one_line(capsys):
+    with pytest.raises(SystemExit):
+        parse_args(["--jobs", "0"], "gpt", "", "gpt")
+    assert "--jobs: must be at least 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        parse_args(["--cluster-parameter", "timeout_min"], "gpt", "", "gpt")
+    assert "expected KEY=VALUE" in capsys.readouterr().err
+    *_, parallel = parse_args(["--cluster", "local", "--cluster-parameter", "timeout_min=30"], "gpt", "", "gpt")
+    assert parallel.cluster == "local" and dict(parallel.cluster_parameters) == {"timeout_min": 30}
