@@ -128,7 +128,7 @@ def make_command(target: str, *configs: tuple[dict, object]) -> str:
 SWEEP_LABELS = {"n_aux": "aux logits m", "hidden": "hidden width", "epochs": "student epochs",
                 "weight_decay": "weight decay", "optimizer": "optimizer", "imitation": "imitation loss",
                 "inputs": "distillation inputs", "init_noise": "init noise std (every weight)"}
-MATRIX_ROWS = {"nothing (shared)": ("shared", "shared", "shared"), "fc1": ("fc1=other", "fc1=noise", None),
+MATRIX_ROWS = {"nothing (shared)": ("shared", None, "shared"), "fc1": ("fc1=other", "fc1=noise", None),
                "fc2": ("fc2=other", "fc2=noise", None), "fc1 and fc2": (None, None, "fc1=random,fc2=random"),
                "head, digit rows (LTN's class head)": ("head_digits=other", "head_digits=noise", "head_digits=random"),
                "head, aux rows (LTN's aux head)": ("head_aux=other", "head_aux=noise", "head_aux=random"),
@@ -175,7 +175,8 @@ def sweeps_alignment(results: dict) -> str:
     same, cross = a["same"], a["cross"]
     top = max(range(len(same["step"])), key=lambda k: same["cosine"][k]["mean"])
     end = same["cosine"][-1]
-    return (f"Over the {same['step'][-1]:,} steps of the {same['step'][-1] // a['steps_per_epoch']}-epoch run, the "
+    epochs, every = max(results["sweep_config"]["epochs_values"]), results["sweep_config"]["alignment_every"]
+    return (f"Over the {epochs * a['steps_per_epoch']:,} steps of the {epochs}-epoch run (a point every {every}), the "
             f"cosine between the same-init student's displacement θ_S(t) − θ_S(0) and its teacher's θ_T − θ_0 "
             f"goes from {same['cosine'][0]['mean']:.3f} after one step to {same['cosine'][top]['mean']:.3f} at step "
             f"{same['step'][top]:,} and ends at {end['mean']:.3f} (every model between "

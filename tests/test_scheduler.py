@@ -5,6 +5,7 @@ import json
 from dataclasses import replace
 
 import pytest
+import torch
 
 from conftest import QUICK_BASES, QUICK_CONFIG, read_results
 from experiments.core.arms import arm_jobs
@@ -58,14 +59,36 @@ def test_a_job_that_fails_in_a_worker_is_left_to_the_step_that_reads_it(tmp_path
         stages.run(job)
 
 
+def test_a_stage_built_here_equals_the_one_a_worker_built(quick_run, tmp_path):
+    """The quick run's fixture ran with --jobs 2: its bases, teachers, numbers and students were built by
+    worker processes. Built again here, in this process with one thread, each is the same bit for bit."""
+    out, results, _ = quick_run
+    assert results["machine"]["jobs"] == 2 and results["machine"]["threads"] == 1
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        stages = Stages(tmp_path, Progress())
+        for variant in ("hard_full", "soft_full"):
+            for student, start in arm_jobs(CFG, variant, "student", QUICK_BASES):
+                stages.run(student)
+                stages.run(start)
+    finally:
+        torch.set_num_threads(threads)
+    built = sorted(p for p in tmp_path.iterdir() if p.is_dir())
+    assert {p.name.split("-")[0] for p in built} == {"corpus", "base", "teacher", "numbers", "student", "scores"}
+    for folder in built:
+        assert (json.loads((folder / "done.json").read_text())
+                == json.loads((out / "cache" / folder.name / "done.json").read_text())), folder.name
+
+
 def without_timing(results: dict) -> dict:
     return {k: v for k, v in results.items() if k not in ("timing", "built", "machine")}
 
 
+@pytest.mark.slow
 def test_one_worker_and_two_give_the_same_results_bit_for_bit(quick_run, tmp_path):
-    """The quick run's fixture ran with --jobs 2; this one builds every stage in the main process."""
+    """The whole of make gpt --quick again, every stage built in the main process."""
     out, results, _ = quick_run
-    assert results["machine"]["jobs"] == 2 and results["machine"]["threads"] == 1
     assert main(["--quick", "--jobs", "1", "--out", str(tmp_path / "gpt"), "--cache", str(tmp_path / "cache")]) == 0
     alone = read_results(tmp_path / "gpt")
     assert alone["machine"]["jobs"] == 1
