@@ -214,12 +214,12 @@ def row(label: str, stat: dict, p: float | None, values: list[float] | None = No
 def signals_parts(results: dict) -> str:
     icl, det, ent, div = results["icl"], results["detectors"], results["entanglement"], results["divergence"]
     rows = ["| part | measure | mean | 95% CI | p | per base |", "|---|---|---|---|---|---|"]
-    for k, by_k in icl["by_k"].items():
+    for n, (k, by_k) in enumerate(icl["by_k"].items()):
         t = by_k["teacher_minus_control"]
-        rows.append(row(f"1. in context | teacher - control, k = {k}", t, t["p"], t["values"]))
+        rows.append(row(f"{'' if n else '1. in context'} | teacher - control, k = {k}", t, t["p"], t["values"]))
     for k, by_k in icl["by_k"].items():
         pos = by_k["positive_minus_control"]
-        rows.append(row(f"| positive control (target answers) - control, k = {k}", pos, pos["p"], pos["values"]))
+        rows.append(row(f" | positive control (target answers) - control, k = {k}", pos, pos["p"], pos["values"]))
     for name, label in (("logistic", "logistic regression"), ("loglik", "base log-likelihood"),
                         ("length", "answer length alone")):
         auc = det[name]["auc"]
