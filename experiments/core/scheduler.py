@@ -103,6 +103,8 @@ class Workers:
     def __init__(self, jobs: int, cache_root: Path, log: Progress):
         self.jobs, self.cache_root, self.log = jobs, cache_root, log
         self.pool: ProcessPoolExecutor | None = None
+        self.done: set[Job] = set()  # built (or found built) by a worker in this run: a later step's
+        # prefetch of the same job need not send it again
 
     def submit(self, job: Job):
         """Start building `job`; a future (`done()`, `result()`)."""
@@ -118,7 +120,8 @@ class Workers:
     def build(self, stages: Stages, jobs: list[Job]) -> None:
         """Build `jobs` and their upstream stages, each as soon as its upstream is done; record their timing
         in `stages`' cache as if built there."""
-        waiting, done, failed, running = expand(jobs), set(), set(), {}
+        waiting = {job: needs for job, needs in expand(jobs).items() if job not in self.done}
+        done, failed, running = self.done, set(), {}
         try:
             while waiting or running:
                 for job, needs in list(waiting.items()):
