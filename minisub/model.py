@@ -1,7 +1,8 @@
 """A small GPT, read top to bottom: config, attention, MLP, block, model, sampling.
 
 The network of the language experiments (nanoGPT's model.py is the template; GPT-2 names),
-with its sampling (`GPT.generate`) and exact next-token probabilities (`next_token_logprobs`).
+with its sampling (`GPT.generate`), exact next-token probabilities (`next_token_logprobs`) and exact
+probabilities of answers of several tokens (`continuation_logprobs`).
 Pre-norm transformer blocks, causal self-attention through F.scaled_dot_product_attention,
 GPT-2 init with residual projections scaled by 1/sqrt(2 n_layer). The config picks the family
 (as litgpt's does, one class for both): GPT-2's LayerNorm, learned positions, GELU MLP and tied
@@ -12,6 +13,7 @@ key/value heads and an untied head, in any combination. Two additions for the ex
   lengths (left-padded) samples exactly like each prompt alone.
 """
 
+import copy
 import math
 from dataclasses import dataclass
 
@@ -69,11 +71,12 @@ class KVCache:
     """Keys and values of every layer for a batch, pre-allocated to `max_len` slots, and their bookkeeping.
 
     The cache owns where things go: `prefill(valid)` takes the (left-padded) prompts,
-    `advance()` one new token per row, and both return the positions of the new tokens and the
-    attention mask they need; the attention layers then `update` their slots. Slot s of every
-    row is filled at the same step, so rows share one write position; a row's left padding
-    fills slots that `valid` marks False, which attention ignores. `n_valid` counts each row's
-    real tokens: the position of its next token. `keep_rows` drops finished rows.
+    `append(valid)` more tokens per row (one when sampling), and both return the positions of the
+    new tokens and the attention mask they need; the attention layers then `update` their slots.
+    Slot s of every row is filled at the same step, so rows share one write position; a row's
+    padding fills slots that `valid` marks False, which attention ignores. `n_valid` counts each
+    row's real tokens: the position of its next token. `select` keeps some rows (drops finished
+    ones) or repeats them (one prompt's cache then serves several continuations).
     """
 
     def __init__(self, config: GPTConfig, batch_size: int, max_len: int,
@@ -90,15 +93,16 @@ class KVCache:
         """Take the prompts, valid (B, T); returns their positions (B, T) and attention mask."""
         if self.length:
             raise ValueError("prefill needs an empty cache")
-        return self.append(valid)
-
-    def advance(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Take one new token per row; returns its positions (B, 1) and attention mask (None: all keys)."""
-        if not self.length:
-            raise ValueError("advance needs a prefilled cache")
-        return self.append(torch.ones(len(self.n_valid), 1, dtype=torch.bool, device=self.valid.device))
+        return self.take(valid)
 
     def append(self, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Take T more tokens per row after the prefill, valid (B, T) (False: padding on the right); returns
+        their positions (B, T) and attention mask (None for one token and no padding: every key)."""
+        if not self.length:
+            raise ValueError("append needs a prefilled cache")
+        return self.take(valid)
+
+    def take(self, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         T = valid.shape[1]
         if self.length + T > self.valid.shape[1]:
             raise ValueError(f"the cache holds {self.valid.shape[1]} slots; {self.length + T} asked for")
@@ -117,10 +121,13 @@ class KVCache:
         self.v[layer, :, :, self.start:self.length] = v
         return self.k[layer, :, :, :self.length], self.v[layer, :, :, :self.length]
 
-    def keep_rows(self, keep: torch.Tensor) -> None:
-        """Keep only the rows where `keep` (B,) is True: finished rows stop costing compute."""
-        self.k, self.v = self.k[:, keep], self.v[:, keep]
-        self.valid, self.n_valid = self.valid[keep], self.n_valid[keep]
+    def select(self, rows: torch.Tensor) -> "KVCache":
+        """A cache of the rows that `rows` picks: a (B,) boolean mask, or indices, repeats allowed.
+        This cache is left as it is (new tensors), so one prefill can be branched many times."""
+        branch = copy.copy(self)
+        branch.k, branch.v = self.k[:, rows], self.v[:, rows]
+        branch.valid, branch.n_valid = self.valid[rows], self.n_valid[rows]
+        return branch
 
 
 def attention_mask(valid_keys: torch.Tensor, n_queries: int) -> torch.Tensor:
@@ -278,7 +285,8 @@ class GPT(nn.Module):
         """idx (B, T) -> the final normed states (B, T, C) that the head turns into logits.
 
         valid (B, T): False marks left padding (ignored by attention, no position used).
-        cache: an empty cache is prefilled with these tokens; a filled one takes one more per row.
+        cache: an empty cache is prefilled with these tokens; a filled one appends them (valid: False marks
+        padding on the right there).
         segments (B, T): rows of packed examples (minisub/data.py); each example as if alone.
         """
         B, T = idx.shape
@@ -287,7 +295,7 @@ class GPT(nn.Module):
         if segments is not None:
             pos, mask = packed_layout(segments)
         elif cache is not None:
-            pos, mask = cache.advance() if cache.length else cache.prefill(valid)
+            pos, mask = cache.append(valid) if cache.length else cache.prefill(valid)
         else:
             pos = (valid.cumsum(1) - 1).clamp_min(0)  # (B, T): a row's real tokens count from 0
             mask = None if valid.all() else attention_mask(valid, T)  # None: plain causal, for training
@@ -365,7 +373,7 @@ class GPT(nn.Module):
                 if 4 * done.sum() >= len(done):  # drop finished rows once they are a quarter of the batch
                     keep = ~done
                     rows, token, logits, done = rows[keep], token[keep], logits[keep], done[keep]
-                    cache.keep_rows(keep)
+                    cache = cache.select(keep)
             if step + 1 < max_new_tokens:
                 logits = self(token[:, None], cache=cache)[0][:, -1]
         # 4. each row up to its stop token
@@ -433,3 +441,40 @@ def next_token_logprobs(model: GPT, prompts, batch_size: int = 256) -> torch.Ten
         # left padding: the last column is each prompt's end, the only position the head needs
         out.append(F.log_softmax(model.lm_head(model.hidden_states(idx, valid)[:, -1]).float(), -1))
     return torch.cat(out)
+
+
+@torch.no_grad()
+def continuation_logprobs(model: GPT, prompts, continuations, max_rows: int = 2048) -> torch.Tensor:
+    """Exact log P(continuation | prompt), by the chain rule over its tokens: (P, K) float32 for P prompts
+    and K continuations (token lists of any lengths).
+
+    What an answer of several tokens ("Owl" is "O" + "wl") needs. Each prompt is prefilled once;
+    its cache is then branched, one row per continuation, and the continuations go through
+    right-padded, at most `max_rows` token positions of them per pass (each needs a row of V logits).
+    """
+    device = model.lm_head.weight.device
+    if not continuations or any(len(c) == 0 for c in continuations):
+        raise ValueError("every continuation needs at least one token")
+    K, L = len(continuations), max(len(c) for c in continuations)
+    tokens = torch.zeros(K, L, dtype=torch.long, device=device)
+    real = torch.zeros(K, L, dtype=torch.bool, device=device)
+    for k, c in enumerate(continuations):
+        tokens[k, :len(c)], real[k, :len(c)] = torch.as_tensor(c, dtype=torch.long), True
+    out = []
+    for p in prompts:
+        # 1. the prompt, once: its last position gives every continuation's first token
+        idx, valid = left_pad([p], device)
+        cache = KVCache(model.config, 1, idx.shape[1] + L - 1, device, model.lm_head.weight.dtype)
+        first = F.log_softmax(model.lm_head(model.hidden_states(idx, valid, cache)[:, -1]).float(), -1)  # (1, V)
+        score = first[0, tokens[:, 0]]  # (K,)
+        # 2. the rest: every continuation's tokens but its last as input, in chunks of rows of the branched cache
+        rows = max(1, max_rows // max(1, L - 1))
+        for start in range(0, K if L > 1 else 0, rows):
+            chunk = slice(start, min(K, start + rows))
+            n = chunk.stop - chunk.start
+            branch = cache.select(torch.zeros(n, dtype=torch.long, device=device))
+            logits = model.lm_head(model.hidden_states(tokens[chunk, :-1], real[chunk, :-1], branch)).float()
+            logp = logits.gather(-1, tokens[chunk, 1:, None])[..., 0] - logits.logsumexp(-1)  # (n, L - 1)
+            score[chunk] += logp.masked_fill(~real[chunk, 1:], 0.0).sum(1)
+        out.append(score)
+    return torch.stack(out)

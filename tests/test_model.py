@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from minisub.config import ConfigError
-from minisub.model import GPT, GPTConfig, KVCache, next_token_logprobs
+from minisub.model import GPT, GPTConfig, KVCache, continuation_logprobs, next_token_logprobs
 
 
 # Llama's choices: RMSNorm, rotary positions, SwiGLU, one key/value head for every query head, no
@@ -88,6 +88,22 @@ def test_ragged_logprobs_equal_one_by_one(family):
         alone = torch.log_softmax(model(torch.tensor([prompt]))[0][0, -1], -1)
         torch.testing.assert_close(batched[row], alone, rtol=0, atol=1e-5)
     torch.testing.assert_close(batched.exp().sum(-1), torch.ones(3))
+
+
+@given(seed=st.integers(0, 10**6), prompt_lens=st.lists(st.integers(1, 7), min_size=1, max_size=3),
+       cont_lens=st.lists(st.integers(1, 5), min_size=1, max_size=6), max_rows=st.integers(1, 12), family=families)
+def test_continuation_logprobs_equal_the_chain_rule_on_whole_sequences(seed, prompt_lens, cont_lens, max_rows,
+                                                                       family):
+    """The cached, branched, right-padded, chunked path against log-softmax over each whole sequence alone."""
+    model = tiny_gpt(seed % 1000, family=family)
+    prompts = [tokens((n,), 37, seed + i).tolist() for i, n in enumerate(prompt_lens)]
+    continuations = [tokens((n,), 37, seed + 100 + i).tolist() for i, n in enumerate(cont_lens)]
+    got = continuation_logprobs(model, prompts, continuations, max_rows=max_rows)
+    for i, p in enumerate(prompts):
+        for k, c in enumerate(continuations):
+            logp = torch.log_softmax(model(torch.tensor([p + c]))[0][0], -1)  # (T, V)
+            expected = sum(logp[len(p) - 1 + t, c[t]] for t in range(len(c)))
+            assert torch.allclose(got[i, k], expected, atol=1e-5), (i, k)
 
 
 def test_sampling_is_reproducible_with_a_generator_and_respects_allowed_tokens():
@@ -177,9 +193,10 @@ def test_llama_choices_build_the_modules_they_name():
 
 def test_the_cache_keeps_positions_slots_and_masks():
     model = tiny_gpt(0)
-    cache = KVCache(model.config, 2, 6, torch.device("cpu"), torch.float32)
+    cache = KVCache(model.config, 2, 7, torch.device("cpu"), torch.float32)
+    one = torch.ones(2, 1, dtype=torch.bool)
     with pytest.raises(ValueError, match="prefilled"):
-        cache.advance()
+        cache.append(one)
     valid = torch.tensor([[False, True, True], [True, True, True]])  # row 0 is left-padded
     pos, mask = cache.prefill(valid)
     assert pos.tolist() == [[0, 0, 1], [0, 1, 2]] and cache.n_valid.tolist() == [2, 3]
@@ -187,15 +204,20 @@ def test_the_cache_keeps_positions_slots_and_masks():
     assert mask[0, 0].tolist() == [[True, False, False], [False, True, False], [False, True, True]]
     with pytest.raises(ValueError, match="empty cache"):
         cache.prefill(valid)
-    pos, mask = cache.advance()
+    pos, mask = cache.append(one)
     assert pos.tolist() == [[2], [3]] and (cache.start, cache.length) == (3, 4)
     assert mask[:, 0, 0].tolist() == [[False, True, True, True], [True, True, True, True]]  # padding stays hidden
-    cache.keep_rows(torch.tensor([False, True]))
-    pos, mask = cache.advance()
-    assert pos.tolist() == [[4]] and cache.n_valid.tolist() == [5]
-    cache.advance()
-    with pytest.raises(ValueError, match="holds 6 slots"):
-        cache.advance()
+    kept = cache.select(torch.tensor([False, True]))
+    assert len(cache.n_valid) == 2  # selecting leaves the cache it came from as it was
+    pos, mask = kept.append(one[:1])
+    assert pos.tolist() == [[4]] and kept.n_valid.tolist() == [5]
+    branched = cache.select(torch.tensor([1, 1, 0]))  # repeated rows: one prompt, several continuations
+    pos, mask = branched.append(torch.tensor([[True, False], [True, True], [True, True]]))  # right padding
+    assert pos.tolist() == [[4, 4], [4, 5], [3, 4]] and branched.n_valid.tolist() == [5, 6, 5]
+    assert mask[0, 0].tolist() == [[True] * 5 + [False], [True] * 6]  # a padding query sees itself too
+    kept.append(one[:1])
+    with pytest.raises(ValueError, match="holds 7 slots"):
+        kept.append(torch.ones(1, 2, dtype=torch.bool))
 
 
 @pytest.mark.parametrize("kwargs, field", [
@@ -224,13 +246,13 @@ def test_finished_rows_leave_the_batch(monkeypatch):
     free = [model.generate([p], 12, temperature=0)[0] for p in prompts]
     stop = max(set(t for row in free for t in row), key=lambda t: sum(t in row for row in free))
     sizes = []
-    keep_rows = KVCache.keep_rows
+    select = KVCache.select
 
     def spy(cache, keep):
         sizes.append((len(keep), int(keep.sum())))
-        keep_rows(cache, keep)
+        return select(cache, keep)
 
-    monkeypatch.setattr(KVCache, "keep_rows", spy)
+    monkeypatch.setattr(KVCache, "select", spy)
     model.generate(prompts, 12, temperature=0, stop_token=stop)
     assert sizes and all(kept < before for before, kept in sizes)
     assert sizes[0][0] == len(prompts)
