@@ -32,7 +32,7 @@ from pathlib import Path
 from experiments.core.arms import category_scores, compare, format_matched, measure
 from experiments.core.cli import experiment_main
 from experiments.core.specs import BaseSpec, DomainsCorpusSpec, NoData, TeacherSpec, WritingSpec
-from experiments.core.stages import Stages
+from experiments.core.stages import Job, Stages
 from experiments.core.zoo import VARIANTS, ExperimentConfig
 from experiments.domains.plots import PLOTS, plot_summary
 from experiments.tasks.misalignment import BANNED, CATEGORIES
@@ -219,6 +219,7 @@ PARTS_RUN = {"trees": trees, "misalignment": misalignment, "code": code, "reason
 
 def run(cfg: ExperimentConfig, d: DomainsConfig, out: Path, stages: Stages, header: dict) -> dict:
     z = Domains(cfg, d)
+    stages.prefetch([Job(Stages.base, (b,)) for b in z.bases])  # in the --jobs workers, not one by one here
     results = {**header, "bases": {b.name: {"final_loss": stages.cache.info(stages.base(b))["history"]["train"][-1][1]}
                                    for b in z.bases}}
     for part in d.parts:
