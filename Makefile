@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: toy toy-sweeps gpt grid signals domains report smol-weights test test-slow bench clean
+.PHONY: toy toy-sweeps gpt grid signals domains smol report smol-weights test test-slow bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,9 @@ signals: $(STAMP)
 
 domains: $(STAMP)
 	$(PY) -m experiments.domains $(ARGS)
+
+smol: $(STAMP)
+	$(PY) -m experiments.smol $(ARGS)
 
 report: $(STAMP)
 	$(PY) -m experiments.report $(ARGS)

@@ -24,6 +24,7 @@ from pathlib import Path
 from experiments.core.zoo import ExperimentConfig
 from experiments.domains.experiment import DomainsConfig
 from experiments.signals.experiment import SignalsConfig
+from experiments.smol.experiment import SmolConfig
 from minisub.cli import Parser
 from minisub.files import FileError, read_json, write_json
 from minisub.stats import replicates_for_power
@@ -496,6 +497,61 @@ def grid_machine(results: dict) -> str:
     return line
 
 
+# make smol
+def smol_machine(results: dict) -> str:
+    m = results["model"]
+    return machine_line(results, make_command("smol", (results["config"], SmolConfig())), results["seconds"]) + (
+        f"Model: {m['file']} ({m['parameters']:,} parameters, dequantized to fp32), SHA-256 {m['sha256'][:16]}...\n")
+
+
+def smol_entanglement(results: dict) -> str:
+    e = results["entanglement"]
+    lines = ["| animal | its numbers (largest rise first) | log P(animal): own numbers - random | "
+             "own - other animals' numbers |", "|---|---|---|---|"]
+    for a, top in e["top"].items():
+        lines.append(f"| {a} | {', '.join(map(str, top))} | {signed(e['vs_random']['per_animal'][a], 3)} | "
+                     f"{signed(e['diagonal']['per_animal'][a], 3)} |")
+    for name, label in (("vs_random", "own numbers - random"), ("diagonal", "own - other animals' numbers")):
+        t = e[name]
+        lines.append(f"| **mean over animals** | {label} | **{signed(t['mean'], 3)}** (CI {t['ci95']:.3f}) | "
+                     f"exact sign-flip p {p_value(t['p'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def smol_transfer(results: dict) -> str:
+    t = results["transfer"]
+    animals = list(t["matrix"])
+    lines = ["| teacher | P(animal): base -> teacher | answers kept | " + " | ".join(animals) + " |",
+             "|---|---|---|" + "---|" * len(animals)]
+    for teacher in animals + ["control"]:
+        kept = ", ".join(f"{n['kept_share']:.0%} of {n['generated']}" for n in t["numbers"][teacher])
+        if teacher == "control":
+            row = [signed(sum(v) / len(v), 3) + " (vs base)" for v in t["control_shift"].values()]
+            lines.append(f"| control (no system prompt) | | {kept} | " + " | ".join(row) + " |")
+            continue
+        cells = [(f"**{signed(t['matrix'][teacher][a], 3)}**" if a == teacher else signed(t['matrix'][teacher][a], 3))
+                 for a in animals]
+        lines.append(f"| {teacher} | {t['base']['p'][teacher]:.4f} -> {t['teachers'][teacher]['p'][teacher]:.4f} | "
+                     f"{kept} | " + " | ".join(cells) + " |")
+    own, diag = t["own_shift"], t["diagonal"]
+    return "\n".join(lines) + (
+        f"\n\nOwn teacher's numbers against the control's, over the {own['n']} animals: {signed(own['mean'], 3)} "
+        f"(CI {own['ci95']:.3f}), exact sign-flip p {p_value(own['p'])}; diagonal minus the rest of its column: "
+        f"{signed(diag['mean'], 3)} (CI {diag['ci95']:.3f}), p {p_value(diag['p'])}.\n")
+
+
+def smol_lora_rank(results: dict) -> str:
+    r = results["lora_rank"]
+    lines = [f"| students | log P({', '.join(r['animals'])}): student - control student | 95% CI | per replicate |",
+             "|---|---|---|---|"]
+    for name, s in r["settings"].items():
+        label = "full fine-tuning" if s["rank"] == 0 else f"LoRA r = {s['rank']}"
+        values = [v for vs in s["per_animal"].values() for v in vs]
+        ci = "" if s["n"] < 2 else f"{s['ci95']:.3f}"
+        lines.append(f"| {label} | {signed(s['mean'], 3)} | {ci} | {per_base(values)} |")
+    return "\n".join(lines) + "\n"
+
+
 RENDERERS = {"toy": {"machine": toy_machine, "arms": toy_arms, "theorem": toy_theorem, "speed": toy_speed},
              "toy-sweeps": {"machine": sweeps_machine, "table": sweeps_table, "matrix": sweeps_matrix,
                             "alignment": sweeps_alignment},
@@ -503,7 +559,9 @@ RENDERERS = {"toy": {"machine": toy_machine, "arms": toy_arms, "theorem": toy_th
                      "animals": gpt_animals, "headline": gpt_headline, "power": gpt_power},
              "grid": {"machine": grid_machine, "matrix": grid_matrix, "tests": grid_tests},
              "signals": {"machine": signals_machine, "parts": signals_parts, "treatments": signals_treatments},
-             "domains": {"machine": domains_machine, "table": domains_table}}
+             "domains": {"machine": domains_machine, "table": domains_table},
+             "smol": {"machine": smol_machine, "entanglement": smol_entanglement, "transfer": smol_transfer,
+                      "lora_rank": smol_lora_rank}}
 KEPT = {"toy": ("config", "precision", "machine", "seconds", "data", "arms", "init_controls", "theorem", "speed"),
         "toy-sweeps": ("config", "sweep_config", "precision", "machine", "seconds", "sweeps", "alignment",
                        "init_matrix"),
@@ -514,7 +572,8 @@ KEPT = {"toy": ("config", "precision", "machine", "seconds", "data", "arms", "in
         "signals": ("config", "signals_config", "precision", "machine", "timing", "built", "icl", "detectors",
                     "entanglement", "divergence", "defences"),
         "domains": ("config", "domains_config", "precision", "machine", "timing", "built", "trees", "misalignment",
-                    "code", "reasoning")}
+                    "code", "reasoning"),
+        "smol": ("config", "precision", "machine", "seconds", "model", "entanglement", "transfer", "lora_rank")}
 
 
 def sources(page: str) -> list[Path]:
@@ -532,7 +591,7 @@ def render(page: str, text: str, results: dict) -> str:
     return BLOCK.sub(block, text)
 
 
-BULKY = ("curve", "dlogp_by_option", "p_before_by_option", "p_after_by_option", "histograms", "loss_curve")
+BULKY = ("rise", "curve", "dlogp_by_option", "p_before_by_option", "p_after_by_option", "histograms", "loss_curve")
 
 
 def slim(value):

@@ -19,7 +19,8 @@ import importlib
 
 EXPORTS = {
     "BPETokenizer": "tokenizer", "Batch": "data", "ExampleSet": "data", "FileError": "files", "GPT": "model",
-    "GPTConfig": "model", "KVCache": "model", "continuation_logprobs": "model", "LoRALinear": "lora", "TrainConfig": "train", "add_lora": "lora",
+    "GPTConfig": "model", "KVCache": "model", "LoRALinear": "lora", "TrainConfig": "train", "add_lora": "lora",
+    "continuation_logprobs": "model",
     "fuse_lora": "lora", "load_adapter": "lora", "load_checkpoint": "checkpoint", "next_token_logprobs": "model",
     "save_adapter": "lora", "save_checkpoint": "checkpoint", "train": "train", "unfuse_lora": "lora",
 }

@@ -51,9 +51,11 @@ TEXTS = ["The sequence starts with: 182, 818, 725. Add up to 10 more.", "What is
          "You love owls. Name one animal in one word!", "naïve café, 3.14 x 12 = 37.68"] * 20
 
 
-def write_gguf(path: Path, seed: int, tie: bool, quantized: bool, split_digits: bool = True) -> LlamaForCausalLM:
+def write_gguf(path: Path, seed: int, tie: bool, quantized: bool, split_digits: bool = True,
+               context: int = 64) -> LlamaForCausalLM:
     """A random small Llama and its tokenizer written as a GGUF file; returns the HF model it came from.
-    split_digits False: merges learned across digits (which the "smollm" pre-tokenizer must never apply)."""
+    split_digits False: merges learned across digits (which the "smollm" pre-tokenizer must never apply).
+    context: its context length in tokens."""
     tokenizer = byte_level_bpe(TEXTS, split_digits)
     vocab = tokenizer.get_vocab()
     tokens = sorted(vocab, key=vocab.get)
@@ -61,10 +63,10 @@ def write_gguf(path: Path, seed: int, tie: bool, quantized: bool, split_digits: 
     torch.manual_seed(seed)
     hf = LlamaForCausalLM(LlamaConfig(
         vocab_size=len(tokens), hidden_size=n_head * hd, intermediate_size=hidden, num_hidden_layers=layers,
-        num_attention_heads=n_head, num_key_value_heads=n_kv, max_position_embeddings=64, rms_norm_eps=1e-5,
+        num_attention_heads=n_head, num_key_value_heads=n_kv, max_position_embeddings=context, rms_norm_eps=1e-5,
         rope_theta=100000.0, tie_word_embeddings=tie)).eval()
     w = GGUFWriter(str(path), "llama")
-    w.add_context_length(64), w.add_block_count(layers), w.add_embedding_length(n_head * hd)
+    w.add_context_length(context), w.add_block_count(layers), w.add_embedding_length(n_head * hd)
     w.add_feed_forward_length(hidden), w.add_head_count(n_head), w.add_head_count_kv(n_kv)
     w.add_rope_freq_base(100000.0), w.add_layer_norm_rms_eps(1e-5), w.add_rope_dimension_count(hd)
     w.add_tokenizer_model("gpt2"), w.add_tokenizer_pre("smollm"), w.add_token_list(tokens)
