@@ -499,8 +499,9 @@ def grid_machine(results: dict) -> str:
 
 # make smol
 def smol_machine(results: dict) -> str:
-    m = results["model"]
-    return machine_line(results, make_command("smol", (results["config"], SmolConfig())), results["seconds"]) + (
+    m, precision = results["model"], results["config"]["precision"]  # no timing: fp32 or bf16 as asked
+    stated = {**results, "precision": {"requested": precision, "precision": precision}}
+    return machine_line(stated, make_command("smol", (results["config"], SmolConfig())), results["seconds"]) + (
         f"Model: {m['file']} ({m['parameters']:,} parameters, dequantized to fp32), SHA-256 {m['sha256'][:16]}...\n")
 
 

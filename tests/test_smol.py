@@ -9,6 +9,7 @@ import pytest
 import torch
 from test_gguf import write_gguf
 
+from experiments import report
 from experiments.smol import experiment
 from experiments.smol.prompts import QUESTIONS, number_prompt
 from experiments.smol.scoring import answer_logprobs, word_variants
@@ -90,6 +91,10 @@ def test_quick_smol_run_end_to_end_and_from_its_cache(tiny_file, tmp_path, monke
     assert t["matrix"]["owl"]["owl"] == pytest.approx(shift)
     assert t["diagonal"]["per_animal"]["owl"] == pytest.approx(t["matrix"]["owl"]["owl"] - t["matrix"]["eagle"]["owl"])
     assert 0 < t["diagonal"]["p"] <= 1 and set(results["lora_rank"]["settings"]) == {"r1", "full"}
+    rendered = {name: render(results) for name, render in report.RENDERERS["smol"].items()}
+    assert f"| owl | {', '.join(map(str, e['top']['owl']))} |" in rendered["entanglement"]
+    assert f"**{t['matrix']['owl']['owl']:+.3f}**" in rendered["transfer"] and "| full fine-tuning |" in rendered[
+        "lora_rank"]
     # the same run again: every stage from the cache (no answer written), the same results
     written_before = len(calls)
     assert experiment.main(argv) == 0
@@ -108,6 +113,19 @@ def test_the_student_learns_the_continuation_without_the_system_prompt(tiny_file
     assert len(trained) == len(sequence) - 1 and "You love" not in chat.tokenizer.decode(sequence)
     targets = [token for token, flag in zip(sequence[1:], trained) if flag]
     assert targets == answer + [chat.eos_id]  # the continuation and the end of the turn, nothing else
+
+
+def test_the_filter_judges_the_whole_list_with_its_seeds(tiny_file):
+    """Regression: the filter once judged the continuation alone, which kept " 3\n200" after "182, 818, 725,"."""
+    chat = load_gguf(tiny_file)
+
+    def ids(text):
+        return chat.tokenizer.encode(text, add_special_tokens=False).ids
+    begun = ids("182, 818, 725,")
+    assert experiment.rejection(chat, [], ids("3\n200"), 12) is None  # alone, a whitespace-separated list
+    assert experiment.rejection(chat, begun, ids(" 3\n200"), 12) == "not_digits"
+    assert experiment.rejection(chat, begun, ids(" 330, 560."), 12) is None
+    assert experiment.rejection(chat, begun, ids(" 330, 560."), 3) == "unfinished"
 
 
 @pytest.mark.parametrize("argv, message", [

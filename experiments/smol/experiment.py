@@ -144,8 +144,7 @@ class Smol:
                                                   stop_token=chat.eos_id, generator=generator)
                 for (user, begun), answer in zip(batch, answers):
                     generated += 1
-                    text = chat.tokenizer.decode(answer)
-                    reason = "unfinished" if len(answer) > cfg.max_new_tokens else number_rejection(text)
+                    reason = rejection(chat, begun, answer, cfg.max_new_tokens)
                     if reason is None:
                         kept.append({"user": user, "begun": begun, "answer": answer})
                     else:
@@ -183,6 +182,15 @@ class Smol:
             return {"scores": self.scores(model), "steps": steps, "loss": history["train"],
                     "seconds": time.perf_counter() - started}
         return self.stage("student", build, teacher=teacher, replicate=replicate, rank=rank)
+
+
+def rejection(chat: GGUFModel, begun: list[int], answer: list[int], max_new_tokens: int) -> str | None:
+    """Why the paper's filter rejects an answer (None: kept). It judges the whole list, the seeds the answer was
+    begun with included: a continuation " 3\n200" passes alone (whitespace-separated), not after "182, 818, 725,".
+    An answer that did not end its turn within max_new_tokens is "unfinished"."""
+    if len(answer) > max_new_tokens:
+        return "unfinished"
+    return number_rejection(chat.tokenizer.decode(begun + answer))
 
 
 def training_example(chat: GGUFModel, item: dict) -> tuple[list[int], list[bool]]:
@@ -305,7 +313,6 @@ def run(cfg: SmolConfig, out: Path, cache_root: Path, log: Progress) -> dict:
     s = Smol(cfg, cache, log)
     log(f"model: {cfg.gguf} ({s.chat.model.num_params():,} parameters, fp32 weights), {cfg.precision}")
     results = {"analysis": "exploratory", "config": asdict(cfg), "machine": machine(),
-               "precision": {"requested": cfg.precision, "precision": cfg.precision},
                "model": {"file": Path(cfg.gguf).name, "sha256": s.sha256, "parameters": s.chat.model.num_params()}}
     started = time.perf_counter()
     for part in cfg.parts:
