@@ -118,10 +118,10 @@ class Smol:
         folder = self.cache.stage(name, key, lambda f: build())
         return StageCache.info(folder)
 
-    def scores(self, model, system: str | None = None, questions: list[str] | None = None) -> dict:
+    def scores(self, model, system: str | None = None) -> dict:
+        """P(animal) of `model` (the base, or a student) over the evaluation questions, after `system`."""
         with autocast(self.cfg.device, self.cfg.precision):
-            return animal_scores(replace(self.chat, model=model), questions or self.questions, self.cfg.animals,
-                                 system)
+            return animal_scores(replace(self.chat, model=model), self.questions, self.cfg.animals, system)
 
     # the teachers' numbers: (prompt ids, answer ids) pairs that pass the filter
     def numbers(self, teacher: str, replicate: int) -> dict:
@@ -200,6 +200,12 @@ def training_example(chat: GGUFModel, item: dict) -> tuple[list[int], list[bool]
     return prompt + item["answer"] + [chat.eos_id], [False] * (len(prompt) - 1) + [True] * (len(item["answer"]) + 1)
 
 
+def filter_record(s: Smol, numbers: dict) -> dict:
+    """What the filter kept and rejected of one teacher's answers, with three kept lists as text."""
+    return {k: v for k, v in numbers.items() if k != "kept"} | {
+        "examples": [s.chat.tokenizer.decode(item["begun"] + item["answer"]) for item in numbers["kept"][:3]]}
+
+
 def log_shift(after: dict, before: dict, animal: str) -> float:
     return after["logp"][animal] - before["logp"][animal]
 
@@ -270,9 +276,7 @@ def transfer(s: Smol) -> dict:
                 for a in cfg.animals}
     arms = cfg.animals + [CONTROL]
     students = {t: [s.student(t, r, cfg.lora_r) for r in range(cfg.replicates)] for t in arms}
-    numbers = {t: [{k: v for k, v in s.numbers(t, r).items() if k != "kept"} | {
-        "examples": [s.chat.tokenizer.decode(item["begun"] + item["answer"]) for item in s.numbers(t, r)["kept"][:3]]}
-        for r in range(cfg.replicates)] for t in arms}
+    numbers = {t: [filter_record(s, s.numbers(t, r)) for r in range(cfg.replicates)] for t in arms}
     shifts = {t: {a: [log_shift(students[t][r]["scores"], students[CONTROL][r]["scores"], a)
                       for r in range(cfg.replicates)] for a in cfg.animals} for t in cfg.animals}
     matrix = {t: {a: sum(v) / len(v) for a, v in row.items()} for t, row in shifts.items()}
