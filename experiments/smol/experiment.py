@@ -69,7 +69,7 @@ class SmolConfig:
                                       high=len(QUESTIONS), quick=2)
     examples: int = option(96, "transfer: filtered answers per teacher and replicate", low=1, quick=4)
     sample_batch: int = option(64, "transfer: answers sampled at once", low=1, quick=8)
-    max_rounds: int = option(20, "transfer: sampling rounds before a teacher with too few answers is an error",
+    max_rounds: int = option(40, "transfer: sampling rounds before a teacher with too few answers is an error",
                              low=1)
     max_new_tokens: int = option(40, "transfer: longest answer in tokens (an unfinished answer is rejected)",
                                  low=1, quick=12)
