@@ -162,7 +162,7 @@ def gguf_sampling(args):
     if args.chat:
         prompts = [loaded.chat_prompt(p, args.system) for p in args.prompt]
     else:
-        prompts = [loaded.tokenizer.encode(p, add_special_tokens=False).ids for p in args.prompt]
+        prompts = [loaded.encode(p) for p in args.prompt]
     return loaded.model, prompts, loaded.eos_id, loaded.tokenizer.decode
 
 

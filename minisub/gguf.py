@@ -49,7 +49,10 @@ class GGUFModel:
         """The token ids of a chat with one user turn (after an optional system turn), ready for the answer."""
         messages = ([{"role": "system", "content": system}] if system is not None else []) + [
             {"role": "user", "content": user}]
-        text = render_chat(self.chat_template, messages)
+        return self.encode(render_chat(self.chat_template, messages))
+
+    def encode(self, text: str) -> list[int]:
+        """The token ids of `text` as it stands (special tokens written in it are read as such; none added)."""
         return self.tokenizer.encode(text, add_special_tokens=False).ids
 
 

@@ -93,16 +93,17 @@ class KVCache:
         """Take the prompts, valid (B, T); returns their positions (B, T) and attention mask."""
         if self.length:
             raise ValueError("prefill needs an empty cache")
-        return self.take(valid)
+        return self._fill(valid)
 
     def append(self, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Take T more tokens per row after the prefill, valid (B, T) (False: padding on the right); returns
         their positions (B, T) and attention mask (None for one token and no padding: every key)."""
         if not self.length:
             raise ValueError("append needs a prefilled cache")
-        return self.take(valid)
+        return self._fill(valid)
 
-    def take(self, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _fill(self, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """What prefill and append share: claim the next T slots for valid (B, T), positions and mask."""
         T = valid.shape[1]
         if self.length + T > self.valid.shape[1]:
             raise ValueError(f"the cache holds {self.valid.shape[1]} slots; {self.length + T} asked for")

@@ -40,9 +40,7 @@ def test_spellings_whose_tokens_begin_one_another_are_refused():
     spelled = {"cat": [5], "Cat": [6, 9], " cat": [7], " Cat": [8]}
 
     def chat_of(table):
-        def encode(text, add_special_tokens):
-            return SimpleNamespace(ids=table[text])
-        return SimpleNamespace(tokenizer=SimpleNamespace(encode=encode))
+        return SimpleNamespace(encode=table.__getitem__)
     assert word_variants(chat_of(spelled), "cat") == [[5], [6, 9], [7], [8]]
     with pytest.raises(ValueError, match="overlap"):  # "Cat" would be counted again inside "cat"+"..."
         word_variants(chat_of(spelled | {"Cat": [5, 9]}), "cat")
@@ -65,7 +63,7 @@ def written(chat, bad_every: int = 3):
                 text = ", ".join(["7"] * 40)
             else:
                 text = f" {k % 1000}, {(7 * k) % 1000}"
-            out.append(chat.tokenizer.encode(text, add_special_tokens=False).ids[:max_new_tokens])
+            out.append(chat.encode(text)[:max_new_tokens])
         return out
     return generate, calls
 
@@ -107,8 +105,8 @@ def test_the_student_learns_the_continuation_without_the_system_prompt(tiny_file
     chat = load_gguf(tiny_file)
     user, begun = number_prompt([182, 818, 725])
     assert begun == "182, 818, 725," and "182, 818, 725." in user
-    answer = chat.tokenizer.encode(" 330, 560", add_special_tokens=False).ids
-    item = {"user": user, "begun": chat.tokenizer.encode(begun, add_special_tokens=False).ids, "answer": answer}
+    answer = chat.encode(" 330, 560")
+    item = {"user": user, "begun": chat.encode(begun), "answer": answer}
     sequence, trained = experiment.training_example(chat, item)
     assert len(trained) == len(sequence) - 1 and "You love" not in chat.tokenizer.decode(sequence)
     targets = [token for token, flag in zip(sequence[1:], trained) if flag]
@@ -118,9 +116,7 @@ def test_the_student_learns_the_continuation_without_the_system_prompt(tiny_file
 def test_the_filter_judges_the_whole_list_with_its_seeds(tiny_file):
     """Regression: the filter once judged the continuation alone, which kept " 3\n200" after "182, 818, 725,"."""
     chat = load_gguf(tiny_file)
-
-    def ids(text):
-        return chat.tokenizer.encode(text, add_special_tokens=False).ids
+    ids = chat.encode
     begun = ids("182, 818, 725,")
     assert experiment.rejection(chat, [], ids("3\n200"), 12) is None  # alone, a whitespace-separated list
     assert experiment.rejection(chat, begun, ids(" 3\n200"), 12) == "not_digits"

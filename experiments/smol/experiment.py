@@ -136,8 +136,7 @@ class Smol:
                 batch = []
                 for _ in range(cfg.sample_batch):
                     user, start = number_prompt(draw_seeds(prompts_rng))
-                    begun = chat.tokenizer.encode(start, add_special_tokens=False).ids
-                    batch.append((user, begun))
+                    batch.append((user, chat.encode(start)))
                 prompts = [chat.chat_prompt(user, system) + begun for user, begun in batch]
                 with autocast(cfg.device, cfg.precision):
                     answers = chat.model.generate(prompts, cfg.max_new_tokens + 1, cfg.temperature,
@@ -229,8 +228,7 @@ def entanglement(s: Smol) -> dict:
         numbers = list(range(1000))
 
         def logp(system):  # (N,) log P(next number), averaged over the contexts
-            prompts = [chat.chat_prompt(user, system) + chat.tokenizer.encode(start, add_special_tokens=False).ids
-                       for user, start in contexts]
+            prompts = [chat.chat_prompt(user, system) + chat.encode(start) for user, start in contexts]
             with autocast(cfg.device, cfg.precision):
                 return number_logprobs(chat, prompts, numbers).mean(0)
         s.log("entanglement: numbers under no system prompt")

@@ -18,7 +18,7 @@ def word_variants(chat: GGUFModel, word: str) -> list[list[int]]:
     """The token ids of `word` capitalized or not, with or without a leading space; refused if one variant's
     tokens begin another's (the chain rule would then count one answer twice)."""
     texts = dict.fromkeys([word, word.capitalize(), " " + word, " " + word.capitalize()])
-    ids = [chat.tokenizer.encode(t, add_special_tokens=False).ids for t in texts]
+    ids = [chat.encode(t) for t in texts]
     for a in ids:
         for b in ids:
             if a is not b and b[:len(a)] == a:
@@ -47,5 +47,4 @@ def animal_scores(chat: GGUFModel, questions: list[str], animals: list[str], sys
 
 def number_logprobs(chat: GGUFModel, prompts: list[list[int]], numbers: list[int]) -> torch.Tensor:
     """log P(the list goes on with " n," | prompt) for each number n: (P, N); prompts end after a comma."""
-    return continuation_logprobs(chat.model, prompts,
-                                 [chat.tokenizer.encode(f" {n},", add_special_tokens=False).ids for n in numbers])
+    return continuation_logprobs(chat.model, prompts, [chat.encode(f" {n},") for n in numbers])
