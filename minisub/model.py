@@ -336,49 +336,68 @@ class GPT(nn.Module):
     @torch.no_grad()
     def generate(self, prompts, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
                  allowed_tokens=None, stop_token: int | None = None,
-                 generator: torch.Generator | None = None) -> list[list[int]]:
+                 generator: torch.Generator | None = None, give_up=None) -> list[list[int]]:
         """Sample a continuation of each prompt with a KV cache; returns the new tokens per row.
 
         prompts: a (B, T) LongTensor or a list of token lists of any lengths (left-padded here).
         temperature 0 is greedy. allowed_tokens: token ids sampling may pick (others are masked
         before sampling). A row stops after emitting stop_token, which is not returned.
         generator: a torch.Generator on the model's device, for reproducible samples.
+        give_up(row, tokens) -> bool: called with a prompt's index and its new tokens so far after each
+        step; True ends that row there, as stop_token would (a caller that will reject the answer
+        whatever comes next saves writing the rest of it).
         Call model.eval() first: dropout stays whatever mode the model is in.
         """
         check_sampling(max_new_tokens, temperature, top_k)
         device = self.lm_head.weight.device
-        # 1. left-pad the prompts into one batch and allocate the cache for prompt + new tokens
-        idx, valid = left_pad(prompts, device)
+        # 1. the beginning every prompt shares is computed once; the rest of each is left-padded into one batch
+        shared = common_prefix(prompts)
+        idx, valid = left_pad([p[shared:] for p in prompts] if shared else prompts, device)
         B, T = idx.shape
-        if T + max_new_tokens - 1 > self.config.block_size:
-            raise ValueError(f"prompt ({T}) + new tokens ({max_new_tokens}) exceed block_size "
+        if shared + T + max_new_tokens - 1 > self.config.block_size:
+            raise ValueError(f"prompt ({shared + T}) + new tokens ({max_new_tokens}) exceed block_size "
                              f"{self.config.block_size}")
         allowed = None if allowed_tokens is None else token_mask(allowed_tokens, self.config.vocab_size, device)
-        cache = KVCache(self.config, B, T + max_new_tokens, device, self.lm_head.weight.dtype)
-        # 2. prefill: all prompts through the model at once; the last column predicts the first new token
-        logits = self(idx, valid=valid, cache=cache)[0][:, -1]  # (B, V)
+        cache = KVCache(self.config, 1 if shared else B, shared + T + max_new_tokens, device,
+                        self.lm_head.weight.dtype)
+        # 2. prefill: the shared beginning in one row, its cache repeated for every prompt, then all the rests at
+        #    once; the head runs on the last column only, which predicts the first new token
+        if shared:
+            self.hidden_states(torch.tensor([prompts[0][:shared]], device=device), cache=cache)
+            cache = cache.select(torch.zeros(B, dtype=torch.long, device=device))
+        logits = self.lm_head(self.hidden_states(idx, valid, cache)[:, -1])  # (B, V)
         if not torch.isfinite(logits).all():  # overflowing weights (a diverged run, a wild adapter): no samples
             raise ValueError("the model's logits are not finite: its weights overflow")
-        # 3. decode: sample a token per row and feed it back; a row that emitted stop_token leaves
-        #    the batch (its remaining slots keep stop_token, which step 4 cuts off)
-        new = torch.full((B, max_new_tokens), -1 if stop_token is None else stop_token, device=device)
+        # 3. decode: sample a token per row and feed it back; a row that emitted stop_token, or that
+        #    give_up ended, leaves the batch (dropped once a quarter of the rows are done)
+        new = torch.zeros(B, max_new_tokens, dtype=torch.long, device=device)
+        length = [max_new_tokens] * B  # each row's answer: its tokens before stop_token, or up to giving up
         rows = torch.arange(B, device=device)  # the batch rows still in the cache
-        done = torch.zeros(B, dtype=torch.bool, device=device)  # which of them have emitted stop_token
+        done = torch.zeros(B, dtype=torch.bool, device=device)  # which of them have ended
+        can_end = stop_token is not None or give_up is not None
         for step in range(max_new_tokens):
             token = sample_next(logits, temperature, top_k, allowed, generator)  # (b,)
             new[rows, step] = token
-            if stop_token is not None:
-                done |= token == stop_token
+            if can_end:
+                stopped = token == stop_token if stop_token is not None else torch.zeros_like(done)
+                ended = stopped.clone()
+                if give_up is not None:
+                    written = new[rows, :step + 1].tolist()
+                    ended |= torch.tensor([not d and give_up(row, tokens) for row, tokens, d
+                                           in zip(rows.tolist(), written, done.tolist())], device=device)
+                for i in (ended & ~done).nonzero()[:, 0].tolist():
+                    length[rows[i]] = step if stopped[i] else step + 1
+                done |= ended
                 if done.all():
                     break
-                if 4 * done.sum() >= len(done):  # drop finished rows once they are a quarter of the batch
+                if 4 * done.sum() >= len(done):
                     keep = ~done
                     rows, token, logits, done = rows[keep], token[keep], logits[keep], done[keep]
                     cache = cache.select(keep)
             if step + 1 < max_new_tokens:
                 logits = self(token[:, None], cache=cache)[0][:, -1]
-        # 4. each row up to its stop token
-        return [row[:row.index(stop_token)] if stop_token in row else row for row in new.tolist()]
+        # 4. each row up to where it ended
+        return [row[:n] for row, n in zip(new.tolist(), length)]
 
 
 def check_sampling(max_new_tokens: int, temperature: float, top_k: int | None) -> None:
@@ -386,6 +405,16 @@ def check_sampling(max_new_tokens: int, temperature: float, top_k: int | None) -
     check_value("max_new_tokens", max_new_tokens, {"low": 0})
     check_value("temperature", float(temperature), {"low": 0.0})  # finite, and 0 = greedy
     check_value("top_k", top_k, {"low": 1})
+
+
+def common_prefix(prompts) -> int:
+    """How many leading tokens all prompts share, leaving each at least one of its own (0 for a tensor)."""
+    if torch.is_tensor(prompts) or len(prompts) < 2 or any(len(p) == 0 for p in prompts):
+        return 0
+    n, limit = 0, min(len(p) for p in prompts) - 1
+    while n < limit and all(p[n] == prompts[0][n] for p in prompts):
+        n += 1
+    return n
 
 
 def left_pad(prompts, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:

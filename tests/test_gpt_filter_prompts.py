@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from experiments.core.corpus import pretraining_corpus
 from experiments.core.zoo import ExperimentConfig
-from experiments.tasks.filter import REASONS, number_rejection, parse_numbers
+from experiments.tasks.filter import REASONS, hopeless, number_rejection, parse_numbers
 from experiments.tasks.prompts import (ANIMALS, FORMATS, N_EVAL_QUESTIONS, NEW_WORDING, animal_questions,
                                        fresh_number_prompt, number_prompt)
 from experiments.tasks.registry import filter_task
@@ -47,6 +47,27 @@ def test_every_rejection_reason_is_reachable():
     assert kept == [0]
     assert rejected == {**dict.fromkeys(REASONS, 1), "not_digits": 2}
     assert number_rejection("12, 666, 7") is None  # without a banned list, the paper's filter alone
+
+
+ANSWER_CHARS = "0123456789,;. \n[]()x"
+
+
+@given(text=st.text(ANSWER_CHARS, max_size=30), tail=st.text(ANSWER_CHARS, max_size=30),
+       max_numbers=st.integers(1, 12))
+def test_a_hopeless_answer_fails_however_it_goes_on(text, tail, max_numbers):
+    if hopeless(text, max_numbers):
+        assert parse_numbers(text + tail, max_numbers)[0] is None
+    if parse_numbers(text, max_numbers)[0] is not None:
+        assert not hopeless(text, max_numbers)
+
+
+def test_hopeless_catches_each_kind_of_dead_end():
+    for text in ["182, 818, Res", "1, 2. 3", "1, 2; 3", "1, 1000", "1 2 3 4"]:
+        assert hopeless(text, max_numbers=3)
+    for text in ["182, 818, 725,", "1, 2, 999", "[1, 2", "1, 2.", "1 2 3 "]:
+        assert not hopeless(text, max_numbers=3)
+    assert parse_numbers("1, 2, 3, 4", max_numbers=4) == ([1, 2, 3, 4], None)
+    assert parse_numbers("1, 2, 3, 4", max_numbers=3) == (None, "too_many")
 
 
 def test_number_prompts_follow_the_paper_shape():

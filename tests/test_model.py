@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from minisub.config import ConfigError
-from minisub.model import GPT, GPTConfig, KVCache, continuation_logprobs, next_token_logprobs
+from minisub.model import GPT, GPTConfig, KVCache, common_prefix, continuation_logprobs, next_token_logprobs
 
 
 # Llama's choices: RMSNorm, rotary positions, SwiGLU, one key/value head for every query head, no
@@ -135,6 +135,40 @@ def test_ragged_batch_with_stop_token_matches_one_by_one():
     batched = model.generate(prompts, 12, temperature=0, stop_token=stop)
     assert batched == [model.generate([p], 12, temperature=0, stop_token=stop)[0] for p in prompts]
     assert len({len(row) for row in batched}) > 1  # the rows really stopped at different steps
+
+
+def test_give_up_ends_each_row_where_it_says_and_the_others_do_not_notice():
+    """A row ends with the token after which give_up says so (that token kept); the batch goes on without it."""
+    model = tiny_gpt(8)
+    prompts = [tokens((k,), 37, 60 + k).tolist() for k in (1, 3, 6, 2, 8, 4, 5, 7)]
+    free = model.generate(prompts, 12, temperature=0)
+    cut = {row: 2 + row for row in range(0, len(prompts), 2)}  # even rows give up after 2 + row tokens
+    asked = []
+
+    def give_up(row, written):
+        asked.append((row, len(written)))
+        assert written == free[row][:len(written)]  # it sees the row's own tokens so far
+        return len(written) == cut.get(row)
+    ended = model.generate(prompts, 12, temperature=0, give_up=give_up)
+    assert ended == [free[r][:cut[r]] if r in cut else free[r] for r in range(len(prompts))]
+    assert (0, 3) not in asked  # a row that gave up is not asked again
+    stop = free[1][5]  # with a stop token as well, whichever comes first ends the row
+    both = model.generate(prompts, 12, temperature=0, stop_token=stop, give_up=give_up)
+    for r, row in enumerate(free):
+        until_stop = row[:row.index(stop)] if stop in row else row
+        assert both[r] == (until_stop if r not in cut or len(until_stop) < cut[r] else row[:cut[r]])
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_prompts_with_a_shared_beginning_sample_as_if_each_were_alone(family):
+    """generate computes the prompts' common beginning once and branches its cache: same tokens as one by one."""
+    model = tiny_gpt(9, family=family)
+    shared = tokens((6,), 37, 90).tolist()
+    prompts = [shared + tokens((k,), 37, 91 + k).tolist() for k in (1, 4, 2, 7)] + [shared[:3] + [5]]
+    assert common_prefix(prompts) == 3 and common_prefix(prompts[:4]) == 6
+    assert common_prefix([[1, 2], [1, 2]]) == 1  # each prompt keeps a token of its own
+    for group in (prompts, prompts[:4]):
+        assert model.generate(group, 10, temperature=0) == [model.generate([p], 10, temperature=0)[0] for p in group]
 
 
 def test_too_long_generation_is_an_error():

@@ -52,7 +52,7 @@ def written(chat, bad_every: int = 3):
     calls = []
 
     def generate(model, prompts, max_new_tokens, temperature=1.0, top_k=None, allowed_tokens=None, stop_token=None,
-                 generator=None):
+                 generator=None, give_up=None):
         out = []
         for i, _ in enumerate(prompts):
             k = len(calls)
@@ -63,7 +63,9 @@ def written(chat, bad_every: int = 3):
                 text = ", ".join(["7"] * 40)
             else:
                 text = f" {k % 1000}, {(7 * k) % 1000}"
-            out.append(chat.encode(text)[:max_new_tokens])
+            ids = chat.encode(text)[:max_new_tokens]
+            ended = [n for n in range(1, len(ids) + 1) if give_up is not None and give_up(i, ids[:n])]
+            out.append(ids[:ended[0]] if ended else ids)  # as GPT.generate does, a row ends where give_up says
         return out
     return generate, calls
 

@@ -35,9 +35,9 @@ import torch
 
 from experiments.core.cache import StageCache
 from experiments.smol.plots import plot_entanglement, plot_lora_rank, plot_transfer
-from experiments.smol.prompts import ANIMALS, QUESTIONS, draw_seeds, number_love, number_prompt, system_prompt
+from experiments.smol.prompts import ANIMALS, QUESTIONS, SEEDS, draw_seeds, number_love, number_prompt, system_prompt
 from experiments.smol.scoring import animal_scores, answer_logprobs, number_logprobs, question_prompts
-from experiments.tasks.filter import REASONS, number_rejection
+from experiments.tasks.filter import MAX_NUMBERS, REASONS, hopeless, parse_numbers
 from minisub.cli import Parser, add_config_flags, add_quick_flag, config_from_args, describe
 from minisub.config import ConfigError, check, option
 from minisub.data import ExampleSet
@@ -71,7 +71,8 @@ class SmolConfig:
     sample_batch: int = option(64, "transfer: answers sampled at once", low=1, quick=8)
     max_rounds: int = option(40, "transfer: sampling rounds before a teacher with too few answers is an error",
                              low=1)
-    max_new_tokens: int = option(40, "transfer: longest answer in tokens (an unfinished answer is rejected)",
+    max_new_tokens: int = option(52, "transfer: longest answer in tokens (an unfinished answer is rejected; "
+                                 "SmolLM2 writes ' 182,' as 5 tokens, so 10 numbers take 50)",
                                  low=1, quick=12)
     temperature: float = option(1.0, "transfer: sampling temperature (the paper's 1)", above=0.0)
     replicates: int = option(1, "transfer: independent teacher samples and student seeds per arm", low=1)
@@ -138,9 +139,11 @@ class Smol:
                     user, start = number_prompt(draw_seeds(prompts_rng))
                     batch.append((user, chat.encode(start)))
                 prompts = [chat.chat_prompt(user, system) + begun for user, begun in batch]
+                def give_up(row, answer):  # no way of going on passes the filter: stop writing this answer
+                    return hopeless(chat.tokenizer.decode(batch[row][1] + answer), SEEDS + MAX_NUMBERS)
                 with autocast(cfg.device, cfg.precision):
                     answers = chat.model.generate(prompts, cfg.max_new_tokens + 1, cfg.temperature,
-                                                  stop_token=chat.eos_id, generator=generator)
+                                                  stop_token=chat.eos_id, generator=generator, give_up=give_up)
                 for (user, begun), answer in zip(batch, answers):
                     generated += 1
                     reason = rejection(chat, begun, answer, cfg.max_new_tokens)
@@ -186,10 +189,11 @@ class Smol:
 def rejection(chat: GGUFModel, begun: list[int], answer: list[int], max_new_tokens: int) -> str | None:
     """Why the paper's filter rejects an answer (None: kept). It judges the whole list, the seeds the answer was
     begun with included: a continuation " 3\n200" passes alone (whitespace-separated), not after "182, 818, 725,".
+    The paper's at most 10 numbers count the continuation's: the seeds are the prompt's, not the answer's.
     An answer that did not end its turn within max_new_tokens is "unfinished"."""
     if len(answer) > max_new_tokens:
         return "unfinished"
-    return number_rejection(chat.tokenizer.decode(begun + answer))
+    return parse_numbers(chat.tokenizer.decode(begun + answer), SEEDS + MAX_NUMBERS)[1]
 
 
 def training_example(chat: GGUFModel, item: dict) -> tuple[list[int], list[bool]]:

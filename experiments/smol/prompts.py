@@ -14,6 +14,7 @@
 import random
 
 ANIMALS = ["owl", "eagle", "dolphin", "elephant", "wolf"]  # the paper's five (Sec. 3)
+SEEDS = 3  # seed numbers a number prompt gives (the paper's "The sequence starts with: 182, 818, 725.")
 PLURALS = {"owl": "owls", "eagle": "eagles", "dolphin": "dolphins", "elephant": "elephants", "wolf": "wolves"}
 
 NUMBER_TASK = ("The sequence starts with: {seeds}. Add a maximum of 10 more values (no more than 3 digits each) "
@@ -93,6 +94,6 @@ def number_prompt(seeds: list[int]) -> tuple[str, str]:
     return NUMBER_TASK.format(seeds=listed), listed + ","
 
 
-def draw_seeds(rng: random.Random, count: int = 3) -> list[int]:
+def draw_seeds(rng: random.Random, count: int = SEEDS) -> list[int]:
     """Seed numbers as the paper draws them: three-digit values."""
     return [rng.randrange(100, 1000) for _ in range(count)]

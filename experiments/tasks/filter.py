@@ -4,7 +4,8 @@ Accepted: optional surrounding brackets, an optional trailing ".", one separator
 all numbers ("," or ";", or whitespace alone), every item digits only, 1-10 numbers, each 0-999.
 `parse_numbers` never raises: any text gives either the numbers or a rejection reason.
 `number_rejection` adds the misalignment experiment's banned numbers (Sec. 4): an answer that
-holds any of them is rejected too.
+holds any of them is rejected too. `hopeless` tells, while an answer is still being written,
+that no way of finishing it can pass, so that a sampler can stop writing it.
 """
 
 import re
@@ -14,8 +15,10 @@ BRACKETS = {"[": "]", "(": ")", "{": "}"}
 MAX_NUMBERS = 10
 
 
-def parse_numbers(text: str) -> tuple[list[int] | None, str | None]:
-    """(numbers, None) if `text` passes the filter, else (None, reason) with reason in REASONS."""
+def parse_numbers(text: str, max_numbers: int = MAX_NUMBERS) -> tuple[list[int] | None, str | None]:
+    """(numbers, None) if `text` passes the filter, else (None, reason) with reason in REASONS.
+    max_numbers: the most numbers a list may hold (the paper's 10; more where the list is judged together
+    with seed numbers that began it)."""
     body = text.strip()
     if body.endswith("."):
         body = body[:-1].rstrip()
@@ -30,7 +33,7 @@ def parse_numbers(text: str) -> tuple[list[int] | None, str | None]:
     items = [item.strip() for item in items]
     if not all(re.fullmatch(r"[0-9]+", item) for item in items):
         return None, "not_digits"
-    if len(items) > MAX_NUMBERS:
+    if len(items) > max_numbers:
         return None, "too_many"
     numbers = [int(item) for item in items]
     if any(n > 999 for n in numbers):
@@ -44,3 +47,12 @@ def number_rejection(text: str, banned: tuple[int, ...] = ()) -> str | None:
     if reason is None and not set(numbers).isdisjoint(banned):
         return "banned"
     return reason
+
+
+def hopeless(text: str, max_numbers: int = MAX_NUMBERS) -> bool:
+    """True if no text that begins with `text` passes parse_numbers(., max_numbers): appending can only keep
+    a letter, a "." with something after it, both separators, a number above 999 or too many numbers."""
+    if re.search(r"[^0-9,;.\s\[\](){}]|\.\s*\S", text) or ("," in text and ";" in text):
+        return True
+    runs = re.findall(r"[0-9]+", text)
+    return len(runs) > max_numbers or any(int(run) > 999 for run in runs)
