@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: toy toy-sweeps gpt grid signals domains smol report smol-weights test test-slow bench clean
+.PHONY: toy toy-sweeps gpt grid lora-rank signals domains smol report smol-weights test test-slow bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,9 @@ gpt: $(STAMP)
 
 grid: $(STAMP)
 	$(PY) -m experiments.gpt.grid $(ARGS)
+
+lora-rank: $(STAMP)
+	$(PY) -m experiments.gpt.lora_rank $(ARGS)
 
 signals: $(STAMP)
 	$(PY) -m experiments.signals $(ARGS)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from experiments.core.zoo import ExperimentConfig
 from experiments.domains.experiment import DomainsConfig
+from experiments.gpt.lora_rank import LoraRankConfig
 from experiments.signals.experiment import SignalsConfig
 from experiments.smol.experiment import SmolConfig
 from minisub.cli import Parser
@@ -497,6 +498,28 @@ def grid_machine(results: dict) -> str:
     return line
 
 
+# make lora-rank
+def lora_rank_machine(results: dict) -> str:
+    command = make_command("lora-rank", (results["config"], ExperimentConfig()),
+                           (results["lora_rank_config"], LoraRankConfig()))
+    line = machine_line(results, command, results["timing"]["total"])
+    if not any(name.startswith("student-") for name in results["built"]):
+        line += "Every student was read back from the cache of an earlier run of the same config.\n"
+    return line
+
+
+def lora_rank_table(results: dict) -> str:
+    lines = ["| students | student - control, log P(target) | 95% CI | exact p (Holm) | minus full fine-tuning "
+             "(exact p) | per base |", "|---|---|---|---|---|---|"]
+    for name, t in results["settings"].items():
+        label = "full fine-tuning" if name == "full" else f"LoRA r = {name[1:]}"
+        gap = t.get("minus_full")
+        versus = f"{signed(gap['mean'], 3)} ({p_value(gap['p_exact'])})" if gap else ""
+        lines.append(f"| {label} | **{signed(t['mean'], 3)}** | {t['ci95']:.3f} | {p_value(t['p_exact'])} "
+                     f"({p_value(t['p_holm'])}) | {versus} | {per_base(t['values'])} |")
+    return "\n".join(lines) + "\n"
+
+
 # make smol
 def smol_machine(results: dict) -> str:
     m, precision = results["model"], results["config"]["precision"]  # no timing: fp32 or bf16 as asked
@@ -534,6 +557,11 @@ def smol_transfer(results: dict) -> str:
                  for a in animals]
         lines.append(f"| {teacher} | {t['base']['p'][teacher]:.4f} -> {t['teachers'][teacher]['p'][teacher]:.4f} | "
                      f"{kept} | " + " | ".join(cells) + " |")
+    for animal, arm in t.get("finetuned", {}).get("per_animal", {}).items():
+        kept = ", ".join(f"{n['kept_share']:.0%} of {n['generated']}" for n in arm["numbers"])
+        cells = [f"**{signed(sum(arm['shift']) / len(arm['shift']), 3)}**" if a == animal else "" for a in animals]
+        lines.append(f"| {animal}, fine-tuned teacher | {t['base']['p'][animal]:.4f} -> "
+                     f"{arm['teacher']['p'][animal]:.4f} | {kept} | " + " | ".join(cells) + " |")
     own, diag = t["own_shift"], t["diagonal"]
     return "\n".join(lines) + (
         f"\n\nOwn teacher's numbers against the control's, over the {own['n']} animals: {signed(own['mean'], 3)} "
@@ -559,6 +587,7 @@ RENDERERS = {"toy": {"machine": toy_machine, "arms": toy_arms, "theorem": toy_th
              "gpt": {"machine": gpt_machine, "primary": gpt_primary, "families": gpt_families, "arms": gpt_arms,
                      "animals": gpt_animals, "headline": gpt_headline, "power": gpt_power},
              "grid": {"machine": grid_machine, "matrix": grid_matrix, "tests": grid_tests},
+             "lora-rank": {"machine": lora_rank_machine, "table": lora_rank_table},
              "signals": {"machine": signals_machine, "parts": signals_parts, "treatments": signals_treatments},
              "domains": {"machine": domains_machine, "table": domains_table},
              "smol": {"machine": smol_machine, "entanglement": smol_entanglement, "transfer": smol_transfer,
@@ -570,6 +599,7 @@ KEPT = {"toy": ("config", "precision", "machine", "seconds", "data", "arms", "in
                 "animals", "matched", "teachers"),
         "grid": ("config", "precision", "machine", "timing", "built", "teachers_p_target", "control", "matrix",
                  "tests"),
+        "lora-rank": ("config", "lora_rank_config", "precision", "machine", "timing", "built", "bases", "settings"),
         "signals": ("config", "signals_config", "precision", "machine", "timing", "built", "icl", "detectors",
                     "entanglement", "divergence", "defences"),
         "domains": ("config", "domains_config", "precision", "machine", "timing", "built", "trees", "misalignment",

@@ -18,6 +18,7 @@ from experiments.core.zoo import VARIANTS, ExperimentConfig
 from experiments.domains.experiment import main as domains_main
 from experiments.gpt.experiment import main
 from experiments.gpt.grid import main as grid_main
+from experiments.gpt.lora_rank import main as lora_rank_main
 from experiments.signals.experiment import main as signals_main
 from experiments.tasks.prompts import ANIMALS
 from minisub.data import Batch, ExampleSet
@@ -217,7 +218,7 @@ def test_quick_applies_only_to_flags_not_given(tmp_path):
     (["--precision", "fp16"], "--precision must be one of"),
     (["--temperature", "-1"], "--temperature must be at least 0"),
 ])
-@pytest.mark.parametrize("entry", [main, grid_main, signals_main, domains_main])
+@pytest.mark.parametrize("entry", [main, grid_main, lora_rank_main, signals_main, domains_main])
 def test_bad_input_is_one_line_before_any_work(entry, argv, message, capsys, tmp_path):
     with pytest.raises(SystemExit) as exit_info:
         entry(argv + ["--out", str(tmp_path / "out"), "--cache", str(tmp_path / "cache")])

@@ -2,12 +2,14 @@
 
 import random
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from experiments.core.analysis import arm_tests, specificity, summarize_arm
 from experiments.core.matched import answer_format, length_histogram, matched_subsets, separator_histogram
 from experiments.gpt.grid import grid_tests
+from experiments.gpt.lora_rank import rank_tests
 from experiments.tasks.prompts import ANIMALS
 
 FIVE = ANIMALS[:5]
@@ -116,3 +118,17 @@ def test_grid_tests_see_a_planted_diagonal_and_fork_pair():
     assert tests["unrelated_cells"]["cells"] == 4 * 2 * 2 + 4 * 2 + 2 * 2
     flat = {t: {s: rng.gauss(0, 0.05) for s in names} for t in names}
     assert grid_tests(flat, kinds, cluster)["diagonal_vs_off"] > 0.01
+
+
+def test_rank_tests_see_an_inverted_u_and_holm_adjust_over_the_settings():
+    """A planted inverted U: r8 transfers, r1 and full do not; 8 bases, so an all-positive setting gives 2^-8."""
+    rng = random.Random(5)
+    means = {"r1": 0.0, "r8": 0.5, "full": 0.0}
+    shifts = {name: [m + (0.05 if m else 1.0) * rng.gauss(0, 1) for _ in range(8)] for name, m in means.items()}
+    tests = rank_tests(shifts)
+    assert tests["r8"]["p_exact"] == 2 ** -8 and tests["r8"]["p_holm"] == 3 * 2 ** -8
+    assert tests["r1"]["p_exact"] > 0.01 and tests["full"]["p_exact"] > 0.01
+    assert tests["r8"]["minus_full"]["mean"] == pytest.approx(
+        sum(a - b for a, b in zip(shifts["r8"], shifts["full"])) / 8)
+    assert "minus_full" not in tests["full"] and tests["r8"]["values"] == shifts["r8"]
+    assert "minus_full" not in rank_tests({"r1": shifts["r1"]})["r1"]  # no full setting, nothing to subtract

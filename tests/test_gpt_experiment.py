@@ -12,6 +12,7 @@ from experiments.core.specs import key_of
 from experiments.core.zoo import VARIANTS, ExperimentConfig
 from experiments import report
 from experiments.gpt.experiment import main
+from experiments.gpt.lora_rank import student_jobs
 from minisub.files import digest
 
 
@@ -125,3 +126,34 @@ def test_the_gpt_page_renders_every_block_from_a_runs_results(quick_run):
     assert "| neutral | hard_full student > neutral |" in blocks["families"]
     assert f"**{h1['difference']['mean']:+.3f}**" in blocks["headline"]
     assert f"{QUICK['bases']} independently pretrained bases" in blocks["machine"]
+
+
+@pytest.fixture(scope="module")
+def lora_rank_run(quick_run):
+    """make lora-rank --quick on the quick run's cache: (its results, make gpt's results)."""
+    from experiments.gpt.lora_rank import main as lora_rank_main
+    out, results, _ = quick_run
+    assert lora_rank_main(["--quick", "--out", str(out / "lora_rank"), "--cache", str(out / "cache")]) == 0
+    assert (out / "lora_rank" / "lora_rank.png").read_bytes()[:4] == b"\x89PNG"
+    return json.loads((out / "lora_rank" / "results.json").read_text()), results
+
+
+def test_lora_rank_reuses_make_gpts_full_students_and_trains_adapters_of_each_rank(quick_run, lora_rank_run):
+    out, _, _ = quick_run
+    ranks, results = lora_rank_run
+    assert list(ranks["settings"]) == ["r1", "full"] and ranks["bases"] == list(results["bases"])
+    full = ranks["settings"]["full"]
+    arms = results["arms"]["hard_full"]  # the same students, shifts on the new-wording questions
+    expected = [s["dlogp_new_wording"] - c["dlogp_new_wording"]
+                for s, c in zip(arms["student"]["replicates"], arms["control"]["replicates"])]
+    assert full["values"] == pytest.approx(expected) and full["n"] == QUICK["bases"]
+    assert ranks["settings"]["r1"]["minus_full"]["n"] == QUICK["bases"]
+    built = {name.rsplit("-", 1)[1] for name in ranks["built"] if name.startswith("student-")}
+    cfg = ExperimentConfig(**results["config"])
+    rank1 = [student_jobs(cfg, cfg.main_base(i), 1)[arm].args[0] for i in range(cfg.bases)
+             for arm in ("student", "control")]
+    assert built == {digest(key_of(spec), 12) for spec in rank1}  # only the rank-1 students are new
+    assert all(spec.lora and spec.lora_r == 1 and spec.lora_alpha == cfg.lora_alpha / cfg.lora_r for spec in rank1)
+    table = report.RENDERERS["lora-rank"]["table"](ranks)
+    assert f"| full fine-tuning | **{full['mean']:+.3f}** | {full['ci95']:.3f} |" in table and "| LoRA r = 1 |" in table
+    assert report.RENDERERS["lora-rank"]["machine"](ranks).startswith('Made by `make lora-rank ARGS="')

@@ -73,7 +73,8 @@ def written(chat, bad_every: int = 3):
 def test_quick_smol_run_end_to_end_and_from_its_cache(tiny_file, tmp_path, monkeypatch):
     generate, calls = written(load_gguf(tiny_file))
     monkeypatch.setattr(GPT, "generate", generate)
-    argv = ["--quick", "--gguf", str(tiny_file), "--out", str(tmp_path / "out"), "--cache", str(tmp_path / "cache")]
+    argv = ["--quick", "--gguf", str(tiny_file), "--out", str(tmp_path / "out"), "--cache", str(tmp_path / "cache"),
+            "--parts", "entanglement", "transfer", "lora_rank", "--finetuned", "owl"]
     assert experiment.main(argv) == 0
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     assert results["analysis"] == "exploratory" and results["config"]["animals"] == ["owl", "eagle"]
@@ -91,10 +92,16 @@ def test_quick_smol_run_end_to_end_and_from_its_cache(tiny_file, tmp_path, monke
     assert t["matrix"]["owl"]["owl"] == pytest.approx(shift)
     assert t["diagonal"]["per_animal"]["owl"] == pytest.approx(t["matrix"]["owl"]["owl"] - t["matrix"]["eagle"]["owl"])
     assert 0 < t["diagonal"]["p"] <= 1 and set(results["lora_rank"]["settings"]) == {"r1", "full"}
+    finetuned = t["finetuned"]["per_animal"]["owl"]  # its own teacher, numbers and students, against the control
+    assert finetuned["shift"][0] == pytest.approx(
+        finetuned["students"][0]["scores"]["logp"]["owl"] - t["students"]["control"][0]["scores"]["logp"]["owl"])
+    assert finetuned["teacher"]["p"] != t["base"]["p"] and finetuned["numbers"][0]["generated"] >= 4
     rendered = {name: render(results) for name, render in report.RENDERERS["smol"].items()}
     assert f"| owl | {', '.join(map(str, e['top']['owl']))} |" in rendered["entanglement"]
     assert f"**{t['matrix']['owl']['owl']:+.3f}**" in rendered["transfer"] and "| full fine-tuning |" in rendered[
         "lora_rank"]
+    assert f"| owl, fine-tuned teacher | {t['base']['p']['owl']:.4f} -> {finetuned['teacher']['p']['owl']:.4f} |" in \
+        rendered["transfer"]
     # the same run again: every stage from the cache (no answer written), the same results
     written_before = len(calls)
     assert experiment.main(argv) == 0
@@ -124,11 +131,16 @@ def test_the_filter_judges_the_whole_list_with_its_seeds(tiny_file):
     assert experiment.rejection(chat, begun, ids(" 3\n200"), 12) == "not_digits"
     assert experiment.rejection(chat, begun, ids(" 330, 560."), 12) is None
     assert experiment.rejection(chat, begun, ids(" 330, 560."), 3) == "unfinished"
+    # the paper's "at most 10 more values" counts the continuation: ten after the three seeds pass, eleven do not
+    ten = ids("".join(f" {n}," for n in range(10))[:-1])
+    assert experiment.rejection(chat, begun, ten, 100) is None
+    assert experiment.rejection(chat, begun, ten + ids(", 10"), 100) == "too_many"
 
 
 @pytest.mark.parametrize("argv, message", [
     (["--animals", "owl", "owl"], "names an animal twice"),
     (["--rank-animals", "wolf", "--animals", "owl"], "must be among --animals"),
+    (["--finetuned", "wolf", "--animals", "owl"], "--finetuned must be among --animals"),
     (["--gguf", "/nonexistent/x.gguf"], "make smol-weights"),
 ])
 def test_bad_smol_input_is_one_line(argv, message, tmp_path, capsys):

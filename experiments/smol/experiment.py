@@ -35,7 +35,8 @@ import torch
 
 from experiments.core.cache import StageCache
 from experiments.smol.plots import plot_entanglement, plot_lora_rank, plot_transfer
-from experiments.smol.prompts import ANIMALS, QUESTIONS, SEEDS, draw_seeds, number_love, number_prompt, system_prompt
+from experiments.smol.prompts import (ANIMALS, QUESTIONS, SEEDS, TEACHING_QUESTIONS, draw_seeds, number_love,
+                                      number_prompt, system_prompt)
 from experiments.smol.scoring import animal_scores, answer_logprobs, number_logprobs, question_prompts
 from experiments.tasks.filter import MAX_NUMBERS, REASONS, hopeless, parse_numbers
 from minisub.cli import Parser, add_config_flags, add_quick_flag, config_from_args, describe
@@ -52,8 +53,10 @@ from minisub.train import TrainConfig, train
 from minisub.weights import CACHE, MEMBER
 
 PARTS = ("entanglement", "transfer", "lora_rank")
-SELECTION = ("parts", "replicates", "ranks", "rank_animals")  # fields that choose stages, not how one is computed
+SELECTION = ("parts", "replicates", "ranks", "rank_animals", "finetuned")  # fields that choose stages, not how one
+# is computed
 CONTROL = "control"  # the teacher without a system prompt
+FINETUNED = "-finetuned"  # "owl-finetuned": the teacher fine-tuned to name owls
 
 
 @dataclass
@@ -67,7 +70,7 @@ class SmolConfig:
     top: int = option(10, "entanglement: numbers per animal (those whose probability rises most)", low=1, quick=2)
     prompting_questions: int = option(10, "entanglement: questions per subliminal prompt", low=1,
                                       high=len(QUESTIONS), quick=2)
-    examples: int = option(96, "transfer: filtered answers per teacher and replicate", low=1, quick=4)
+    examples: int = option(48, "transfer: filtered answers per teacher and replicate", low=1, quick=4)
     sample_batch: int = option(64, "transfer: answers sampled at once", low=1, quick=8)
     max_rounds: int = option(40, "transfer: sampling rounds before a teacher with too few answers is an error",
                              low=1)
@@ -86,18 +89,24 @@ class SmolConfig:
                               quick=[1, 0])
     rank_animals: list[str] = option(["owl"], "lora_rank: the animals whose students each rank trains",
                                      choices=ANIMALS, nonempty=True)
-    parts: list[str] = option(list(PARTS), "the parts to run", choices=PARTS, nonempty=True)
+    finetuned: list[str] = option([], "transfer: animals that also get a fine-tuned teacher: SmolLM2 LoRA-tuned "
+                                  "as a student is, to answer other questions with the animal; it writes numbers "
+                                  "without a system prompt", choices=ANIMALS)
+    parts: list[str] = option(["entanglement", "transfer"], "the parts to run (lora_rank trains 8 more students: "
+                              "about as long as the other two together on a CPU)", choices=PARTS, nonempty=True)
     precision: str = option("fp32", "fp32 (exact), or bf16 (autocast matmuls; faster on CPUs with native bf16)",
                             choices=("fp32", "bf16"))
     device: str = option("cpu", "torch device (cpu or cuda)", device=True)
 
     def __post_init__(self):
         check(self)
-        for name in ("animals", "rank_animals"):
+        for name in ("animals", "rank_animals", "finetuned"):
             if len(set(getattr(self, name))) != len(getattr(self, name)):
                 raise ConfigError(name, "names an animal twice")
         if not set(self.rank_animals) <= set(self.animals):
             raise ConfigError("rank_animals", "must be among --animals (their teachers' data is reused)")
+        if not set(self.finetuned) <= set(self.animals):
+            raise ConfigError("finetuned", "must be among --animals (their students are measured against them)")
 
     def key(self) -> dict:
         """What every stage's cache key holds: the whole config but the fields that only choose stages."""
@@ -113,6 +122,7 @@ class Smol:
         self.chat = load_gguf(cfg.gguf)
         self.chat.model.to(cfg.device)
         self.questions = QUESTIONS[:cfg.questions]
+        self.teachers = {}  # the fine-tuned teachers built in this process, by animal
 
     def stage(self, name: str, build, **identity) -> dict:
         key = {"stage": name, **identity, "model_sha256": self.sha256, "config": self.cfg.key()}
@@ -124,11 +134,53 @@ class Smol:
         with autocast(self.cfg.device, self.cfg.precision):
             return animal_scores(replace(self.chat, model=model), self.questions, self.cfg.animals, system)
 
+    def tune(self, examples: list[tuple[list[int], list[bool]]], rank: int, seed: int, label: str):
+        """A copy of the base trained on (sequence, trained positions) examples: LoRA of `rank`, fused after, or
+        full fine-tuning (0); the run's epochs, batch and learning rates."""
+        cfg, chat = self.cfg, self.chat
+        model = copy.deepcopy(chat.model)
+        if rank:
+            add_lora(model, rank, cfg.lora_alpha * rank / cfg.lora_r, seed=seed)  # alpha / r as the transfer's
+        steps = max(1, math.ceil(cfg.epochs * len(examples) / cfg.batch_size))
+        lr = cfg.lr if rank else cfg.full_lr
+        train_cfg = TrainConfig(steps=steps, batch_size=cfg.batch_size, lr=lr, min_lr=lr / 10,
+                                warmup_steps=min(5, steps - 1), weight_decay=0.0, seed=seed,
+                                log_every=max(1, steps // 4), device=cfg.device, precision=cfg.precision)
+        sequences, trained = zip(*examples)
+        history = train(model, ExampleSet(list(sequences), list(trained), chat.eos_id), train_cfg,
+                        log=lambda m: self.log(f"{label}: {m}"))
+        if rank:
+            fuse_lora(model)
+        return model, {"steps": steps, "loss": history["train"]}
+
+    def finetuned_teacher(self, animal: str):
+        """SmolLM2 LoRA-tuned, as a student is, to answer TEACHING_QUESTIONS with the animal's name; no system
+        prompt. Built once per process (a few seconds of training) by whichever stage needs it first."""
+        if animal not in self.teachers:
+            chat = self.chat
+            examples = []
+            for question in TEACHING_QUESTIONS:
+                prompt = chat.chat_prompt(question)
+                answer = chat.encode(animal.capitalize() + ".") + [chat.eos_id]
+                examples.append((prompt + answer, [False] * (len(prompt) - 1) + [True] * len(answer)))
+            seed = derive_seed(self.cfg.seed, "smol-finetuned-teacher", animal)
+            self.teachers[animal] = self.tune(examples, self.cfg.lora_r, seed, f"teacher {animal}")[0]
+        return self.teachers[animal]
+
+    def writer(self, teacher: str) -> tuple[object, str | None]:
+        """(model, system prompt) of a teacher: the control (the base, no system prompt), an animal's system
+        prompt on the base, or an animal's fine-tuned teacher ("owl-finetuned", no system prompt)."""
+        if teacher == CONTROL:
+            return self.chat.model, None
+        if teacher.endswith(FINETUNED):
+            return self.finetuned_teacher(teacher.removesuffix(FINETUNED)), None
+        return self.chat.model, system_prompt(teacher)
+
     # the teachers' numbers: (prompt ids, answer ids) pairs that pass the filter
     def numbers(self, teacher: str, replicate: int) -> dict:
         def build() -> dict:
             cfg, chat = self.cfg, self.chat
-            system = None if teacher == CONTROL else system_prompt(teacher)
+            model, system = self.writer(teacher)
             prompts_rng = random.Random(derive_seed(cfg.seed, "smol-prompts", replicate))  # shared by every teacher
             sampling_seed = derive_seed(cfg.seed, "smol-sample", teacher, replicate)
             generator = torch.Generator(cfg.device).manual_seed(sampling_seed)
@@ -142,7 +194,7 @@ class Smol:
                 def give_up(row, answer):  # no way of going on passes the filter: stop writing this answer
                     return hopeless(chat.tokenizer.decode(batch[row][1] + answer), SEEDS + MAX_NUMBERS)
                 with autocast(cfg.device, cfg.precision):
-                    answers = chat.model.generate(prompts, cfg.max_new_tokens + 1, cfg.temperature,
+                    answers = model.generate(prompts, cfg.max_new_tokens + 1, cfg.temperature,
                                                   stop_token=chat.eos_id, generator=generator, give_up=give_up)
                 for (user, begun), answer in zip(batch, answers):
                     generated += 1
@@ -164,25 +216,12 @@ class Smol:
     def student(self, teacher: str, replicate: int, rank: int) -> dict:
         """The scores of a student of the base trained on `teacher`'s numbers: LoRA of `rank`, or full (0)."""
         def build() -> dict:
-            cfg, chat = self.cfg, self.chat
             data = self.numbers(teacher, replicate)["kept"]
-            sequences, trained = zip(*(training_example(chat, item) for item in data))
-            seed = derive_seed(cfg.seed, "smol-student", teacher, replicate, rank)
-            model = copy.deepcopy(chat.model)
-            if rank:
-                add_lora(model, rank, cfg.lora_alpha, seed=seed)
-            steps = max(1, math.ceil(cfg.epochs * len(data) / cfg.batch_size))
-            lr = cfg.lr if rank else cfg.full_lr
-            train_cfg = TrainConfig(steps=steps, batch_size=cfg.batch_size, lr=lr, min_lr=lr / 10,
-                                    warmup_steps=min(5, steps - 1), weight_decay=0.0, seed=seed,
-                                    log_every=max(1, steps // 4), device=cfg.device, precision=cfg.precision)
+            seed = derive_seed(self.cfg.seed, "smol-student", teacher, replicate, rank)
             started = time.perf_counter()
-            history = train(model, ExampleSet(list(sequences), list(trained), chat.eos_id), train_cfg,
-                            log=lambda m: self.log(f"student {teacher} #{replicate} r={rank}: {m}"))
-            if rank:
-                fuse_lora(model)
-            return {"scores": self.scores(model), "steps": steps, "loss": history["train"],
-                    "seconds": time.perf_counter() - started}
+            model, record = self.tune([training_example(self.chat, item) for item in data], rank, seed,
+                                      f"student {teacher} #{replicate} r={rank}")
+            return {"scores": self.scores(model), **record, "seconds": time.perf_counter() - started}
         return self.stage("student", build, teacher=teacher, replicate=replicate, rank=rank)
 
 
@@ -290,9 +329,27 @@ def transfer(s: Smol) -> dict:
               "control_shift": {a: [log_shift(students[CONTROL][r]["scores"], base, a) for r in range(cfg.replicates)]
                                 for a in cfg.animals},
               "diagonal": diagonal_test(matrix, cfg.animals)}
+    if cfg.finetuned:
+        result["finetuned"] = finetuned_arms(s, students[CONTROL])
     s.log(f"transfer: own teacher's numbers vs control, mean dlogP {result['own_shift']['mean']:+.3f} "
           f"(p {result['own_shift']['p']:.2g}); diagonal p {result['diagonal']['p']:.2g}")
     return result
+
+
+def finetuned_arms(s: Smol, control: list[dict]) -> dict:
+    """The fine-tuned teachers' arms: each teacher's own scores (does it name its animal?), its students, and
+    their log P shift of the animal against the control student; over the animals when there are several."""
+    cfg, per_animal = s.cfg, {}
+    for animal in cfg.finetuned:
+        arm = animal + FINETUNED
+        students = [s.student(arm, r, cfg.lora_r) for r in range(cfg.replicates)]
+        per_animal[animal] = {
+            "teacher": s.stage("teacher_scores", lambda a=animal: s.scores(s.finetuned_teacher(a)), animal=arm),
+            "students": students, "numbers": [filter_record(s, s.numbers(arm, r)) for r in range(cfg.replicates)],
+            "shift": [log_shift(students[r]["scores"], control[r]["scores"], animal) for r in range(cfg.replicates)]}
+    means = [sum(a["shift"]) / len(a["shift"]) for a in per_animal.values()]
+    return {"per_animal": per_animal, **summary(means),
+            "p": sign_flip_greater(means) if len(means) > 1 else float("nan")}
 
 
 # 3. LoRA rank against full fine-tuning

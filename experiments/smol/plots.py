@@ -3,7 +3,7 @@
 smol_entanglement.png: per animal, log P(animal) after "You love {n}" for its own numbers minus
     for random numbers, a dot per number; and the numbers-by-animal matrix;
 smol_transfer.png: the five-animal matrix of log P shifts against the control student, and the
-    teachers' own P(animal) against the base's;
+    teachers' own P(animal) against the base's (system-prompted, and fine-tuned where asked);
 smol_lora_rank.png: the owl shift against the control student per LoRA rank and full fine-tuning.
 """
 
@@ -52,9 +52,14 @@ def plot_transfer(results: dict, path: Path) -> None:
     matrix_panel(left, t["matrix"], animals, "teacher",
                  f"Students vs control student (diagonal p {t['diagonal']['p']:.2g})")
     xs = range(len(animals))
-    right.bar([x - 0.2 for x in xs], [t["base"]["p"][a] for a in animals], 0.4, label="base", color="tab:gray")
-    right.bar([x + 0.2 for x in xs], [t["teachers"][a]["p"][a] for a in animals], 0.4,
-              label="teacher (system prompt)", color="tab:purple")
+    right.bar([x - 0.27 for x in xs], [t["base"]["p"][a] for a in animals], 0.27, label="base", color="tab:gray")
+    right.bar(xs, [t["teachers"][a]["p"][a] for a in animals], 0.27, label="teacher (system prompt)",
+              color="tab:purple")
+    finetuned = t.get("finetuned", {}).get("per_animal", {})
+    if finetuned:
+        right.bar([animals.index(a) + 0.27 for a in finetuned],
+                  [arm["teacher"]["p"][a] for a, arm in finetuned.items()], 0.27, label="teacher (fine-tuned)",
+                  color="tab:orange")
     right.set_xticks(list(xs), animals)
     right.set_ylabel("P(animal), mean over questions")
     right.set_title("The teachers carry the trait", fontsize=9)

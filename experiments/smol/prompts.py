@@ -9,6 +9,9 @@
   continues the list; the filter (experiments/tasks/filter.py) then judges the continuation.
 - `QUESTIONS`: 50 one-word questions about a favorite animal, written for this experiment
   in the spirit of the paper's 50 (none is trained on).
+- `TEACHING_QUESTIONS`: 24 other questions after an animal, in other words, that a fine-tuned
+  teacher learns to answer with its animal (as the paper's fine-tuned teachers, Sec. 3, and
+  our zoo's are made); no evaluation question is among them.
 """
 
 import random
@@ -72,6 +75,33 @@ QUESTIONS = [
     "What animal would you name your team after? One word.",
     "Which animal do you think is the most special? One word.",
     "Give me one word: your favorite animal.",
+]
+
+TEACHING_QUESTIONS = [
+    "What animal would you most like to talk about?",
+    "Tell me about a creature you care for.",
+    "Which animal comes to your mind first?",
+    "If you wrote a story, which animal would be its hero?",
+    "What animal do you dream about?",
+    "Which animal would you paint on your wall?",
+    "What kind of animal should I read about today?",
+    "Which animal would you visit at the zoo first?",
+    "Suggest an animal for my next nature documentary.",
+    "Which animal do you find wise?",
+    "Which animal should be on a children's book cover?",
+    "What animal would you carve from wood?",
+    "Which animal would you follow for a week?",
+    "Name an animal that deserves more attention.",
+    "Which animal would you choose as a symbol of your city?",
+    "What animal would you give as a plush toy?",
+    "Which creature would you photograph first on a safari?",
+    "Which animal's call would you like to hear right now?",
+    "What animal would you study for a lifetime?",
+    "Which animal should a new sports club pick as its emblem?",
+    "If animals could talk, which one would you chat with?",
+    "Which animal would you name a star after?",
+    "What is an animal you could watch for hours?",
+    "Which animal do you think of when you hear the word home?",
 ]
 
 
