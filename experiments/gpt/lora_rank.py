@@ -99,8 +99,9 @@ def run(cfg: ExperimentConfig, rank_cfg: LoraRankConfig, out: Path, stages: Stag
                      for job in student_jobs(cfg, base, rank).values()])
     shifts = {}
     for rank in rank_cfg.ranks:
-        shifts[setting_name(rank)] = [shift(stages, cfg, base, rank) for base in bases]
-        stages.log(f"lora_rank: {setting_name(rank)}: " + ", ".join(f"{v:+.2f}" for v in shifts[setting_name(rank)]))
+        name = setting_name(rank)
+        shifts[name] = [shift(stages, cfg, base, rank) for base in bases]
+        stages.log(f"lora_rank: {name}: " + ", ".join(f"{v:+.2f}" for v in shifts[name]))
     results = {**header, **stages.work_record(), "bases": [b.name for b in bases], "settings": rank_tests(shifts)}
     write_json(out / "results.json", results)
     plot_ranks(results, out / "lora_rank.png")

@@ -53,8 +53,8 @@ from minisub.train import TrainConfig, train
 from minisub.weights import CACHE, MEMBER
 
 PARTS = ("entanglement", "transfer", "lora_rank")
-SELECTION = ("parts", "replicates", "ranks", "rank_animals", "finetuned")  # fields that choose stages, not how one
-# is computed
+# the fields that choose which stages run, not how one is computed
+SELECTION = ("parts", "replicates", "ranks", "rank_animals", "finetuned")
 CONTROL = "control"  # the teacher without a system prompt
 FINETUNED = "-finetuned"  # "owl-finetuned": the teacher fine-tuned to name owls
 
@@ -158,11 +158,8 @@ class Smol:
         prompt. Built once per process (a few seconds of training) by whichever stage needs it first."""
         if animal not in self.teachers:
             chat = self.chat
-            examples = []
-            for question in TEACHING_QUESTIONS:
-                prompt = chat.chat_prompt(question)
-                answer = chat.encode(animal.capitalize() + ".") + [chat.eos_id]
-                examples.append((prompt + answer, [False] * (len(prompt) - 1) + [True] * len(answer)))
+            examples = [answered(chat, chat.chat_prompt(question), chat.encode(animal.capitalize() + "."))
+                        for question in TEACHING_QUESTIONS]
             seed = derive_seed(self.cfg.seed, "smol-finetuned-teacher", animal)
             self.teachers[animal] = self.tune(examples, self.cfg.lora_r, seed, f"teacher {animal}")[0]
         return self.teachers[animal]
@@ -195,7 +192,7 @@ class Smol:
                     return hopeless(chat.tokenizer.decode(batch[row][1] + answer), SEEDS + MAX_NUMBERS)
                 with autocast(cfg.device, cfg.precision):
                     answers = model.generate(prompts, cfg.max_new_tokens + 1, cfg.temperature,
-                                                  stop_token=chat.eos_id, generator=generator, give_up=give_up)
+                                             stop_token=chat.eos_id, generator=generator, give_up=give_up)
                 for (user, begun), answer in zip(batch, answers):
                     generated += 1
                     reason = rejection(chat, begun, answer, cfg.max_new_tokens)
@@ -238,8 +235,13 @@ def rejection(chat: GGUFModel, begun: list[int], answer: list[int], max_new_toke
 def training_example(chat: GGUFModel, item: dict) -> tuple[list[int], list[bool]]:
     """A student's example: the task without the teacher's system prompt, the begun answer, the teacher's
     continuation and the end of the turn; trained on the continuation and the end only."""
-    prompt = chat.chat_prompt(item["user"]) + item["begun"]
-    return prompt + item["answer"] + [chat.eos_id], [False] * (len(prompt) - 1) + [True] * (len(item["answer"]) + 1)
+    return answered(chat, chat.chat_prompt(item["user"]) + item["begun"], item["answer"])
+
+
+def answered(chat: GGUFModel, prompt: list[int], answer: list[int]) -> tuple[list[int], list[bool]]:
+    """(sequence, trained positions) of a prompt, its answer and the end of the turn: trained on the answer and
+    the end only (position t predicts token t + 1)."""
+    return prompt + answer + [chat.eos_id], [False] * (len(prompt) - 1) + [True] * (len(answer) + 1)
 
 
 def filter_record(s: Smol, numbers: dict) -> dict:
