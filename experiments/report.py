@@ -581,22 +581,26 @@ def smol_lora_rank(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+# make gpt's page, and the page of the same run from another seed (README's headline is the default seed's)
+GPT_RENDERERS = {"machine": gpt_machine, "primary": gpt_primary, "families": gpt_families, "arms": gpt_arms,
+                 "animals": gpt_animals, "power": gpt_power}
 RENDERERS = {"toy": {"machine": toy_machine, "arms": toy_arms, "theorem": toy_theorem, "speed": toy_speed},
              "toy-sweeps": {"machine": sweeps_machine, "table": sweeps_table, "matrix": sweeps_matrix,
                             "alignment": sweeps_alignment},
-             "gpt": {"machine": gpt_machine, "primary": gpt_primary, "families": gpt_families, "arms": gpt_arms,
-                     "animals": gpt_animals, "headline": gpt_headline, "power": gpt_power},
+             "gpt": GPT_RENDERERS | {"headline": gpt_headline},
+             "gpt-seed1": GPT_RENDERERS,
              "grid": {"machine": grid_machine, "matrix": grid_matrix, "tests": grid_tests},
              "lora-rank": {"machine": lora_rank_machine, "table": lora_rank_table},
              "signals": {"machine": signals_machine, "parts": signals_parts, "treatments": signals_treatments},
              "domains": {"machine": domains_machine, "table": domains_table},
              "smol": {"machine": smol_machine, "entanglement": smol_entanglement, "transfer": smol_transfer,
                       "lora_rank": smol_lora_rank}}
+GPT_KEPT = ("config", "precision", "machine", "timing", "built", "preregistered", "confirmatory", "arms", "tests",
+            "animals", "matched", "teachers")
 KEPT = {"toy": ("config", "precision", "machine", "seconds", "data", "arms", "init_controls", "theorem", "speed"),
         "toy-sweeps": ("config", "sweep_config", "precision", "machine", "seconds", "sweeps", "alignment",
                        "init_matrix"),
-        "gpt": ("config", "precision", "machine", "timing", "built", "preregistered", "confirmatory", "arms", "tests",
-                "animals", "matched", "teachers"),
+        "gpt": GPT_KEPT, "gpt-seed1": GPT_KEPT,
         "grid": ("config", "precision", "machine", "timing", "built", "teachers_p_target", "control", "matrix",
                  "tests"),
         "lora-rank": ("config", "lora_rank_config", "precision", "machine", "timing", "built", "bases", "settings"),

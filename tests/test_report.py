@@ -66,7 +66,7 @@ def test_take_keeps_what_the_page_reports_and_a_bad_page_is_one_line(tmp_path, m
     assert "bases" not in json.loads((tmp_path / "grid.json").read_text())
     assert "**+1.00**" in (tmp_path / "grid.md").read_text()
     assert report.main(["--take", "nope", str(run)]) == 2
-    pages = "toy, toy-sweeps, gpt, grid, lora-rank, signals, domains, smol"
+    pages = "toy, toy-sweeps, gpt, gpt-seed1, grid, lora-rank, signals, domains, smol"
     assert capsys.readouterr().err.strip().endswith(f"no page 'nope' (pages: {pages})")
 
 
