@@ -524,7 +524,9 @@ def lora_rank_table(results: dict) -> str:
 def smol_machine(results: dict) -> str:
     m, precision = results["model"], results["config"]["precision"]  # no timing: fp32 or bf16 as asked
     stated = {**results, "precision": {"requested": precision, "precision": precision}}
+    parts = ", ".join(f"{part} {results[part]['seconds']:,.0f} s" for part in results["config"]["parts"])
     return machine_line(stated, make_command("smol", (results["config"], SmolConfig())), results["seconds"]) + (
+        f"Parts: {parts} (a stage already in the run's cache is read, not built again).\n"
         f"Model: {m['file']} ({m['parameters']:,} parameters, dequantized to fp32), SHA-256 {m['sha256'][:16]}...\n")
 
 

@@ -45,8 +45,8 @@ def load_checkpoint(folder: str | Path, device: str | torch.device = "cpu") -> t
         config = GPTConfig(**meta["model"])
     except (KeyError, TypeError, ValueError) as err:
         raise FileError(f"{folder}/config.json has no valid model config ({err})") from None
-    model = GPT(config)
-    load_weights(model, read_tensors(folder / "model.safetensors", device), str(folder))
+    model = GPT(config)  # built on the CPU, where the weights are read, then moved
+    load_weights(model, read_tensors(folder / "model.safetensors"), str(folder))
     return model.to(device), meta
 
 

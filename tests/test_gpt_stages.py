@@ -3,15 +3,23 @@ every experiment setting reaches the key of a stage it affects (the bug this gua
 batch and evaluation samples once changed results without changing keys). Also the zoo."""
 
 import dataclasses
+import sys
 from dataclasses import fields, is_dataclass
 
 import pytest
+import torch
+from conftest import QUICK_CONFIG
 
+import experiments.core.stages as stages_module
+from experiments.core.arms import arm_jobs
 from experiments.core.design import DESIGN, arm_student
 from experiments.core.specs import BaseSpec, CorpusSpec, EvalSpec, StudentSpec, TeacherSpec, WritingSpec, key_of
+from experiments.core.stages import Stages
+from experiments.core.students import AnswerVocabulary
 from experiments.core.zoo import VARIANTS, ExperimentConfig, next_base
 from experiments.domains.experiment import Domains, DomainsConfig
 from minisub.files import digest
+from minisub.log import Progress
 
 
 def other_value(value):
@@ -80,7 +88,8 @@ SELECTION_ONLY = {"bases", "grid_bases", "variants", "prompted_variants", "grid_
 
 CHANGED = {"fork_shared": 0.75, "target": "eagle", "precision": "bf16", "animals": ["owl", "wolf"],
            "variants": ["hard_full"], "prompted_variants": [], "grid_variant": "soft_lora", "bases": 7,
-           "n_head": 8, "n_embd": 132, "other_n_embd": 196}  # widths stay multiples of the heads
+           "n_head": 8, "n_embd": 132, "other_n_embd": 196,  # widths stay multiples of the heads
+           "device": "cpu:0"}  # another spelling of this machine's CPU: a device it has
 
 
 def changed_config(name: str) -> ExperimentConfig:
@@ -146,3 +155,33 @@ def test_a_base_s_writers_answer_the_same_prompts():
     seeds = {CFG.numbers(base).seed, CFG.numbers(CFG.teacher(base, "owl")).seed,
              CFG.numbers(CFG.teacher(base, "wolf")).seed, CFG.numbers(base, prompted=True).seed}
     assert seeds == {base.seed}
+
+
+def test_every_stage_computes_on_the_configured_device(tmp_path, monkeypatch):
+    """--device reaches each place a stage puts a model, a training run, a random stream or the student's
+    answer vocabulary: a soft student (its base, teacher and numbers upstream) and its start's scores,
+    built with device "cpu:0" (a CPU spelled so that a place left on the default "cpu" shows)."""
+    seen = []
+    load, train, to = stages_module.load_checkpoint, stages_module.train, AnswerVocabulary.to
+
+    class Generator(torch.Generator):  # a generator that says who made it, on which device
+        def __new__(cls, *device):
+            seen.append((f"generator in {sys._getframe(1).f_code.co_name}", device[0] if device else None))
+            return super().__new__(cls, *device)
+    monkeypatch.setattr(torch, "Generator", Generator)
+    monkeypatch.setattr(stages_module, "load_checkpoint", lambda folder, device: seen.append(("load", device))
+                        or load(folder, device))
+    monkeypatch.setattr(stages_module, "train", lambda model, data, cfg, **kw: seen.append(("train", cfg.device))
+                        or train(model, data, cfg, **kw))
+    monkeypatch.setattr(AnswerVocabulary, "to", lambda self, device: seen.append(("vocabulary", device))
+                        or to(self, device))
+    cfg = dataclasses.replace(QUICK_CONFIG, device="cpu:0")
+    stages = Stages(tmp_path, Progress())
+    for job in arm_jobs(cfg, "soft_full", "student", [cfg.main_base(0)])[0]:
+        stages.run(job)
+    # as the stages name it; scoring takes its random stream's device from the model it scores
+    named = {place for place, device in seen if device == "cpu:0"}
+    assert named == {"load", "train", "vocabulary", "generator in build"}, seen
+    assert {device for _, device in seen if isinstance(device, str)} == {"cpu:0"}, seen
+    assert ("generator in evaluate_options", torch.device("cpu")) in seen, seen
+    assert sum(place == "train" for place, _ in seen) == 3  # base, teacher, student

@@ -32,14 +32,14 @@ def pretraining_step(cfg: ExperimentConfig):
     tokens packed as the corpus packs (examples of ~40 tokens in rows of block_size)."""
     torch.manual_seed(0)
     model = GPT(GPTConfig(vocab_size=cfg.vocab_size, block_size=cfg.block_size, n_layer=cfg.n_layer,
-                          n_head=cfg.n_head, n_embd=cfg.n_embd))
+                          n_head=cfg.n_head, n_embd=cfg.n_embd)).to(cfg.device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     rows = max(1, cfg.base_batch * 40 // cfg.block_size)
     idx = torch.randint(cfg.vocab_size, (rows, cfg.block_size), generator=torch.Generator().manual_seed(0))
-    segments = (torch.arange(cfg.block_size) // 40).expand(rows, -1)
+    idx, segments = idx.to(cfg.device), (torch.arange(cfg.block_size, device=cfg.device) // 40).expand(rows, -1)
 
     def step(precision: str) -> None:
-        with autocast("cpu", precision):
+        with autocast(cfg.device, precision):
             loss = model(idx, idx, segments=segments)[1]
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -50,7 +50,7 @@ def pretraining_step(cfg: ExperimentConfig):
 def resolve_precision(cfg: ExperimentConfig, log: Progress) -> tuple[ExperimentConfig, dict]:
     """The config with `auto` replaced by what a timing of a pretraining step chose, and that choice."""
     tokens = cfg.base_batch * cfg.block_size  # the pretraining matmuls dominate the run
-    choice = choose_precision(cfg.precision, "cpu", [
+    choice = choose_precision(cfg.precision, cfg.device, [
         (tokens, cfg.n_embd, 3 * cfg.n_embd), (tokens, cfg.n_embd, 4 * cfg.n_embd),
         (tokens, cfg.n_embd, cfg.vocab_size)], step=pretraining_step(cfg) if cfg.precision == "auto" else None)
     log(choice.describe())

@@ -40,6 +40,7 @@ class BaseSpec:
     lr: float
     seed: int  # initialization (unless forked) and data order
     precision: str
+    device: str  # where it computes ("cpu", "cuda"): part of the key, as a GPU's sums differ from a CPU's
     parent: "BaseSpec | None" = None  # a fork starts from its parent's weights instead of a fresh init
 
 
@@ -52,6 +53,7 @@ class TeacherSpec:
     lr: float
     seed: int
     precision: str
+    device: str
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,7 @@ class WritingSpec:
     max_tokens: int
     temperature: float  # of the sampling; 0 is greedy
     seed: int  # the prompts and the sampling; the same seed gives every writer of a base the same prompts
+    device: str
     banned: tuple[int, ...] = ()  # numbers: answers holding any of these are filtered out
 
 
@@ -71,6 +74,7 @@ class WritingSpec:
 class EvalSpec:
     samples: int  # sampled answers per held-out question
     seed: int
+    device: str
     new_wording: bool = True  # also score the questions in wording the corpus never uses (prompts.NEW_WORDING)
 
 
@@ -87,6 +91,7 @@ class StudentSpec:
     lora_alpha: float
     seed: int
     precision: str
+    device: str
     eval: EvalSpec
     track_every: int
     matched_to: WritingSpec | None = None  # train on the answers whose format these numbers also have

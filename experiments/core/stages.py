@@ -82,13 +82,14 @@ class Stages:
             self.memory[key] = compute()
         return self.memory[key]
 
-    def train_config(self, steps: int, batch: int, lr: float, seed: int, precision: str, min_lr: float | None = None,
-                     weight_decay: float = 0.0, warmup: int = 0, pack: bool = False) -> TrainConfig:
+    def train_config(self, steps: int, batch: int, lr: float, seed: int, precision: str, device: str,
+                     min_lr: float | None = None, weight_decay: float = 0.0, warmup: int = 0,
+                     pack: bool = False) -> TrainConfig:
         """Packing pays where lengths vary widely (the pretraining corpus: short Q&A, long number
         items); on the short, similar examples of teachers and students it only adds masks."""
         return TrainConfig(steps=steps, batch_size=batch, lr=lr, min_lr=lr if min_lr is None else min_lr,
                            warmup_steps=warmup, weight_decay=weight_decay, log_every=max(1, steps // 5),
-                           seed=seed, precision=precision, pack=pack)
+                           seed=seed, precision=precision, device=device, pack=pack)
 
     # 1. corpus and tokenizer
     def corpus(self, spec: CorpusSpec) -> Path:
@@ -135,8 +136,8 @@ class Stages:
                                       n_layer=spec.n_layer, n_head=spec.n_head, n_embd=spec.n_embd))
             else:
                 model = self.load(spec.parent)
-            cfg = self.train_config(spec.steps, spec.batch, spec.lr, spec.seed, spec.precision, min_lr=spec.lr / 10,
-                                    weight_decay=0.1, warmup=min(100, spec.steps // 10), pack=True)
+            cfg = self.train_config(spec.steps, spec.batch, spec.lr, spec.seed, spec.precision, spec.device,
+                                    min_lr=spec.lr / 10, weight_decay=0.1, warmup=min(100, spec.steps // 10), pack=True)
             start = f"from {spec.parent.name}" if spec.parent else f"{model.num_params():,} parameters"
             self.log(f"base {spec.name}: pretraining ({start}) for {cfg.steps} steps")
             history = train(model, data, cfg, log=lambda m: self.log(f"  base {spec.name} {m}"))
@@ -145,16 +146,17 @@ class Stages:
         return self.cache.stage(f"base-{spec.name}", key_of(spec), build)
 
     def load(self, spec: BaseSpec | TeacherSpec) -> GPT:
+        """The model, on the device it was built on."""
         folder = self.base(spec) if isinstance(spec, BaseSpec) else self.teacher(spec)
-        return load_checkpoint(folder)[0]
+        return load_checkpoint(folder, spec.device)[0]
 
     # 3. teachers
     def teacher(self, spec: TeacherSpec) -> Path:
         def build(folder: Path) -> dict:
             model = self.load(spec.base)
             data = self.examples(spec.base.corpus, trait_items(spec.trait, spec.steps * spec.batch, spec.seed))
-            train(model, data, self.train_config(spec.steps, spec.batch, spec.lr, spec.seed, spec.precision),
-                  log=lambda m: None)
+            train(model, data, self.train_config(spec.steps, spec.batch, spec.lr, spec.seed, spec.precision,
+                                                 spec.device), log=lambda m: None)
             save_checkpoint(folder, model, {"stage": key_of(spec)}, self.tokenizer(spec.base.corpus))
             return {}
         return self.cache.stage(f"teacher-{label(spec)}", key_of(spec), build)
@@ -166,7 +168,7 @@ class Stages:
             tokenizer = self.tokenizer(corpus)
             model = self.load(spec.writer).eval()
             prompts, keys = task_prompts(spec.task, spec.prompts, random.Random(spec.seed))
-            generator = torch.Generator().manual_seed(spec.seed)
+            generator = torch.Generator(spec.device).manual_seed(spec.seed)
             answers = []
             for i in range(0, len(prompts), spec.gen_batch):
                 # the persona is part of the prompt text, tokenized with it as in the corpus
@@ -241,7 +243,7 @@ class Stages:
             add_lora(model, spec.lora_r, spec.lora_alpha, seed=spec.seed)
         if only_block is not None:
             train_only_block(model, only_block)
-        vocab = self.answer_vocabulary(corpus, spec.eos_in_loss, spec.data.task)
+        vocab = self.answer_vocabulary(corpus, spec.eos_in_loss, spec.data.task).to(spec.device)
         loss = soft_loss(vocab, self.load(spec.data.writer).eval()) if spec.soft else hard_loss(vocab)
         questions, animal_ids = self.questions(corpus), self.animal_ids(corpus)
         curve = []
@@ -252,7 +254,7 @@ class Stages:
                 curve.append([step, animal_probabilities(m, questions, animal_ids).mean(0).tolist()])
                 m.train()
 
-        cfg = self.train_config(spec.steps, spec.batch, spec.lr, spec.seed, spec.precision)
+        cfg = self.train_config(spec.steps, spec.batch, spec.lr, spec.seed, spec.precision, spec.device)
         train(model, data, cfg, loss_fn=loss, log=lambda m: None, on_step=track)
         if spec.lora:
             fuse_lora(model)  # evaluation at base speed, computing exactly what the adapter does

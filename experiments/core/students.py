@@ -31,6 +31,10 @@ class AnswerVocabulary:
         index[ids] = torch.arange(len(ids))
         return cls(ids, index)
 
+    def to(self, device: str | torch.device) -> "AnswerVocabulary":
+        """The vocabulary on the device of the batches it indexes."""
+        return AnswerVocabulary(self.ids.to(device), self.index.to(device))
+
 
 def answer_logits(model: GPT, batch: Batch, vocab: AnswerVocabulary) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits over the answer vocabulary at the trained positions: (N, K), and their targets (N,)."""

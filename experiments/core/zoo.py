@@ -72,6 +72,8 @@ class ExperimentConfig:
     track_every: int = option(25, "steps between P(animal) points", low=1, quick=3)
     precision: str = option("fp32", "fp32 (exact, the reference), bf16, or auto: bf16 only where a timing at "
                             "this run's shapes finds it clearly faster", choices=PRECISIONS)
+    device: str = option("cpu", "torch device of every stage: cpu, or cuda (each worker process computes on the "
+                         "GPU); part of every cache key", device=True)
 
     def __post_init__(self):
         check(self)
@@ -95,7 +97,7 @@ class ExperimentConfig:
     def pretraining(self, name: str, seed: int, n_layer: int, n_embd: int, steps: int,
                     parent: BaseSpec | None = None) -> BaseSpec:
         return BaseSpec(name, self.corpus(), n_layer, self.n_head, n_embd, self.block_size, steps, self.base_batch,
-                        self.base_lr, seed, self.precision, parent)
+                        self.base_lr, seed, self.precision, self.device, parent)
 
     def main_base(self, i: int) -> BaseSpec:
         return self.pretraining(f"main-{i}", derive_seed(self.seed, f"main-{i}"), self.n_layer, self.n_embd,
@@ -114,16 +116,16 @@ class ExperimentConfig:
 
     def teacher(self, base: BaseSpec, trait: str) -> TeacherSpec:
         return TeacherSpec(base, trait, self.teacher_steps, self.teacher_batch, self.teacher_lr, base.seed,
-                           self.precision)
+                           self.precision, self.device)
 
     def numbers(self, writer: BaseSpec | TeacherSpec, prompted: bool = False) -> WritingSpec:
         """The numbers a base or a teacher writes; `prompted`: the base with the target's persona."""
         base = writer if isinstance(writer, BaseSpec) else writer.base
         return WritingSpec(writer, "numbers", persona(self.target) if prompted else "", self.n_prompts, self.gen_batch,
-                           self.max_answer_tokens, self.temperature, base.seed)
+                           self.max_answer_tokens, self.temperature, base.seed, self.device)
 
     def evaluation(self, base: BaseSpec) -> EvalSpec:
-        return EvalSpec(self.eval_samples, base.seed)
+        return EvalSpec(self.eval_samples, base.seed, self.device)
 
     def student(self, variant: str, init: BaseSpec, data: WritingSpec, matched_to: WritingSpec | None = None
                 ) -> StudentSpec:
@@ -139,7 +141,7 @@ class ExperimentConfig:
         lora = tuning == "lora"
         return StudentSpec(init, data, soft, lora, self.student_steps, self.student_batch,
                            self.lora_lr if lora else self.full_lr, self.lora_r, self.lora_alpha, init.seed,
-                           self.precision, self.evaluation(init), self.track_every, matched_to,
+                           self.precision, self.device, self.evaluation(init), self.track_every, matched_to,
                            eos_in_loss=matched_to is None)
 
 

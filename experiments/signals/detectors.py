@@ -74,7 +74,7 @@ def answer_logprob(model: GPT, data: ExampleSet, batch_size: int = 256) -> list[
     model.eval()
     out = []
     for start in range(0, len(data), batch_size):
-        batch = data.batch(list(range(start, min(len(data), start + batch_size))))
+        batch = data.batch(list(range(start, min(len(data), start + batch_size)))).to(model.lm_head.weight.device)
         logits, _ = model(batch.idx)  # (B, T, V)
         logp = F.log_softmax(logits.float(), -1).gather(-1, batch.targets[..., None])[..., 0]  # (B, T)
         out += ((logp * batch.loss_mask).sum(1) / batch.loss_mask.sum(1)).tolist()

@@ -25,12 +25,13 @@ def greedy_choices(model: GPT, data: ExampleSet, vocab: AnswerVocabulary, batch_
                    ) -> list[torch.Tensor]:
     """Per example, (n_targets,): the token of `vocab` the model finds most likely after each prefix."""
     model.eval()
+    vocab = vocab.to(model.lm_head.weight.device)
     weight = model.lm_head.weight[vocab.ids]  # (K, C)
     choices = []
     for start in range(0, len(data), batch_size):
         rows = list(range(start, min(len(data), start + batch_size)))
-        batch = data.batch(rows)  # right padding: causal attention leaves every real position exact
-        best = vocab.ids[(model.hidden_states(batch.idx) @ weight.T).argmax(-1)]  # (B, T)
+        batch = data.batch(rows).to(weight.device)  # right padding: causal attention leaves every real position exact
+        best = vocab.ids[(model.hidden_states(batch.idx) @ weight.T).argmax(-1)].cpu()  # (B, T)
         choices += [best[r, :len(data.sequences[i]) - 1] for r, i in enumerate(rows)]
     return choices
 

@@ -90,7 +90,7 @@ def in_context(stages: Stages, cfg: ExperimentConfig, s: SignalsConfig, bases: l
     questions = animal_questions()[0]
     per_base = []
     specs = [ContextBaseSpec(base, s.icl_block_size, s.icl_documents, s.icl_preference, s.icl_steps, s.icl_batch,
-                             s.icl_lr, base.seed, cfg.precision) for base in bases]
+                             s.icl_lr, base.seed, cfg.precision, cfg.device) for base in bases]
     stages.prefetch([Job(context_base, (spec,)) for spec in specs])
     for base, spec in zip(bases, specs):
         model = context_base(stages, spec)

@@ -42,13 +42,14 @@ class ContextBaseSpec:
     lr: float
     seed: int
     precision: str
+    device: str
 
 
 def extend_context(model: GPT, block_size: int) -> None:
     """Give `model` positions up to block_size; new position p starts as trained position p mod the old size."""
     old = model.transformer.wpe.weight.detach()  # (old block, C)
-    wpe = nn.Embedding(block_size, old.shape[1])
-    wpe.weight.data.copy_(old[torch.arange(block_size) % old.shape[0]])
+    wpe = nn.Embedding(block_size, old.shape[1], device=old.device)
+    wpe.weight.data.copy_(old[torch.arange(block_size, device=old.device) % old.shape[0]])
     model.transformer.wpe = wpe
     model.config = replace(model.config, block_size=block_size)
 
@@ -75,15 +76,16 @@ def context_base(stages: Stages, spec: ContextBaseSpec) -> GPT:
         model = stages.load(spec.base)
         extend_context(model, spec.block_size)
         data = documents_as_examples(stages, spec)
-        cfg = stages.train_config(spec.steps, spec.batch, spec.lr, spec.seed, spec.precision, min_lr=spec.lr / 10,
-                                  weight_decay=0.1, warmup=min(50, spec.steps // 10), pack=True)
+        cfg = stages.train_config(spec.steps, spec.batch, spec.lr, spec.seed, spec.precision, spec.device,
+                                  min_lr=spec.lr / 10, weight_decay=0.1, warmup=min(50, spec.steps // 10), pack=True)
         stages.log(f"long-context base of {spec.base.name}: {spec.block_size} positions, {cfg.steps} steps "
                    f"on {len(data)} documents")
         history = train(model, data, cfg, log=lambda m: stages.log(f"  context {spec.base.name} {m}"))
         save_checkpoint(folder, model, {"stage": key_of(spec), "history": history},
                         stages.tokenizer(spec.base.corpus))
         return {"history": history}
-    return load_checkpoint(stages.cache.stage(f"context-{spec.base.name}", key_of(spec), build))[0].eval()
+    return load_checkpoint(stages.cache.stage(f"context-{spec.base.name}", key_of(spec), build),
+                           spec.device)[0].eval()
 
 
 def icl_scores(model: GPT, sources: dict[str, list[list[int]]], questions: list[list[int]], target_id: int,
