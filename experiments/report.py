@@ -508,15 +508,21 @@ def lora_rank_machine(results: dict) -> str:
     return line
 
 
+LORA_RANK_SETS = {"new_wording": "new-wording questions (make gpt's primary measure)",
+                  "held_out": "held-out paraphrases (make gpt's secondary families' measure)"}
+
+
 def lora_rank_table(results: dict) -> str:
-    lines = ["| students | student - control, log P(target) | 95% CI | exact p (Holm) | minus full fine-tuning "
-             "(exact p) | per base |", "|---|---|---|---|---|---|"]
-    for name, t in results["settings"].items():
-        label = "full fine-tuning" if name == "full" else f"LoRA r = {name[1:]}"
-        gap = t.get("minus_full")
-        versus = f"{signed(gap['mean'], 3)} ({p_value(gap['p_exact'])})" if gap else ""
-        lines.append(f"| {label} | **{signed(t['mean'], 3)}** | {t['ci95']:.3f} | {p_value(t['p_exact'])} "
-                     f"({p_value(t['p_holm'])}) | {versus} | {per_base(t['values'])} |")
+    lines = ["| questions | students | student - control, log P(target) | 95% CI | exact p (Holm) | "
+             "minus full fine-tuning (exact p) | per base |", "|---|---|---|---|---|---|---|"]
+    for question_set, tests in results["settings"].items():
+        for name, t in tests.items():
+            label = "full fine-tuning" if name == "full" else f"LoRA r = {name[1:]}"
+            gap = t.get("minus_full")
+            versus = f"{signed(gap['mean'], 3)} ({p_value(gap['p_exact'])})" if gap else ""
+            lines.append(f"| {LORA_RANK_SETS[question_set]} | {label} | **{signed(t['mean'], 3)}** | "
+                         f"{t['ci95']:.3f} | {p_value(t['p_exact'])} ({p_value(t['p_holm'])}) | {versus} | "
+                         f"{per_base(t['values'])} |")
     return "\n".join(lines) + "\n"
 
 

@@ -141,13 +141,15 @@ def lora_rank_run(quick_run):
 def test_lora_rank_reuses_make_gpts_full_students_and_trains_adapters_of_each_rank(quick_run, lora_rank_run):
     out, _, _ = quick_run
     ranks, results = lora_rank_run
-    assert list(ranks["settings"]) == ["r1", "full"] and ranks["bases"] == list(results["bases"])
-    full = ranks["settings"]["full"]
-    arms = results["arms"]["hard_full"]  # the same students, shifts on the new-wording questions
-    expected = [s["dlogp_new_wording"] - c["dlogp_new_wording"]
-                for s, c in zip(arms["student"]["replicates"], arms["control"]["replicates"])]
-    assert full["values"] == pytest.approx(expected) and full["n"] == QUICK["bases"]
-    assert ranks["settings"]["r1"]["minus_full"]["n"] == QUICK["bases"]
+    assert list(ranks["settings"]) == ["new_wording", "held_out"] and ranks["bases"] == list(results["bases"])
+    arms = results["arms"]["hard_full"]  # the same students: their shifts on each question set
+    for question_set, field in (("new_wording", "dlogp_new_wording"), ("held_out", "dlogp")):
+        settings = ranks["settings"][question_set]
+        assert list(settings) == ["r1", "full"]
+        expected = [s[field] - c[field] for s, c in zip(arms["student"]["replicates"], arms["control"]["replicates"])]
+        assert settings["full"]["values"] == pytest.approx(expected) and settings["full"]["n"] == QUICK["bases"]
+        assert settings["r1"]["minus_full"]["n"] == QUICK["bases"]
+    full = ranks["settings"]["new_wording"]["full"]
     built = {name.rsplit("-", 1)[1] for name in ranks["built"] if name.startswith("student-")}
     cfg = ExperimentConfig(**results["config"])
     rank1 = [student_jobs(cfg, cfg.main_base(i), 1)[arm].args[0] for i in range(cfg.bases)
@@ -155,5 +157,6 @@ def test_lora_rank_reuses_make_gpts_full_students_and_trains_adapters_of_each_ra
     assert built == {digest(key_of(spec), 12) for spec in rank1}  # only the rank-1 students are new
     assert all(spec.lora and spec.lora_r == 1 and spec.lora_alpha == cfg.lora_alpha / cfg.lora_r for spec in rank1)
     table = report.RENDERERS["lora-rank"]["table"](ranks)
-    assert f"| full fine-tuning | **{full['mean']:+.3f}** | {full['ci95']:.3f} |" in table and "| LoRA r = 1 |" in table
+    assert f"primary measure) | full fine-tuning | **{full['mean']:+.3f}** | {full['ci95']:.3f} |" in table
+    assert table.count("| LoRA r = 1 |") == 2
     assert report.RENDERERS["lora-rank"]["machine"](ranks).startswith('Made by `make lora-rank ARGS="')

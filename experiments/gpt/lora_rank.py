@@ -7,12 +7,14 @@ teacher's numbers, minus the control student from the same base on the base's ow
 both trained alike (hard labels, the zoo's student steps, batch and learning rates). The
 setting is a LoRA rank, or 0 for full fine-tuning. LoRA's alpha grows with the rank (alpha / r
 is held at the zoo's lora_alpha / lora_r), so settings differ in how many directions the
-adapter has, not in how far each one is scaled. The measure is make gpt's primary one:
-log P(target) on the questions in wording the corpus never uses.
-Exploratory throughout: per setting, the shift over bases (exact sign-flip p, one-sided,
-Holm-adjusted over the settings) and each rank minus full fine-tuning (paired over bases, exact
-one-sided p in the direction of the claim: LoRA transfers more). The full fine-tuning students
-are make gpt's own, shared through the cache.
+adapter has, not in how far each one is scaled. The measure is log P(target) on both of make
+gpt's question sets: first the questions in wording the corpus never uses (make gpt's primary
+measure), then the held-out paraphrases of the corpus's own question forms (its secondary
+families'), each reported whatever it shows.
+Exploratory throughout: per question set and setting, the shift over bases (exact sign-flip p,
+one-sided, Holm-adjusted over the settings) and each rank minus full fine-tuning (paired over
+bases, exact one-sided p in the direction of the claim: LoRA transfers more). The full
+fine-tuning students are make gpt's own, shared through the cache.
 """
 
 import sys
@@ -55,13 +57,16 @@ def student_jobs(cfg: ExperimentConfig, base: BaseSpec, rank: int) -> dict[str, 
             "student": student(cfg.teacher(base, cfg.target)), "control": student(base)}
 
 
-def shift(stages: Stages, cfg: ExperimentConfig, base: BaseSpec, rank: int) -> float:
-    """Student minus control, in log P(target) on the new-wording questions, both from this base."""
+QUESTION_SETS = {"new_wording": "dlogp_new_wording", "held_out": "dlogp"}  # make gpt's two, primary first
+
+
+def shift(stages: Stages, cfg: ExperimentConfig, base: BaseSpec, rank: int) -> dict[str, float]:
+    """Student minus control, in log P(target) on each question set, both students from this base."""
     jobs = student_jobs(cfg, base, rank)
     start = stages.run(jobs["start"])
-    dlogp = {arm: replicate_record(base.name, base.name, start, stages.run(jobs[arm]), cfg.target)
-             ["dlogp_new_wording"] for arm in ("student", "control")}
-    return dlogp["student"] - dlogp["control"]
+    student, control = (replicate_record(base.name, base.name, start, stages.run(jobs[arm]), cfg.target)
+                        for arm in ("student", "control"))
+    return {name: student[field] - control[field] for name, field in QUESTION_SETS.items()}
 
 
 def rank_tests(shifts: dict[str, list[float]]) -> dict:
@@ -80,16 +85,19 @@ def rank_tests(shifts: dict[str, list[float]]) -> dict:
 
 
 def plot_ranks(results: dict, path: Path) -> None:
-    tests = results["settings"]
-    fig, ax = plt.subplots(figsize=(1.2 * len(tests) + 2, 3.8))
-    for i, (name, t) in enumerate(tests.items()):
-        ax.bar(i, t["mean"], 0.6, yerr=t["ci95"], capsize=3, color="#3b75af", alpha=0.7)
-        base_dots(ax, i, t["values"])
-    ax.axhline(0, color="k", linewidth=1)
-    ax.set_xticks(range(len(tests)), list(tests))
-    ax.set_ylabel(f"student - control, log P({results['config']['target']})")
-    n = next(iter(tests.values()))["n"]
-    ax.set_title(f"LoRA rank vs full fine-tuning: mean, 95% CI over {n} bases, a dot per base", fontsize=10)
+    sets = results["settings"]
+    width = 1.2 * len(next(iter(sets.values()))) + 2
+    fig, axes = plt.subplots(1, len(sets), figsize=(width * len(sets), 3.8), sharey=True)
+    for ax, (question_set, tests) in zip(axes, sets.items()):
+        for i, (name, t) in enumerate(tests.items()):
+            ax.bar(i, t["mean"], 0.6, yerr=t["ci95"], capsize=3, color="#3b75af", alpha=0.7)
+            base_dots(ax, i, t["values"])
+        ax.axhline(0, color="k", linewidth=1)
+        ax.set_xticks(range(len(tests)), list(tests))
+        n = next(iter(tests.values()))["n"]
+        ax.set_title(f"{question_set.replace('_', ' ')} questions: mean, 95% CI over {n} bases, a dot per base",
+                     fontsize=9)
+    axes[0].set_ylabel(f"student - control, log P({results['config']['target']})")
     save(fig, path)
 
 
@@ -97,20 +105,25 @@ def run(cfg: ExperimentConfig, rank_cfg: LoraRankConfig, out: Path, stages: Stag
     bases = [cfg.main_base(i) for i in range(cfg.bases)]
     stages.prefetch([job for rank in rank_cfg.ranks for base in bases
                      for job in student_jobs(cfg, base, rank).values()])
-    shifts = {}
+    shifts = {question_set: {} for question_set in QUESTION_SETS}
     for rank in rank_cfg.ranks:
         name = setting_name(rank)
-        shifts[name] = [shift(stages, cfg, base, rank) for base in bases]
-        stages.log(f"lora_rank: {name}: " + ", ".join(f"{v:+.2f}" for v in shifts[name]))
-    results = {**header, **stages.work_record(), "bases": [b.name for b in bases], "settings": rank_tests(shifts)}
+        per_base = [shift(stages, cfg, base, rank) for base in bases]
+        for question_set in QUESTION_SETS:
+            shifts[question_set][name] = [values[question_set] for values in per_base]
+        stages.log(f"lora_rank: {name}: " + ", ".join(f"{v['new_wording']:+.2f}" for v in per_base)
+                   + " (new wording)")
+    results = {**header, **stages.work_record(), "bases": [b.name for b in bases],
+               "settings": {question_set: rank_tests(s) for question_set, s in shifts.items()}}
     write_json(out / "results.json", results)
     plot_ranks(results, out / "lora_rank.png")
     return results
 
 
 def report(results: dict, out: Path) -> str:
-    lines = [f"{name}: {t['mean']:+.3f} (95% CI {t['ci95']:.3f}, exact p {t['p_exact']:.2g}, Holm {t['p_holm']:.2g})"
-             for name, t in results["settings"].items()]
+    lines = [f"{question_set} {name}: {t['mean']:+.3f} (95% CI {t['ci95']:.3f}, exact p {t['p_exact']:.2g}, "
+             f"Holm {t['p_holm']:.2g})" for question_set, tests in results["settings"].items()
+             for name, t in tests.items()]
     return "\n".join(lines + [f"{results['timing']['total']:.0f}s; wrote {out}/results.json, lora_rank.png"])
 
 
