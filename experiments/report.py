@@ -502,10 +502,10 @@ def grid_machine(results: dict) -> str:
 def lora_rank_machine(results: dict) -> str:
     command = make_command("lora-rank", (results["config"], ExperimentConfig()),
                            (results["lora_rank_config"], LoraRankConfig()))
-    line = machine_line(results, command, results["timing"]["total"])
-    if not any(name.startswith("student-") for name in results["built"]):
-        line += "Every student was read back from the cache of an earlier run of the same config.\n"
-    return line
+    built = ", ".join(f"{kind} {seconds:.0f} s" for kind, seconds in results["timing"].items() if kind != "total")
+    return machine_line(results, command, results["timing"]["total"]) + (
+        f"It built {len(results['built'])} stages{f' ({built})' if built else ''} and read every other (bases, "
+        "teachers, numbers, the full fine-tuning students) from the cache of `make gpt` with the same config.\n")
 
 
 LORA_RANK_SETS = {"new_wording": "new-wording questions (make gpt's primary measure)",
