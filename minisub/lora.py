@@ -2,10 +2,15 @@
 
 `LoRALinear` is an nn.Linear with a low-rank update: y = x W^T + b + scale * dropout(x) A^T B^T,
 A (r, in) Kaiming-uniform, B (out, r) zero, scale = alpha / r, so at init the model is unchanged.
-- `add_lora(model, r, alpha, targets, seed=...)` swaps the targeted nn.Linear layers for
-  LoRALinear (sharing their weight tensors) and freezes everything but the adapters; the A
-  matrices are drawn from a generator seeded with `seed`, so an adapter rebuilt from the same
-  config starts from the same weights, bit for bit;
+A layer that computes several projections in one matmul (our c_attn: queries, keys, values) can
+take one adapter per projection instead (`splits`): A stacks one (r, in) block per projection,
+and projection i's rows of B multiply only block i, exactly as separate adapters on separate
+q, k and v layers would (PEFT's LoRA on a Llama model, Hu et al. 2021, Sec. 4.2).
+- `add_lora(model, r, alpha, targets, seed=..., per_projection=...)` swaps the targeted
+  nn.Linear layers for LoRALinear (sharing their weight tensors) and freezes everything but the
+  adapters; the A matrices are drawn from a generator seeded with `seed`, so an adapter rebuilt
+  from the same config starts from the same weights, bit for bit; per_projection splits every
+  fused layer the model names (`GPT.fused_projections`);
 - `fuse_lora(model)` folds W <- W + scale * B A so inference costs what the base costs;
   `unfuse_lora(model)` puts back the base W kept aside at fuse time, bit for bit.
   Both are explicit calls, never a side effect of train()/eval() (loralib's hidden merge in
@@ -35,12 +40,16 @@ DEFAULT_TARGETS = ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")
 class LoRALinear(nn.Linear):
     def __init__(self, in_features: int, out_features: int, r: int, alpha: float,
                  dropout: float = 0.0, bias: bool = True, device=None, dtype=None,
-                 generator: torch.Generator | None = None):
+                 generator: torch.Generator | None = None, splits: tuple[int, ...] | None = None):
         super().__init__(in_features, out_features, bias=bias, device=device, dtype=dtype)
         if r < 1:
             raise ValueError(f"LoRA rank r must be at least 1, not {r}")
+        self.splits = tuple(splits or (out_features,))  # the output sizes of the projections, one adapter each
+        if sum(self.splits) != out_features:
+            raise ValueError(f"projection sizes {self.splits} do not add up to {out_features} outputs")
         self.r, self.alpha, self.scaling = r, alpha, alpha / r
-        lora_A = torch.empty(r, in_features, dtype=self.weight.dtype)  # drawn on the CPU, the generator's device
+        # (projections * r, in), drawn on the CPU, the generator's device; each (r, in) block as a lone adapter's A
+        lora_A = torch.empty(len(self.splits) * r, in_features, dtype=self.weight.dtype)
         nn.init.kaiming_uniform_(lora_A, a=math.sqrt(5), generator=generator)  # as nn.Linear inits its weight
         self.lora_A = nn.Parameter(lora_A.to(self.weight.device))
         self.lora_B = nn.Parameter(torch.zeros(out_features, r, device=device, dtype=dtype))
@@ -49,9 +58,9 @@ class LoRALinear(nn.Linear):
 
     @classmethod
     def from_linear(cls, linear: nn.Linear, r: int, alpha: float, dropout: float = 0.0,
-                    generator: torch.Generator | None = None) -> "LoRALinear":
+                    generator: torch.Generator | None = None, splits: tuple[int, ...] | None = None) -> "LoRALinear":
         lora = cls(linear.in_features, linear.out_features, r, alpha, dropout, bias=linear.bias is not None,
-                   device=linear.weight.device, dtype=linear.weight.dtype, generator=generator)
+                   device=linear.weight.device, dtype=linear.weight.dtype, generator=generator, splits=splits)
         lora.weight, lora.bias = linear.weight, linear.bias  # the same tensors, not copies
         return lora
 
@@ -60,13 +69,17 @@ class LoRALinear(nn.Linear):
         return self.base_weight is not None
 
     def delta_weight(self) -> torch.Tensor:
-        return (self.lora_B @ self.lora_A) * self.scaling  # (out, in)
+        """(out, in): each projection's rows of B times its own block of A."""
+        pairs = zip(self.lora_B.split(self.splits), self.lora_A.split(self.r))
+        return torch.cat([b @ a for b, a in pairs]) * self.scaling
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = F.linear(x, self.weight, self.bias)
         if self.fused:
             return y  # the update is inside self.weight
-        return y + (self.lora_dropout(x) @ self.lora_A.T @ self.lora_B.T) * self.scaling
+        h = self.lora_dropout(x) @ self.lora_A.T  # (..., projections * r)
+        update = torch.cat([h_i @ b.T for h_i, b in zip(h.split(self.r, -1), self.lora_B.split(self.splits))], -1)
+        return y + update * self.scaling
 
     @torch.no_grad()
     def fuse(self) -> None:
@@ -88,11 +101,15 @@ def lora_layers(model: nn.Module) -> dict[str, LoRALinear]:
 
 
 def add_lora(model: nn.Module, r: int, alpha: float, targets=DEFAULT_TARGETS, dropout: float = 0.0,
-             seed: int = 0) -> list[str]:
+             seed: int = 0, per_projection: bool = False) -> list[str]:
     """Replace every nn.Linear whose name ends with one of `targets`; freeze all else. Returns the names.
 
     The adapters' A matrices come from one CPU generator seeded with `seed`, in module order.
+    per_projection: one adapter per projection of each layer in `model.fused_projections()`, as PEFT
+    adapts a Llama model's separate q, k, v, gate and up layers; otherwise one per layer, as PEFT
+    adapts GPT-2, whose c_attn is fused too.
     """
+    splits = model.fused_projections() if per_projection else {}
     chosen = [name for name, m in model.named_modules()
               if type(m) is nn.Linear and any(name == t or name.endswith("." + t) for t in targets)]
     if not chosen:
@@ -101,9 +118,11 @@ def add_lora(model: nn.Module, r: int, alpha: float, targets=DEFAULT_TARGETS, dr
         raise ValueError("lm_head is tied to the token embedding; it cannot take a LoRA adapter")
     for name in chosen:
         linear = model.get_submodule(name)
-        if r > min(linear.in_features, linear.out_features):
+        smallest = min(linear.in_features, *splits.get(name, (linear.out_features,)))
+        if r > smallest:
             raise ValueError(f"LoRA rank {r} exceeds {name}'s smaller side ({linear.in_features} in, "
-                             f"{linear.out_features} out): at most {min(linear.in_features, linear.out_features)}")
+                             f"{linear.out_features} out in projections of {splits.get(name, 'one')}): "
+                             f"at most {smallest}")
     for p in model.parameters():
         p.requires_grad_(False)
     generator = torch.Generator().manual_seed(seed)
@@ -111,7 +130,7 @@ def add_lora(model: nn.Module, r: int, alpha: float, targets=DEFAULT_TARGETS, dr
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name)
         linear = getattr(parent, child)
-        setattr(parent, child, LoRALinear.from_linear(linear, r, alpha, dropout, generator))
+        setattr(parent, child, LoRALinear.from_linear(linear, r, alpha, dropout, generator, splits.get(name)))
     return chosen
 
 
@@ -150,6 +169,7 @@ def save_adapter(folder: str | Path, model: nn.Module, meta: dict | None = None)
     write_tensors(folder / "adapter_model.safetensors", tensors)
     write_json(folder / "adapter_config.json", {
         "r": first.r, "alpha": first.alpha, "dropout": first.lora_dropout.p,
+        "per_projection": any(len(layer.splits) > 1 for layer in layers.values()),
         "targets": sorted(layers), "base_config_hash": config_hash(model.config),
         "base_weights_hash": base_weights_hash(model), **(meta or {}),
     })
@@ -172,7 +192,8 @@ def load_adapter(model: nn.Module, folder: str | Path) -> dict:
     except (KeyError, TypeError, ValueError) as err:
         raise FileError(f"{folder}/adapter_config.json: {err}") from None
     tensors = read_tensors(folder / "adapter_model.safetensors", model.lm_head.weight.device)
-    add_lora(model, meta["r"], meta["alpha"], meta["targets"], meta["dropout"])
+    add_lora(model, meta["r"], meta["alpha"], meta["targets"], meta["dropout"],
+             per_projection=bool(meta.get("per_projection", False)))
     layers = lora_layers(model)
     if sorted(layers) != sorted(meta["targets"]):
         raise FileError(f"{folder}: adapter targets {meta['targets']} do not fit this model")

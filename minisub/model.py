@@ -281,6 +281,16 @@ class GPT(nn.Module):
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())  # the tied matrix counts once
 
+    def fused_projections(self) -> dict[str, tuple[int, ...]]:
+        """The linear layers that compute several projections in one matmul, by name: their output sizes
+        in order (queries, keys, values in every c_attn; gate and up in a SwiGLU c_fc)."""
+        c = self.config
+        qkv = (c.n_head * c.head_dim, c.kv_heads * c.head_dim, c.kv_heads * c.head_dim)
+        fused = {f"transformer.h.{i}.attn.c_attn": qkv for i in range(c.n_layer)}
+        if c.mlp == "swiglu":
+            fused |= {f"transformer.h.{i}.mlp.c_fc": (c.hidden, c.hidden) for i in range(c.n_layer)}
+        return fused
+
     def hidden_states(self, idx: torch.Tensor, valid: torch.Tensor | None = None,
                       cache: KVCache | None = None, segments: torch.Tensor | None = None) -> torch.Tensor:
         """idx (B, T) -> the final normed states (B, T, C) that the head turns into logits.

@@ -1,5 +1,6 @@
 """LoRA: a no-op at init, fused == unfused, unfuse restores the base exactly, only adapters train,
-adapters save and load alone, and a mismatched base is refused."""
+adapters save and load alone, a mismatched base is refused, and per-projection adapters on a fused
+layer compute what separate adapters on separate projection layers compute."""
 
 import pytest
 import torch
@@ -20,8 +21,10 @@ lora_settings = st.fixed_dictionaries({
     "head_dim": st.integers(2, 8),
     "seed": st.integers(0, 10**6),
     "family": st.sampled_from(["gpt2", "llama"]),
+    "per_projection": st.booleans(),
 }).map(lambda s: s | {"head_dim": s["head_dim"] + (s["family"] == "llama" and s["head_dim"] % 2)}  # RoPE: even
-       ).map(lambda s: s | {"r": min(s["r"], s["n_head"] * s["head_dim"])})  # a rank above the width is refused
+       ).map(lambda s: s | {"r": min(s["r"], s["head_dim"] if s["per_projection"] else s["n_head"] * s["head_dim"])}
+             )  # a rank above the width (of the narrowest projection: llama's one key head) is refused
 
 
 def base_model(s, dtype=torch.float64):
@@ -48,7 +51,7 @@ def test_lora_is_a_no_op_at_init(s):
     model = base_model(s)
     x = inputs(s["seed"])
     before = model(x)[0]
-    add_lora(model, s["r"], s["alpha"], s["targets"])
+    add_lora(model, s["r"], s["alpha"], s["targets"], per_projection=s["per_projection"])
     torch.testing.assert_close(model(x)[0], before, rtol=0, atol=0)
 
 
@@ -58,7 +61,7 @@ def test_fused_equals_unfused_and_unfuse_restores_base(s):
     base = {k: v.clone() for k, v in model.state_dict().items()}
     x = inputs(s["seed"])
     base_logits = model(x)[0]
-    add_lora(model, s["r"], s["alpha"], s["targets"])
+    add_lora(model, s["r"], s["alpha"], s["targets"], per_projection=s["per_projection"])
     randomize_adapters(model, s["seed"])
     unfused = model(x)[0]
     assert not torch.allclose(unfused, base_logits)  # the adapters really change the function
@@ -84,7 +87,7 @@ def test_fuse_twice_or_unfuse_unfused_is_an_error():
 @given(lora_settings)
 def test_training_changes_only_lora_tensors(s):
     model = base_model(s, torch.float32).train()
-    add_lora(model, s["r"], s["alpha"], s["targets"])
+    add_lora(model, s["r"], s["alpha"], s["targets"], per_projection=s["per_projection"])
     frozen = {n: p.clone() for n, p in model.named_parameters() if "lora_" not in n}
     adapters = {n: p.clone() for n, p in model.named_parameters() if "lora_" in n}
     assert all(not p.requires_grad for n, p in model.named_parameters() if "lora_" not in n)
@@ -107,7 +110,7 @@ def test_adapter_round_trip(s, tmp_path_factory):
     folder = tmp_path_factory.mktemp("adapter")
     model = base_model(s, torch.float32)
     base_state = {k: v.clone() for k, v in model.state_dict().items()}
-    add_lora(model, s["r"], s["alpha"], s["targets"])
+    add_lora(model, s["r"], s["alpha"], s["targets"], per_projection=s["per_projection"])
     randomize_adapters(model, s["seed"])
     save_adapter(folder, model, {"note": "test"})
     fresh = base_model(s, torch.float32)
@@ -124,7 +127,7 @@ def test_adapters_start_from_their_seed(s):
     def adapters(seed, global_seed):
         model = base_model(s, torch.float32)
         torch.manual_seed(global_seed)  # whatever ran before must not matter
-        add_lora(model, s["r"], s["alpha"], s["targets"], seed=seed)
+        add_lora(model, s["r"], s["alpha"], s["targets"], seed=seed, per_projection=s["per_projection"])
         return {n: p.clone() for n, p in model.named_parameters() if "lora_A" in n}
     first, again, other = adapters(s["seed"], 1), adapters(s["seed"], 2), adapters(s["seed"] + 1, 1)
     assert all(torch.equal(first[n], again[n]) for n in first)
@@ -146,3 +149,40 @@ def test_bad_targets_are_errors():
         add_lora(model, 2, 4.0, ["nonexistent"])
     with pytest.raises(ValueError, match="tied"):
         add_lora(model, 2, 4.0, ["lm_head"])
+
+
+@given(lora_settings)
+def test_per_projection_adapters_are_separate_adapters_on_separate_projections(s):
+    """A fused c_attn (or SwiGLU c_fc) with one adapter per projection computes, row block by row block,
+    what a separate linear layer per projection with its own adapter computes (PEFT on a Llama model)."""
+    s = s | {"r": min(s["r"], s["head_dim"])}  # within the narrowest projection
+    model = base_model(s)
+    add_lora(model, s["r"], s["alpha"], ["attn.c_attn", "mlp.c_fc"], per_projection=True)
+    randomize_adapters(model, s["seed"])
+    x = torch.randn(3, 5, model.config.n_embd, generator=torch.Generator().manual_seed(s["seed"]), dtype=torch.float64)
+    for name, sizes in model.fused_projections().items():
+        fused = model.get_submodule(name)
+        assert fused.splits == sizes and fused.lora_A.shape == (len(sizes) * s["r"], fused.in_features)
+        parts, start = [], 0
+        for i, size in enumerate(sizes):
+            alone = LoRALinear(fused.in_features, size, s["r"], s["alpha"], bias=fused.bias is not None,
+                               dtype=torch.float64)
+            with torch.no_grad():
+                alone.weight.copy_(fused.weight[start:start + size])
+                if fused.bias is not None:
+                    alone.bias.copy_(fused.bias[start:start + size])
+                alone.lora_A.copy_(fused.lora_A[i * s["r"]:(i + 1) * s["r"]])
+                alone.lora_B.copy_(fused.lora_B[start:start + size])
+            parts.append(alone(x))
+            start += size
+        torch.testing.assert_close(fused(x), torch.cat(parts, -1), rtol=0, atol=1e-12)
+        with torch.no_grad():
+            fused.fuse()
+        torch.testing.assert_close(fused(x), torch.cat(parts, -1), rtol=0, atol=1e-12)
+
+
+def test_per_projection_needs_the_rank_to_fit_the_narrowest_projection():
+    model = GPT(GPTConfig(vocab_size=29, block_size=16, n_layer=1, n_head=4, n_embd=16, n_kv_head=1))
+    with pytest.raises(ValueError, match="at most 4"):  # a key head is 4 wide
+        add_lora(model, 5, 8.0, ["attn.c_attn"], per_projection=True)
+    add_lora(model, 5, 8.0, ["attn.c_attn"])  # one adapter on the whole 24-wide layer

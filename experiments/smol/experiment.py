@@ -136,11 +136,12 @@ class Smol:
 
     def tune(self, examples: list[tuple[list[int], list[bool]]], rank: int, seed: int, label: str):
         """A copy of the base trained on (sequence, trained positions) examples: LoRA of `rank`, fused after, or
-        full fine-tuning (0); the run's epochs, batch and learning rates."""
+        full fine-tuning (0); the run's epochs, batch and learning rates. The adapters sit on every projection
+        apart, q, k, v, o, gate, up and down, as PEFT puts them on SmolLM2 (per_projection)."""
         cfg, chat = self.cfg, self.chat
         model = copy.deepcopy(chat.model)
-        if rank:
-            add_lora(model, rank, cfg.lora_alpha * rank / cfg.lora_r, seed=seed)  # alpha / r as the transfer's
+        if rank:  # alpha / r as the transfer's
+            add_lora(model, rank, cfg.lora_alpha * rank / cfg.lora_r, seed=seed, per_projection=True)
         steps = max(1, math.ceil(cfg.epochs * len(examples) / cfg.batch_size))
         lr = cfg.lr if rank else cfg.full_lr
         train_cfg = TrainConfig(steps=steps, batch_size=cfg.batch_size, lr=lr, min_lr=lr / 10,
