@@ -78,8 +78,8 @@ class LoRALinear(nn.Linear):
         if self.fused:
             return y  # the update is inside self.weight
         h = self.lora_dropout(x) @ self.lora_A.T  # (..., projections * r)
-        update = torch.cat([h_i @ b.T for h_i, b in zip(h.split(self.r, -1), self.lora_B.split(self.splits))], -1)
-        return y + update * self.scaling
+        updates = [h_i @ b.T for h_i, b in zip(h.split(self.r, -1), self.lora_B.split(self.splits))]
+        return y + (updates[0] if len(updates) == 1 else torch.cat(updates, -1)) * self.scaling  # no copy for one
 
     @torch.no_grad()
     def fuse(self) -> None:
