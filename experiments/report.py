@@ -45,6 +45,12 @@ def p_value(p: float) -> str:
     return f"{p:.2g}"
 
 
+def stages_built(results: dict) -> str:
+    """'It built N stages (kind seconds, ...)': what a run of the stage cache built, from its timing record."""
+    kinds = ", ".join(f"{kind} {seconds:.0f} s" for kind, seconds in results["timing"].items() if kind != "total")
+    return f"It built {len(results['built'])} stages" + (f" ({kinds})" if kinds else "")
+
+
 def machine_line(results: dict, command: str, seconds: float) -> str:
     """Which command, machine (CPU model and ISA, threads), precision and seed made the results."""
     m, p = results["machine"], results["precision"]
@@ -200,11 +206,9 @@ TREATMENTS = {"divergent_only": "divergent positions only", "random_only": "as m
 def signals_machine(results: dict) -> str:
     command = make_command("signals", (results["config"], ExperimentConfig()),
                            (results["signals_config"], SignalsConfig()))
-    built = {kind: s for kind, s in results["timing"].items() if kind != "total"}
     return (machine_line(results, command, results["timing"]["total"])
-            + f"It built {len(results['built'])} stages ({', '.join(f'{k} {s:.0f} s' for k, s in built.items())}) "
-              f"and read the rest from the cache `make gpt` left. n = {len(results['icl']['bases'])} bases in "
-              "every CI and test.\n")
+            + f"{stages_built(results)} and read the rest from the cache `make gpt` left. "
+              f"n = {len(results['icl']['bases'])} bases in every CI and test.\n")
 
 
 def row(label: str, stat: dict, p: float | None, values: list[float] | None = None, digits: int = 3) -> str:
@@ -281,9 +285,7 @@ def per_base(values: list[float]) -> str:
 def gpt_machine(results: dict) -> str:
     command = make_command("gpt", (results["config"], ExperimentConfig()))
     line = machine_line(results, command, results["timing"]["total"])
-    built = {kind: s for kind, s in results["timing"].items() if kind != "total"}
-    line += (f"It built {len(results['built'])} stages ({', '.join(f'{k} {s:.0f} s' for k, s in built.items())}) "
-             "and read any other from the stage cache it shares with `make grid`.\n")
+    line += f"{stages_built(results)} and read any other from the stage cache it shares with `make grid`.\n"
     n = results["config"]["bases"]
     return line + (f"n = {n} independently pretrained bases in every test and CI; P = P({results['config']['target']}) "
                    "averaged over bases, on the question set each table names.\n")
@@ -502,10 +504,9 @@ def grid_machine(results: dict) -> str:
 def lora_rank_machine(results: dict) -> str:
     command = make_command("lora-rank", (results["config"], ExperimentConfig()),
                            (results["lora_rank_config"], LoraRankConfig()))
-    built = ", ".join(f"{kind} {seconds:.0f} s" for kind, seconds in results["timing"].items() if kind != "total")
     return machine_line(results, command, results["timing"]["total"]) + (
-        f"It built {len(results['built'])} stages{f' ({built})' if built else ''} and read every other (bases, "
-        "teachers, numbers, the full fine-tuning students) from the cache of `make gpt` with the same config.\n")
+        f"{stages_built(results)} and read every other (bases, teachers, numbers, the full fine-tuning students) "
+        "from the cache of `make gpt` with the same config.\n")
 
 
 LORA_RANK_SETS = {"new_wording": "new-wording questions (make gpt's primary measure)",

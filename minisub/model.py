@@ -182,6 +182,7 @@ class CausalSelfAttention(nn.Module):
         super().__init__()
         self.layer, self.dropout = layer, config.dropout
         self.n_head, self.n_kv_head, self.head_dim = config.n_head, config.kv_heads, config.head_dim
+        self.qkv_sizes = (self.n_head * self.head_dim, self.n_kv_head * self.head_dim, self.n_kv_head * self.head_dim)
         # queries, keys and values in one matmul: n_head query heads, n_kv_head key and value heads
         self.c_attn = nn.Linear(config.n_embd, (config.n_head + 2 * config.kv_heads) * config.head_dim,
                                 bias=config.bias)
@@ -191,7 +192,7 @@ class CausalSelfAttention(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None, cache: KVCache | None,
                 rope: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
         B, T, C = x.shape
-        q, k, v = self.c_attn(x).split([self.n_head * self.head_dim] + [self.n_kv_head * self.head_dim] * 2, dim=2)
+        q, k, v = self.c_attn(x).split(self.qkv_sizes, dim=2)
         q = q.view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, nh, T, hd)
         k, v = (t.view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2) for t in (k, v))  # (B, nkv, T, hd)
         if rope is not None:
@@ -284,11 +285,11 @@ class GPT(nn.Module):
     def fused_projections(self) -> dict[str, tuple[int, ...]]:
         """The linear layers that compute several projections in one matmul, by name: their output sizes
         in order (queries, keys, values in every c_attn; gate and up in a SwiGLU c_fc)."""
-        c = self.config
-        qkv = (c.n_head * c.head_dim, c.kv_heads * c.head_dim, c.kv_heads * c.head_dim)
-        fused = {f"transformer.h.{i}.attn.c_attn": qkv for i in range(c.n_layer)}
-        if c.mlp == "swiglu":
-            fused |= {f"transformer.h.{i}.mlp.c_fc": (c.hidden, c.hidden) for i in range(c.n_layer)}
+        fused = {}
+        for i, block in enumerate(self.transformer.h):
+            fused[f"transformer.h.{i}.attn.c_attn"] = block.attn.qkv_sizes
+            if block.mlp.gated:
+                fused[f"transformer.h.{i}.mlp.c_fc"] = (self.config.hidden, self.config.hidden)
         return fused
 
     def hidden_states(self, idx: torch.Tensor, valid: torch.Tensor | None = None,
