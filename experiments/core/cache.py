@@ -9,6 +9,10 @@ it, and a damaged, half-built or misplaced folder is rebuilt from scratch, with 
 saying so. A lock file per stage makes a second
 run that needs the same stage wait for the first instead of building it again; an
 interrupted build leaves no done.json and is simply redone.
+
+What each build costs is metered per stage kind, without the upstream stages it built on the
+way: its seconds always, and, where asked, its matmul FLOPs (`flop_meter`), so that a run's
+time can be set against the time its arithmetic needs at the machine's matmul rate.
 """
 
 import hashlib
@@ -17,6 +21,8 @@ import shutil
 import time
 from pathlib import Path
 from typing import Callable
+
+from torch.utils.flop_counter import FlopCounterMode
 
 from minisub.files import FileError, digest, file_sha256, read_json, write_json
 from minisub.locks import exclusive
@@ -50,13 +56,34 @@ def damage(folder: Path, key: dict) -> str | None:
     return None
 
 
+def flop_meter() -> Callable[[], float]:
+    """The matmul FLOPs this process computes from now on, so far (torch's FlopCounterMode, left on for the
+    process: it sees every matmul of every stage, forward and backward, at the cost of ~25% more time)."""
+    counter = FlopCounterMode(display=False)
+    counter.__enter__()
+    return counter.get_total_flops
+
+
 class StageCache:
-    def __init__(self, root: Path, log: Callable[[str], None], clock: Callable[[], float] = time.perf_counter):
-        self.root, self.log, self.clock = root, log, clock  # clock: what the timing record reads
+    def __init__(self, root: Path, log: Callable[[str], None], clock: Callable[[], float] = time.perf_counter,
+                 flops: Callable[[], float] | None = None):
+        """clock: what the seconds are read from; flops: a running FLOP count (`flop_meter`), or None."""
+        self.root, self.log = root, log
+        self.meters = {"seconds": clock} | ({"flops": flops} if flops is not None else {})
         self.checked: set[Path] = set()  # folders verified (or built) by this process
         self.built: list[str] = []  # the stages this process built, in order
-        self.timing: dict[str, float] = {}  # seconds spent building, per stage kind (not its upstream stages)
-        self.nested = 0.0  # seconds of the stages built inside the build now running
+        self.spent: dict[str, dict[str, float]] = {meter: {} for meter in self.meters}  # meter -> stage kind -> what
+        # building took, not counting its upstream stages
+        self.nested = dict.fromkeys(self.meters, 0.0)  # what the stages built inside the build now running took
+
+    def read(self) -> dict[str, float]:
+        return {meter: read() for meter, read in self.meters.items()}
+
+    def add(self, spent: dict[str, dict[str, float]]) -> None:
+        """Count what another process's cache spent (a worker's `spent`) as spent here."""
+        for meter, kinds in spent.items():
+            for kind, amount in kinds.items():
+                self.spent[meter][kind] = self.spent[meter].get(kind, 0.0) + amount
 
     def stage(self, name: str, key: dict, build: Callable[[Path], dict]) -> Path:
         """The folder of a stage's result, building it (build(folder) -> info) when absent or damaged."""
@@ -74,23 +101,26 @@ class StageCache:
                     shutil.rmtree(folder)
                 folder.mkdir(parents=True)
                 self.log(f"build {folder.name}")
-                started, outer = self.clock(), self.nested
-                self.nested = 0.0
+                started, outer = self.read(), self.nested
+                self.nested = dict.fromkeys(self.meters, 0.0)
                 info = build(folder)
                 files = {p.name: file_sha256(p) for p in sorted(folder.iterdir()) if p.is_file()}
                 record = json.loads(json.dumps({"key": key, "info": info, "files": files}))  # as it reads back
                 write_json(folder / DONE, record | {"sha256": content_hash(record)})
-                kind, elapsed = name.split("-")[0], self.clock() - started
-                self.timing[kind] = self.timing.get(kind, 0.0) + elapsed - self.nested
-                self.nested = outer + elapsed
+                took = {meter: now - started[meter] for meter, now in self.read().items()}
+                self.add({meter: {name.split("-")[0]: took[meter] - self.nested[meter]} for meter in self.meters})
+                self.nested = {meter: outer[meter] + took[meter] for meter in self.meters}
                 self.built.append(folder.name)
-                self.log(f"built {folder.name} in {elapsed:.1f} s")
+                self.log(f"built {folder.name} in {took['seconds']:.1f} s")
         self.checked.add(folder)
         return folder
 
-    def timing_record(self, total: float) -> dict:
-        """Seconds per stage kind built by this process, and the run's total, for results.json."""
-        return {kind: round(seconds, 1) for kind, seconds in self.timing.items()} | {"total": round(total, 1)}
+    def work_record(self, total: float) -> dict:
+        """For results.json: seconds per stage kind built and the run's total; where counted, GFLOP per stage kind."""
+        record = {"timing": {kind: round(s, 1) for kind, s in self.spent["seconds"].items()} | {"total": round(total, 1)}}
+        if "flops" in self.spent:
+            record["gflop"] = {kind: round(flops / 1e9, 1) for kind, flops in self.spent["flops"].items()}
+        return record | {"built": self.built}
 
     @staticmethod
     def info(folder: Path) -> dict:

@@ -59,15 +59,17 @@ def resolve_precision(cfg: ExperimentConfig, log: Progress) -> tuple[ExperimentC
 
 @dataclass(frozen=True)
 class Parallel:
-    """Who builds the stages: `jobs` local worker processes, or jobs of a submitit `cluster` (scheduler.py)."""
+    """Who builds the stages: `jobs` local worker processes, or jobs of a submitit `cluster` (scheduler.py); and
+    whether each process counts its matmul FLOPs."""
     jobs: int
     cluster: str | None = None
     cluster_parameters: tuple[tuple[str, object], ...] = ()
+    count_flops: bool = False
 
     def workers(self, cache: Path, log: Progress) -> Workers | None:
         if self.cluster is not None:
-            return ClusterWorkers(self.cluster, cache, log, **dict(self.cluster_parameters))
-        return Workers(self.jobs, cache, log) if self.jobs > 1 else None
+            return ClusterWorkers(self.cluster, cache, log, self.count_flops, **dict(self.cluster_parameters))
+        return Workers(self.jobs, cache, log, self.count_flops) if self.jobs > 1 else None
 
 
 def cluster_parameter(text: str) -> tuple[str, object]:
@@ -100,6 +102,9 @@ def parse_args(argv, prog: str, doc: str, name: str, extra: type | None = None
     parser.add_argument("--cluster-parameter", type=cluster_parameter, action="append", default=[],
                         metavar="KEY=VALUE", help="a submitit parameter of every job, e.g. slurm_partition=cpu or "
                                                   "timeout_min=60 (repeat for more)")
+    parser.add_argument("--count-flops", action="store_true",
+                        help="also count the matmul FLOPs of every stage built (torch's FlopCounterMode; the run "
+                             "takes ~25%% longer): results.json gains GFLOP per stage kind beside its seconds")
     quick = add_quick_flag(parser, argv, *configs, what="a tiny budget (under 2 minutes) that checks the stages "
                                                         "connect")
     args = parser.parse_args(argv)
@@ -108,7 +113,7 @@ def parse_args(argv, prog: str, doc: str, name: str, extra: type | None = None
     suffix = "-quick" if quick else ""
     out, cache = args.out or f"runs/{name}{suffix}", args.cache or f"runs/cache{suffix}"
     extra_cfg = config_from_args(extra, args, parser) if extra is not None else None
-    parallel = Parallel(args.jobs, args.cluster, tuple(args.cluster_parameter))
+    parallel = Parallel(args.jobs, args.cluster, tuple(args.cluster_parameter), args.count_flops)
     return config_from_args(ExperimentConfig, args, parser), extra_cfg, out, cache, parallel
 
 
@@ -134,7 +139,7 @@ def experiment_main(argv, prog: str, doc: str, name: str, run: Callable[..., dic
         header = {"config": asdict(cfg)} | ({f"{name}_config": asdict(extra_cfg)} if extra_cfg else {}) | {
             "precision": precision, "machine": machine(jobs=parallel.jobs, cluster=parallel.cluster),
             "analysis": analysis}
-        stages = Stages(cache_folder, log)
+        stages = Stages(cache_folder, log, parallel.count_flops)
         stages.workers = parallel.workers(cache_folder, log)
         results = run(cfg, extra_cfg, out_folder, stages, header)
     except (ValueError, FileError) as err:

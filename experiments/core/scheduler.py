@@ -78,30 +78,32 @@ def expand(jobs: list[Job]) -> dict[Job, list[Job]]:
 worker: Stages | None = None  # a worker process's own Stages, on the run's cache
 
 
-def start_worker(cache_root: Path, start: float) -> None:
+def start_worker(cache_root: Path, start: float, count_flops: bool) -> None:
     global worker
     torch.set_num_threads(1)
-    worker = Stages(cache_root, Progress(start=start))  # progress times counted from the run's start
+    worker = Stages(cache_root, Progress(start=start), count_flops)  # progress times counted from the run's start
 
 
-def work(job: Job) -> tuple[list[str], dict[str, float]]:
-    """Build one job in a worker; what it built and the seconds per stage kind, for the run's record."""
-    worker.cache.built, worker.cache.timing = [], {}
+def work(job: Job) -> tuple[list[str], dict[str, dict[str, float]]]:
+    """Build one job in a worker; what it built and what that took per stage kind (StageCache.spent), for the
+    run's record."""
+    worker.cache.built, worker.cache.spent = [], {meter: {} for meter in worker.cache.meters}
     worker.run(job)
-    return worker.cache.built, worker.cache.timing
+    return worker.cache.built, worker.cache.spent
 
 
-def work_alone(cache_root: Path, job: Job) -> tuple[list[str], dict[str, float]]:
+def work_alone(cache_root: Path, count_flops: bool, job: Job) -> tuple[list[str], dict[str, dict[str, float]]]:
     """`work` in a process of its own (a cluster job)."""
-    start_worker(cache_root, time.perf_counter())
+    start_worker(cache_root, time.perf_counter(), count_flops)
     return work(job)
 
 
 class Workers:
-    """`jobs` single-threaded worker processes on one stage cache, started on first use."""
+    """`jobs` single-threaded worker processes on one stage cache, started on first use; count_flops: each
+    meters its stages' FLOPs too."""
 
-    def __init__(self, jobs: int, cache_root: Path, log: Progress):
-        self.jobs, self.cache_root, self.log = jobs, cache_root, log
+    def __init__(self, jobs: int, cache_root: Path, log: Progress, count_flops: bool = False):
+        self.jobs, self.cache_root, self.log, self.count_flops = jobs, cache_root, log, count_flops
         self.pool: ProcessPoolExecutor | None = None
         self.done: set[Job] = set()  # built (or found built) by a worker in this run: a later step's
         # prefetch of the same job need not send it again
@@ -110,7 +112,7 @@ class Workers:
         """Start building `job`; a future (`done()`, `result()`)."""
         if self.pool is None:
             self.pool = ProcessPoolExecutor(self.jobs, mp_context=multiprocessing.get_context("spawn"),
-                                            initializer=start_worker, initargs=(self.cache_root, self.log.start))
+                                            initializer=start_worker, initargs=(self.cache_root, self.log.start, self.count_flops))
         return self.pool.submit(work, job)
 
     def finished(self, running: dict) -> set:
@@ -118,7 +120,7 @@ class Workers:
         return wait(running, return_when=FIRST_COMPLETED)[0]
 
     def build(self, stages: Stages, jobs: list[Job]) -> None:
-        """Build `jobs` and their upstream stages, each as soon as its upstream is done; record their timing
+        """Build `jobs` and their upstream stages, each as soon as its upstream is done; record what they took
         in `stages`' cache as if built there."""
         waiting = {job: needs for job, needs in expand(jobs).items() if job not in self.done}
         done, failed, running = self.done, set(), {}
@@ -137,7 +139,7 @@ class Workers:
                 for future in self.finished(running):
                     job = running.pop(future)
                     try:
-                        built, timing = future.result()
+                        built, spent = future.result()
                     except BrokenProcessPool:
                         raise
                     except Exception as err:  # built again, and reported, where the step reads it
@@ -147,8 +149,7 @@ class Workers:
                         continue
                     done.add(job)
                     stages.cache.built += built
-                    for kind, seconds in timing.items():
-                        stages.cache.timing[kind] = stages.cache.timing.get(kind, 0.0) + seconds
+                    stages.cache.add(spent)
         except BrokenProcessPool:  # a worker died (out of memory?): the step builds the rest where it reads it
             self.log("workers: a worker process died; the stages left are built in the main process")
             self.close(now=True)
@@ -169,18 +170,19 @@ class ClusterWorkers(Workers):
     """Each job a submitit job of one CPU on `cluster` ("slurm", or "local": subprocesses here), its files and
     logs under <cache>/submitit; parameters: submitit's (e.g. slurm_partition, timeout_min)."""
 
-    def __init__(self, cluster: str, cache_root: Path, log: Progress, poll_s: float = 1.0, **parameters):
+    def __init__(self, cluster: str, cache_root: Path, log: Progress, count_flops: bool = False, poll_s: float = 1.0,
+                 **parameters):
         try:
             import submitit  # the optional extra [cluster]
         except ImportError:
             raise ValueError("--cluster needs submitit: pip install 'minisub[cluster]'") from None
-        super().__init__(0, cache_root, log)
+        super().__init__(0, cache_root, log, count_flops)
         self.executor = submitit.AutoExecutor(folder=cache_root / "submitit" / "%j", cluster=cluster)
         self.executor.update_parameters(cpus_per_task=1, **parameters)
         self.poll_s = poll_s
 
     def submit(self, job: Job):
-        return self.executor.submit(work_alone, self.cache_root, job)
+        return self.executor.submit(work_alone, self.cache_root, self.count_flops, job)
 
     def finished(self, running: dict) -> set:
         while not (done := {job for job in running if job.done()}):

@@ -21,7 +21,7 @@ from typing import Callable
 
 import torch
 
-from experiments.core.cache import StageCache
+from experiments.core.cache import StageCache, flop_meter
 from experiments.core.corpus import domains_corpus, pretraining_corpus, trait_items
 from experiments.core.evaluate import (animal_probabilities, animal_token_ids, evaluate_options, question_prompts,
                                        trait_scores)
@@ -55,9 +55,10 @@ class Job:
 class Stages:
     """Builds (once) and finds (afterwards) every stage's result in one cache folder."""
 
-    def __init__(self, cache_root: Path, log: Progress):
+    def __init__(self, cache_root: Path, log: Progress, count_flops: bool = False):
+        """count_flops: meter each stage's matmul FLOPs too (experiments/core/cache.py, `flop_meter`)."""
         self.log = log
-        self.cache = StageCache(cache_root, log)
+        self.cache = StageCache(cache_root, log, flops=flop_meter() if count_flops else None)
         self.tokenizers: dict[CorpusSpec, BPETokenizer] = {}
         self.memory: dict = {}  # what `remembered` computed in this process
         self.workers = None  # a scheduler.Workers that builds prefetched jobs in parallel; None: built when read
@@ -73,8 +74,9 @@ class Stages:
             self.workers.build(self, jobs)
 
     def work_record(self) -> dict:
-        """What results.json says of the work so far: seconds per stage kind built, the total, and which stages."""
-        return {"timing": self.cache.timing_record(self.log.elapsed()), "built": self.cache.built}
+        """What results.json says of the work so far: seconds (and GFLOP, if counted) per stage kind built, the
+        total, and which stages."""
+        return self.cache.work_record(self.log.elapsed())
 
     def remembered(self, key, compute):
         """compute(), once per process for each `key` (a hashable of frozen specs and values)."""
