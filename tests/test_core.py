@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 from conftest import QUICK, QUICK_BASES, QUICK_CONFIG, FakeClock
 
-from experiments.core.cache import StageCache
+from experiments.core.cache import StageCache, counting_flops
 from experiments.core.cli import parse_args, resolve_precision
 from experiments.core.design import DESIGN, Arm, arm_student
 from experiments.core.evaluate import animal_token_ids, evaluate_options, question_prompts
@@ -241,23 +241,41 @@ def test_a_context_too_short_for_the_corpus_names_the_flag(capsys, tmp_path):
     assert "--block-size (8) is shorter than a corpus item" in err and len(err.splitlines()) == 1
 
 
-def test_stage_timing_counts_each_stage_once_not_again_in_the_stages_that_need_it(tmp_path):
-    clock = FakeClock()
-    cache = StageCache(tmp_path, lambda line: None, clock)
+def test_each_meter_counts_each_stage_once_not_again_in_the_stages_that_need_it(tmp_path):
+    clock, flops = FakeClock(), FakeClock()  # a second fake meter stands in for the FLOP count
+    cache = StageCache(tmp_path, lambda line: None, clock, flops)
 
     def inner(folder):
         clock.advance(0.2)
+        flops.advance(7e9)
         return {}
 
     def outer(folder):
         clock.advance(0.01)
+        flops.advance(1e9)
         cache.stage("inner", {"k": 1}, inner)  # an upstream stage built on demand
         clock.advance(0.04)
+        flops.advance(2e9)
         return {}
 
     cache.stage("outer", {"k": 2}, outer)
-    assert cache.timing == {"inner": pytest.approx(0.2), "outer": pytest.approx(0.05)}
-    assert sum(cache.timing.values()) == pytest.approx(clock())  # the two stages, each counted once
+    assert cache.spent["seconds"] == {"inner": pytest.approx(0.2), "outer": pytest.approx(0.05)}
+    assert cache.spent["flops"] == {"inner": pytest.approx(7e9), "outer": pytest.approx(3e9)}
+    assert sum(cache.spent["seconds"].values()) == pytest.approx(clock())  # the two stages, each counted once
+    record = cache.work_record(total=1.0)
+    assert record["gflop"] == {"inner": 7.0, "outer": 3.0}
+    assert record["timing"]["total"] == 1.0 and len(record["built"]) == 2
+    assert "gflop" not in StageCache(tmp_path, lambda line: None, clock).work_record(total=1.0)
+
+
+def test_counting_flops_counts_forward_and_backward_matmuls_inside_only():
+    m, k, n = 5, 7, 3
+    a, b = torch.randn(m, k, requires_grad=True), torch.randn(k, n)
+    with counting_flops() as flops:
+        (a @ b).sum().backward()  # forward, and the backward's matmul for a's gradient (b needs none)
+        inside = flops()
+    torch.randn(m, k) @ b
+    assert inside == 2 * (2 * m * k * n) and flops() == inside
 
 
 def test_auto_precision_times_a_real_pretraining_step_and_records_it():

@@ -9,6 +9,7 @@ import torch
 
 from conftest import QUICK_BASES, QUICK_CONFIG, read_results
 from experiments.core.arms import arm_jobs
+from experiments.core.cache import counting_flops
 from experiments.core.cli import parse_args
 from experiments.core.scheduler import ClusterWorkers, Workers, expand, upstream
 from experiments.core.stages import Job, Stages
@@ -106,6 +107,23 @@ def test_two_stages_through_submitit_in_its_local_mode(tmp_path):
     again = Stages(tmp_path, Progress())
     again.base(base)  # read back, verified, not rebuilt
     assert again.cache.built == []
+
+
+def test_a_worker_counts_the_flops_of_a_stage_as_this_process_does(tmp_path):
+    """--count-flops: a base built by a worker process is metered there and counted here, the same FLOPs as
+    the same build in this process."""
+    base = replace(QUICK_BASES[0], steps=3)
+    stages = Stages(tmp_path / "workers", Progress(), flops=lambda: 0.0)  # a meter here too, as the run has
+    workers = Workers(2, tmp_path / "workers", Progress(), count_flops=True)
+    try:
+        workers.build(stages, [Job(Stages.base, (base,))])
+    finally:
+        workers.close()
+    with counting_flops() as flops:
+        here = Stages(tmp_path / "here", Progress(), flops)
+        here.base(base)
+    assert here.cache.spent["flops"]["base"] > 0
+    assert stages.cache.spent["flops"] == here.cache.spent["flops"]
 
 
 def test_bad_parallel_flags_are_refused_with_one_line(capsys):

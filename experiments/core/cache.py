@@ -11,7 +11,7 @@ run that needs the same stage wait for the first instead of building it again; a
 interrupted build leaves no done.json and is simply redone.
 
 What each build costs is metered per stage kind, without the upstream stages it built on the
-way: its seconds always, and, where asked, its matmul FLOPs (`flop_meter`), so that a run's
+way: its seconds always, and, where asked, its matmul FLOPs (`counting_flops`), so that a run's
 time can be set against the time its arithmetic needs at the machine's matmul rate.
 """
 
@@ -19,8 +19,9 @@ import hashlib
 import json
 import shutil
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
 
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -56,18 +57,18 @@ def damage(folder: Path, key: dict) -> str | None:
     return None
 
 
-def flop_meter() -> Callable[[], float]:
-    """The matmul FLOPs this process computes from now on, so far (torch's FlopCounterMode, left on for the
-    process: it sees every matmul of every stage, forward and backward, at the cost of ~25% more time)."""
-    counter = FlopCounterMode(display=False)
-    counter.__enter__()
-    return counter.get_total_flops
+@contextmanager
+def counting_flops() -> Iterator[Callable[[], float]]:
+    """Inside: a function that gives the matmul FLOPs computed so far inside (torch's FlopCounterMode: it sees
+    every matmul, forward and backward, at the cost of ~25% more time)."""
+    with FlopCounterMode(display=False) as counter:
+        yield counter.get_total_flops
 
 
 class StageCache:
     def __init__(self, root: Path, log: Callable[[str], None], clock: Callable[[], float] = time.perf_counter,
                  flops: Callable[[], float] | None = None):
-        """clock: what the seconds are read from; flops: a running FLOP count (`flop_meter`), or None."""
+        """clock: what the seconds are read from; flops: a running FLOP count (`counting_flops`), or None."""
         self.root, self.log = root, log
         self.meters = {"seconds": clock} | ({"flops": flops} if flops is not None else {})
         self.checked: set[Path] = set()  # folders verified (or built) by this process
@@ -117,7 +118,8 @@ class StageCache:
 
     def work_record(self, total: float) -> dict:
         """For results.json: seconds per stage kind built and the run's total; where counted, GFLOP per stage kind."""
-        record = {"timing": {kind: round(s, 1) for kind, s in self.spent["seconds"].items()} | {"total": round(total, 1)}}
+        seconds = {kind: round(s, 1) for kind, s in self.spent["seconds"].items()}
+        record = {"timing": seconds | {"total": round(total, 1)}}
         if "flops" in self.spent:
             record["gflop"] = {kind: round(flops / 1e9, 1) for kind, flops in self.spent["flops"].items()}
         return record | {"built": self.built}

@@ -12,11 +12,13 @@ import argparse
 import os
 import sys
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
 
+from experiments.core.cache import counting_flops
 from experiments.core.scheduler import ClusterWorkers, Workers
 from experiments.core.stages import Stages
 from experiments.core.zoo import ExperimentConfig
@@ -139,9 +141,10 @@ def experiment_main(argv, prog: str, doc: str, name: str, run: Callable[..., dic
         header = {"config": asdict(cfg)} | ({f"{name}_config": asdict(extra_cfg)} if extra_cfg else {}) | {
             "precision": precision, "machine": machine(jobs=parallel.jobs, cluster=parallel.cluster),
             "analysis": analysis}
-        stages = Stages(cache_folder, log, parallel.count_flops)
-        stages.workers = parallel.workers(cache_folder, log)
-        results = run(cfg, extra_cfg, out_folder, stages, header)
+        with counting_flops() if parallel.count_flops else nullcontext() as flops:
+            stages = Stages(cache_folder, log, flops)
+            stages.workers = parallel.workers(cache_folder, log)
+            results = run(cfg, extra_cfg, out_folder, stages, header)
     except (ValueError, FileError) as err:
         print(f"{command}: error: {describe(err)}", file=sys.stderr)
         return 2

@@ -27,11 +27,13 @@ import multiprocessing
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import ExitStack
 from dataclasses import fields, is_dataclass
 from pathlib import Path
 
 import torch
 
+from experiments.core.cache import counting_flops
 from experiments.core.specs import BaseSpec, CorpusSpec, DomainsCorpusSpec, TeacherSpec, WritingSpec
 from experiments.core.stages import Job, Stages
 from minisub.log import Progress
@@ -76,12 +78,14 @@ def expand(jobs: list[Job]) -> dict[Job, list[Job]]:
 
 
 worker: Stages | None = None  # a worker process's own Stages, on the run's cache
+worker_life = ExitStack()  # what stays on for a worker's life (its FLOP count), which the run's end ends
 
 
 def start_worker(cache_root: Path, start: float, count_flops: bool) -> None:
     global worker
     torch.set_num_threads(1)
-    worker = Stages(cache_root, Progress(start=start), count_flops)  # progress times counted from the run's start
+    flops = worker_life.enter_context(counting_flops()) if count_flops else None
+    worker = Stages(cache_root, Progress(start=start), flops)  # progress times counted from the run's start
 
 
 def work(job: Job) -> tuple[list[str], dict[str, dict[str, float]]]:
@@ -112,7 +116,8 @@ class Workers:
         """Start building `job`; a future (`done()`, `result()`)."""
         if self.pool is None:
             self.pool = ProcessPoolExecutor(self.jobs, mp_context=multiprocessing.get_context("spawn"),
-                                            initializer=start_worker, initargs=(self.cache_root, self.log.start, self.count_flops))
+                                            initializer=start_worker,
+                                            initargs=(self.cache_root, self.log.start, self.count_flops))
         return self.pool.submit(work, job)
 
     def finished(self, running: dict) -> set:

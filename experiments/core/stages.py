@@ -21,7 +21,7 @@ from typing import Callable
 
 import torch
 
-from experiments.core.cache import StageCache, flop_meter
+from experiments.core.cache import StageCache
 from experiments.core.corpus import domains_corpus, pretraining_corpus, trait_items
 from experiments.core.evaluate import (animal_probabilities, animal_token_ids, evaluate_options, question_prompts,
                                        trait_scores)
@@ -55,10 +55,11 @@ class Job:
 class Stages:
     """Builds (once) and finds (afterwards) every stage's result in one cache folder."""
 
-    def __init__(self, cache_root: Path, log: Progress, count_flops: bool = False):
-        """count_flops: meter each stage's matmul FLOPs too (experiments/core/cache.py, `flop_meter`)."""
+    def __init__(self, cache_root: Path, log: Progress, flops: Callable[[], float] | None = None):
+        """flops: a running count of matmul FLOPs (experiments/core/cache.py, `counting_flops`) that meters
+        each stage's too; None: seconds only."""
         self.log = log
-        self.cache = StageCache(cache_root, log, flops=flop_meter() if count_flops else None)
+        self.cache = StageCache(cache_root, log, flops=flops)
         self.tokenizers: dict[CorpusSpec, BPETokenizer] = {}
         self.memory: dict = {}  # what `remembered` computed in this process
         self.workers = None  # a scheduler.Workers that builds prefetched jobs in parallel; None: built when read
