@@ -125,10 +125,12 @@ def toy_speed(results: dict) -> str:
             f"({s['peak_gflops']:.0f} GFLOP/s).\n")
 
 
-def make_command(target: str, *configs: tuple[dict, object]) -> str:
-    """The make command with the flags whose values differ from the defaults: configs are (values, default config)."""
+def make_command(target: str, *configs: tuple[dict, object], flags: tuple[str, ...] = ()) -> str:
+    """The make command with the flags whose values differ from the defaults (configs are (values, default
+    config)), then `flags`."""
     changed = [f"--{name.replace('_', '-')} " + (" ".join(map(str, value)) if isinstance(value, list) else str(value))
                for config, defaults in configs for name, value in config.items() if value != getattr(defaults, name)]
+    changed += flags
     return f"make {target}" + (f' ARGS="{" ".join(changed)}"' if changed else "")
 
 
@@ -590,6 +592,32 @@ def smol_lora_rank(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+# make gpt's arithmetic (docs/benchmark.md): a --count-flops run of the config of gpt-seed1, whose seconds it reads
+BUDGET_SECONDS = 20 * 60  # the wall-clock budget of a fresh 12-base make gpt on 2 cores
+
+
+def gpt_flops(results: dict) -> str:
+    timed = read_json(DOCS / "gpt-seed1.json")  # the same work, timed without the counter's overhead
+    if timed["config"] != results["config"]:
+        raise ValueError("gpt-flops.json and gpt-seed1.json come from different configs: their work differs")
+    seconds = {kind: s for kind, s in timed["timing"].items() if kind != "total"}
+    gflop, cores = results["gflop"], timed["machine"]["jobs"]
+    rows = [f"| {kind} | {gflop[kind]:,.0f} | {seconds[kind]:,.0f} | {gflop[kind] / seconds[kind]:.0f} |"
+            for kind in seconds if seconds[kind] >= 1]
+    total_gflop, total_seconds = sum(gflop.values()), sum(seconds.values())
+    command = make_command("gpt", (results["config"], ExperimentConfig()), flags=("--count-flops",))
+    m = timed["machine"]
+    return (f"Counted by `{command}`; seconds from the same run without the counter "
+            f"([gpt-seed1](results/gpt-seed1.md): {m['cpu']}, {', '.join(m['isa'])}, {cores} worker processes of one "
+            f"thread each, fp32, {timed['timing']['total']:,.0f} s wall clock).\n\n"
+            "| stage kind | matmul GFLOP | CPU seconds | GFLOP/s per core |\n|---|---|---|---|\n"
+            + "\n".join(rows) + f"\n| **all** | **{total_gflop:,.0f}** | **{total_seconds:,.0f}** | "
+            f"**{total_gflop / total_seconds:.0f}** |\n\n"
+            f"{BUDGET_SECONDS // 60} minutes on {cores} cores would need these matmuls to run at "
+            f"{total_gflop / (cores * BUDGET_SECONDS):.0f} GFLOP/s per core on average, with every other operation "
+            "free.\n")
+
+
 # make gpt's page, and the page of the same run from another seed (README's headline is the default seed's)
 GPT_RENDERERS = {"machine": gpt_machine, "primary": gpt_primary, "families": gpt_families, "arms": gpt_arms,
                  "animals": gpt_animals, "power": gpt_power}
@@ -602,6 +630,7 @@ RENDERERS = {"toy": {"machine": toy_machine, "arms": toy_arms, "theorem": toy_th
              "lora-rank": {"machine": lora_rank_machine, "table": lora_rank_table},
              "signals": {"machine": signals_machine, "parts": signals_parts, "treatments": signals_treatments},
              "domains": {"machine": domains_machine, "table": domains_table},
+             "gpt-flops": {"floor": gpt_flops},
              "smol": {"machine": smol_machine, "entanglement": smol_entanglement, "transfer": smol_transfer,
                       "lora_rank": smol_lora_rank}}
 GPT_KEPT = ("config", "precision", "machine", "timing", "built", "preregistered", "confirmatory", "arms", "tests",
@@ -609,7 +638,7 @@ GPT_KEPT = ("config", "precision", "machine", "timing", "built", "preregistered"
 KEPT = {"toy": ("config", "precision", "machine", "seconds", "data", "arms", "init_controls", "theorem", "speed"),
         "toy-sweeps": ("config", "sweep_config", "precision", "machine", "seconds", "sweeps", "alignment",
                        "init_matrix"),
-        "gpt": GPT_KEPT, "gpt-seed1": GPT_KEPT,
+        "gpt": GPT_KEPT, "gpt-seed1": GPT_KEPT, "gpt-flops": ("config", "precision", "machine", "timing", "gflop"),
         "grid": ("config", "precision", "machine", "timing", "built", "teachers_p_target", "control", "matrix",
                  "tests"),
         "lora-rank": ("config", "lora_rank_config", "precision", "machine", "timing", "built", "bases", "settings"),
@@ -621,7 +650,10 @@ KEPT = {"toy": ("config", "precision", "machine", "seconds", "data", "arms", "in
 
 
 def sources(page: str) -> list[Path]:
-    """The markdown files rendered from docs/results/<page>.json: its page, and README.md for make gpt's headline."""
+    """The markdown files rendered from docs/results/<page>.json: its page, and README.md for make gpt's headline;
+    make gpt's FLOP count has no page of its own, but a block in docs/benchmark.md."""
+    if page == "gpt-flops":
+        return [ROOT / "docs" / "benchmark.md"]
     return [DOCS / f"{page}.md"] + ([ROOT / "README.md"] if page == "gpt" else [])
 
 

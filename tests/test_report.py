@@ -66,8 +66,25 @@ def test_take_keeps_what_the_page_reports_and_a_bad_page_is_one_line(tmp_path, m
     assert "bases" not in json.loads((tmp_path / "grid.json").read_text())
     assert "**+1.00**" in (tmp_path / "grid.md").read_text()
     assert report.main(["--take", "nope", str(run)]) == 2
-    pages = "toy, toy-sweeps, gpt, gpt-seed1, grid, lora-rank, signals, domains, smol"
+    pages = "toy, toy-sweeps, gpt, gpt-seed1, grid, lora-rank, signals, domains, gpt-flops, smol"
     assert capsys.readouterr().err.strip().endswith(f"no page 'nope' (pages: {pages})")
+
+
+def test_make_gpts_flop_count_sets_each_stage_kinds_work_against_the_timed_runs_seconds(tmp_path, monkeypatch):
+    monkeypatch.setattr(report, "DOCS", tmp_path)
+    config = {"seed": 1}
+    timed = {"config": config, "timing": {"base": 2000.0, "student": 400.0, "corpus": 0.4, "total": 1200.0},
+             "machine": {"cpu": "Some CPU", "isa": ["avx2"], "jobs": 2}}
+    (tmp_path / "gpt-seed1.json").write_text(json.dumps(timed))
+    counted = {"config": config, "gflop": {"base": 160000.0, "student": 20000.0, "corpus": 0.0}}
+    text = report.gpt_flops(counted)
+    assert "`make gpt ARGS=\"--seed 1 --count-flops\"`" in text and "2 worker processes" in text
+    assert "| base | 160,000 | 2,000 | 80 |" in text and "| student | 20,000 | 400 | 50 |" in text
+    assert "corpus" not in text  # under a second: no rate worth a row
+    assert "| **all** | **180,000** | **2,400** | **75** |" in text
+    assert "at 75 GFLOP/s per core" in text  # 180,000 GFLOP in 2 x 1,200 s
+    with pytest.raises(ValueError, match="different configs"):
+        report.gpt_flops(counted | {"config": {"seed": 2}})
 
 
 def stats(mean: float, ci95: float, n: int = 2) -> dict:
