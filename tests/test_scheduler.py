@@ -55,7 +55,7 @@ def test_a_job_that_fails_in_a_worker_is_left_to_the_step_that_reads_it(tmp_path
         workers.close()
     assert "workers: fails of CorpusSpec failed (no data for CorpusSpec)" in capfd.readouterr().out
     assert [p.name.split("-")[0] for p in tmp_path.iterdir() if p.is_dir()] == ["corpus"]
-    assert stages.cache.built[0].startswith("corpus-") and "corpus" in stages.cache.timing
+    assert stages.cache.built[0].startswith("corpus-") and "corpus" in stages.cache.spent["seconds"]
     with pytest.raises(ValueError, match="no data for CorpusSpec"):
         stages.run(job)
 
