@@ -601,12 +601,12 @@ def gpt_flops(results: dict) -> str:
     if timed["config"] != results["config"]:
         raise ValueError("gpt-flops.json and gpt-seed1.json come from different configs: their work differs")
     seconds = {kind: s for kind, s in timed["timing"].items() if kind != "total"}
-    gflop, cores = results["gflop"], timed["machine"]["jobs"]
+    gflop, m = results["gflop"], timed["machine"]
+    cores = m["jobs"]
     rows = [f"| {kind} | {gflop[kind]:,.0f} | {seconds[kind]:,.0f} | {gflop[kind] / seconds[kind]:.0f} |"
             for kind in seconds if seconds[kind] >= 1]
     total_gflop, total_seconds = sum(gflop.values()), sum(seconds.values())
     command = make_command("gpt", (results["config"], ExperimentConfig()), flags=("--count-flops",))
-    m = timed["machine"]
     return (f"Counted by `{command}`; seconds from the same run without the counter "
             f"([gpt-seed1](results/gpt-seed1.md): {m['cpu']}, {', '.join(m['isa'])}, {cores} worker processes of one "
             f"thread each, fp32, {timed['timing']['total']:,.0f} s wall clock).\n\n"
