@@ -38,6 +38,8 @@ from minisub.precision import autocast, best_seconds
 from minisub.tokenizer import SPECIAL_TOKENS
 from minisub.train import lm_loss
 
+FP32 = (torch.float32,)  # the dtype of every matmul the rooflines time alone
+
 
 @dataclass
 class BenchConfig:
@@ -101,7 +103,7 @@ def training_roofline(cfg: BenchConfig, results: dict) -> dict:
     """GFLOP/s of matmul work in each model's training step at the full batch, against the mean rate of the
     step's weight matmuls timed alone (minisub/precision.py): the share of that rate each step reaches."""
     flops, shapes = train_matmuls(cfg, cfg.batch_size)
-    alone = [2 * m * k * n / best_seconds((m, k, n), torch.device("cpu"), 0.5)[torch.float32] / 1e9
+    alone = [2 * m * k * n / best_seconds((m, k, n), torch.device("cpu"), 0.5, FP32)[torch.float32] / 1e9
              for m, k, n in shapes]
     peak = sum(alone) / len(alone)
     tokens = cfg.batch_size * cfg.train_len
@@ -126,7 +128,7 @@ def sampling_roofline(cfg: BenchConfig, results: dict) -> dict:
     prefill is spread over the steps), against the time the step's weight matmuls take alone: what is left
     for attention, norms, sampling and dispatch."""
     shapes = decode_matmuls(cfg)
-    alone = sum(shapes.count(s) * best_seconds(s, torch.device("cpu"), 0.2)[torch.float32] for s in set(shapes))
+    alone = sum(shapes.count(s) * best_seconds(s, torch.device("cpu"), 0.2, FP32)[torch.float32] for s in set(shapes))
     minisub = 1e3 * cfg.batch_size / results["sample minisub (kv cache)"]
     hf = 1e3 * cfg.batch_size / results["sample hf-gpt2 (use_cache)"]
     out = {"decode_matmuls_alone_ms": 1e3 * alone, "minisub_step_ms": minisub, "hf-gpt2_step_ms": hf}

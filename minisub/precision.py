@@ -27,6 +27,7 @@ TIMING_SECONDS = 0.4  # for all shapes and both precisions together
 WARMUP_SECONDS = 0.15
 STEP_REPEATS = 4  # timed calls of a whole step per precision (after one warm-up call each)
 DTYPES = (torch.float32, torch.bfloat16)
+clock = time.perf_counter  # what the timings read (tests give them a clock of their own)
 
 
 @dataclass(frozen=True)
@@ -56,43 +57,45 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def best_seconds(shape: tuple[int, ...], device: torch.device, budget: float) -> dict[torch.dtype, float]:
-    """Fastest (*batch, m, k) @ (*batch, k, n) per dtype, fp32 and bf16 calls interleaved for
-    `budget` seconds so that a burst of other load on the machine slows both alike."""
+def best_seconds(shape: tuple[int, ...], device: torch.device, budget: float,
+                 dtypes: tuple[torch.dtype, ...] = DTYPES) -> dict[torch.dtype, float]:
+    """Fastest (*batch, m, k) @ (*batch, k, n) per dtype, each timed over its own share of `budget`
+    seconds (with one shared budget, a single slow call of an emulated bf16 left fp32 one timing),
+    the dtypes' calls interleaved so that a burst of other load on the machine slows them alike."""
     *batch, m, k, n = shape
     g = torch.Generator().manual_seed(0)
     a32, b32 = torch.randn(*batch, m, k, generator=g), torch.randn(*batch, k, n, generator=g)
-    operands = {dtype: (a32.to(device, dtype), b32.to(device, dtype)) for dtype in DTYPES}
+    operands = {dtype: (a32.to(device, dtype), b32.to(device, dtype)) for dtype in dtypes}
     for a, b in operands.values():  # warm-up: the first calls pick kernels and allocate
         torch.matmul(a, b)
         torch.matmul(a, b)
-    best, spent = dict.fromkeys(DTYPES, float("inf")), 0.0
-    while spent < budget:
+    share = budget / len(dtypes)
+    best, spent = dict.fromkeys(dtypes, float("inf")), dict.fromkeys(dtypes, 0.0)
+    while min(spent.values()) < share:
         for dtype, (a, b) in operands.items():
-            synchronize(device)
-            start = time.perf_counter()
-            torch.matmul(a, b)
-            synchronize(device)
-            elapsed = time.perf_counter() - start
-            best[dtype], spent = min(best[dtype], elapsed), spent + elapsed
+            if spent[dtype] < share:
+                synchronize(device)
+                start = clock()
+                torch.matmul(a, b)
+                synchronize(device)
+                elapsed = clock() - start
+                best[dtype], spent[dtype] = min(best[dtype], elapsed), spent[dtype] + elapsed
     return best
 
 
-def time_matmuls(shapes: tuple[tuple[int, ...], ...], device: str) -> tuple[float, float]:
-    """(fp32, bf16) GFLOP/s over `shapes` as one workload: total flops / total best time."""
+def time_matmuls(shapes: tuple[tuple[int, ...], ...], device: str, dtypes: tuple[torch.dtype, ...] = DTYPES,
+                 budget: float = TIMING_SECONDS) -> tuple[float, ...]:
+    """GFLOP/s per dtype (fp32, bf16 by default) over `shapes` as one workload: total flops / total best time."""
     flops = sum(2 * math.prod(shape) for shape in shapes)
-    best_seconds(shapes[0], torch.device(device), WARMUP_SECONDS)  # a fresh process runs its first matmuls slowly
-    seconds = dict.fromkeys(DTYPES, 0.0)
+    best_seconds(shapes[0], torch.device(device), WARMUP_SECONDS, dtypes)  # a fresh process starts slowly
+    seconds = dict.fromkeys(dtypes, 0.0)
     for shape in shapes:
-        for dtype, best in best_seconds(shape, torch.device(device), TIMING_SECONDS / len(shapes)).items():
+        for dtype, best in best_seconds(shape, torch.device(device), budget / len(shapes), dtypes).items():
             seconds[dtype] += best
-    return flops / seconds[torch.float32] / 1e9, flops / seconds[torch.bfloat16] / 1e9
+    return tuple(flops / seconds[dtype] / 1e9 for dtype in dtypes)
 
 
 measure = lru_cache(maxsize=None)(time_matmuls)  # once per process and set of shapes
-
-
-clock = time.perf_counter  # what time_step reads (tests give it a clock of their own)
 
 
 def time_step(step: Callable[[str], None], device: str) -> float:

@@ -1,8 +1,8 @@
 """The toy's speed accounting: the FLOPs of each stage, its seconds, and the rate against the matmul peak.
 
 Beside toy_mnist/experiment.py, which times its stages with a `StageClock` and reports
-`clock.summary(peak, seconds)` as results.json's `speed`: what share of the measured fp32 (or
-bf16) matmul rate at the run's own shapes (`matmul_shapes`) the whole run reaches.
+`clock.summary(peak, seconds)` as results.json's `speed`: what share of the fp32 (or bf16) matmul
+rate measured at the run's own shapes (`matmul_shapes`, forward and backward) the whole run reaches.
 """
 
 import time
@@ -14,18 +14,27 @@ from minisub.precision import synchronize
 from toy_mnist.train import N_CLASSES
 
 
-def matmul_shapes(cfg) -> list[tuple[int, ...]]:
-    """The batched matmuls that dominate the run: (N, batch, d_in, d_out) of each training stage."""
-    n_out = N_CLASSES + cfg.n_aux
-    return [(cfg.n_models, batch, d_in, d_out) for batch in (cfg.teacher_batch, cfg.student_batch)
-            for d_in, d_out in ((784, cfg.hidden), (cfg.hidden, cfg.hidden), (cfg.hidden, n_out))]
+def matmul_shapes(cfg, backward: bool = False) -> list[tuple[int, ...]]:
+    """The run's batched matmuls as (N, m, k, n), for each layer (d_in, d_out) at each training
+    stage's batch B: the forward (B, d_in) @ (d_in, d_out); with `backward`, also the weight gradient
+    (d_in, B) @ (B, d_out) and, after the first layer, the input gradient (B, d_out) @ (d_out, d_in).
+    `--precision auto` decides on the forward ones (where bf16 is emulated, each of its timings is
+    slow); the speed summary measures its rate on all of them, in the precision chosen."""
+    sizes = [784, cfg.hidden, cfg.hidden, N_CLASSES + cfg.n_aux]
+    shapes = []
+    for batch in (cfg.teacher_batch, cfg.student_batch):
+        for layer, (d_in, d_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+            shapes.append((cfg.n_models, batch, d_in, d_out))
+            if backward:
+                shapes += [(cfg.n_models, d_in, batch, d_out)] + ([(cfg.n_models, batch, d_out, d_in)] if layer else [])
+    return shapes
 
 
 class StageClock:
     """Seconds and FLOPs per stage: achieved GFLOP/s next to the measured matmul rate.
 
-    FLOPs are counted as matmuls only: 2 d_in d_out per layer per sample for a forward pass,
-    three times that for a training step (forward, and backward to weights and inputs).
+    FLOPs are counted as matmuls only (`BatchedMLP.forward_flops` and `step_flops`; tested against
+    torch's own FLOP count).
     """
 
     def __init__(self, device: torch.device):
@@ -48,9 +57,12 @@ class StageClock:
                 "efficiency": round(flops / total_seconds / peak, 3)}
 
 
-def theorem_flops(forward: float, n_sweep: int) -> float:
-    """The theorem's passes, in forwards F: the teacher's descent 3F; per student (same and cross)
-    one imitation step (teacher forward F, student forward and backward 3F) and two teacher-loss
-    forwards 2F; the first-order formula, a jvp, 2F, once for the check and once for the sweep;
-    each eps of the sweep, one imitation step 6F."""
-    return (3 + 2 * 6 + 2 * 2 + n_sweep * 6) * forward
+def theorem_flops(model, n_samples: int, n_sweep: int) -> float:
+    """The theorem's passes over `n_samples` inputs, in forwards F and gradient passes S (a forward
+    and its backward, `step_flops`): the teacher's descent S; per student (same and cross) the
+    teacher's forward F, one imitation step S and two teacher-loss forwards 2F; the first-order
+    formula, a jvp of 3F (torch.func carries a tangent through every layer, the first included),
+    once for the check and once for the sweep; each eps of the sweep, one student as above."""
+    forward, step = model.forward_flops(n_samples), model.step_flops(n_samples)
+    per_student = 3 * forward + step
+    return step + 2 * per_student + 2 * 3 * forward + n_sweep * per_student

@@ -27,6 +27,7 @@ from toy_mnist.theorem import Imitation, descent, eps_sweep, first_order_inner, 
 from toy_mnist.train import IMITATIONS, N_CLASSES, OPTIMIZERS, StageConfig, accuracy, distill, predict, train_teacher
 
 LAYERS = layer_names(3)  # fc1, fc2, head
+PEAK_TIMING_SECONDS = 1.5  # the matmul rate the speed summary compares with: all of a step's shapes, best of each
 
 
 @dataclass
@@ -180,7 +181,7 @@ def train_teachers(cfg: ToyConfig, precision: str, log: Progress, clock: StageCl
     partner = derangement(cfg.n_models, generator)
     train_x, train_y = data.train_x.to(device), data.train_y.to(device)
     teacher = reference.copy()
-    with clock("teachers", 3 * reference.forward_flops(len(train_y) * cfg.teacher_epochs)) if clock else nullcontext():
+    with clock("teachers", reference.step_flops(len(train_y) * cfg.teacher_epochs)) if clock else nullcontext():
         train_teacher(teacher, train_x, train_y, StageConfig(cfg.teacher_epochs, cfg.teacher_batch, cfg.teacher_lr,
                                                              precision), stage_generator(cfg.seed, "teachers"))
     return Teachers(train_x, train_y, data.test_x.to(device), data.test_y.to(device), data.summary(), reference,
@@ -219,7 +220,7 @@ def run(cfg: ToyConfig) -> dict:
     teachers = train_teachers(cfg, precision, log, clock)
     reference = teachers.reference
     inputs = student_inputs(cfg, teachers)
-    with clock("theorem", theorem_flops(reference.forward_flops(cfg.theorem_batch), len(cfg.sweep_eps))):
+    with clock("theorem", theorem_flops(reference, cfg.theorem_batch, len(cfg.sweep_eps))):
         theorem = theorem_results(reference, teachers.partner, teachers.train_x, teachers.train_y, inputs, cfg)
     log(f"theorem: same-init <dS,dT> >= 0 for {theorem['same_init']['frac_nonneg']:.0%} of models, "
         f"cross-init for {theorem['cross_init']['frac_nonneg']:.0%}")
@@ -230,14 +231,13 @@ def run(cfg: ToyConfig) -> dict:
     with clock("teacher_logits", reference.forward_flops(cfg.n_noise)):
         teacher_logits = predict(teachers.teacher, inputs)  # (N, n_noise, 10+m), fixed during distillation
     for name in student_arms(cfg.init_controls):
-        with clock(name, 3 * reference.forward_flops(cfg.n_noise * cfg.student_epochs)):
+        with clock(name, reference.step_flops(cfg.n_noise * cfg.student_epochs)):
             accuracies[name] = train_student(cfg, teachers, inputs, teacher_logits, name, precision)
         log(f"{name}: test accuracy {accuracies[name].mean():.3f}")
 
     main_arms = ("reference", "teacher", "student_aux", "student_all", "cross_aux", "cross_all")
-    # The machine's speed drifts: the better of two timings, at the start and at the end, is the reference.
-    again = dict(zip(("fp32", "bf16"), time_matmuls(tuple(matmul_shapes(cfg)), cfg.device)))
-    peak = round(max(again[precision], choice.gflops), 1)
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[precision]
+    peak, = time_matmuls(tuple(matmul_shapes(cfg, backward=True)), cfg.device, (dtype,), PEAK_TIMING_SECONDS)
     return {
         "config": asdict(cfg),
         "precision": choice.record(),
@@ -246,7 +246,7 @@ def run(cfg: ToyConfig) -> dict:
         "init_controls": {name[len("init:"):]: summarize(acc)
                           for name, acc in accuracies.items() if name.startswith("init:")},
         "theorem": theorem,
-        "speed": clock.summary(peak, log.elapsed()),
+        "speed": clock.summary(round(peak, 1), log.elapsed()),
         "seconds": round(log.elapsed(), 1),
         "machine": machine(device=cfg.device),
     }

@@ -61,6 +61,12 @@ class BatchedMLP(nn.Module):
         """Matmul FLOPs of one forward pass of every model over `n_samples` inputs."""
         return 2.0 * self.n_models * n_samples * sum(a * b for a, b in zip(self.sizes[:-1], self.sizes[1:]))
 
+    def step_flops(self, n_samples: int) -> float:
+        """Matmul FLOPs of a forward and a backward pass to the parameters: the weight gradients cost
+        one more forward, the input gradients another, except the first layer's (the data needs none)."""
+        first_layer = 2.0 * self.n_models * n_samples * self.sizes[0] * self.sizes[1]
+        return 3 * self.forward_flops(n_samples) - first_layer
+
     def copy(self) -> "BatchedMLP":
         clone = BatchedMLP(self.n_models, self.sizes, self.activation, dtype=self.weights[0].dtype)
         clone.load_state_dict(self.state_dict())
