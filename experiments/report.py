@@ -10,7 +10,8 @@ prose around blocks
     ...
     <!-- end -->
 
-whose insides `RENDERERS[page][NAME](results)` writes; nothing else in the page is touched. A
+whose insides `RENDERERS[page][NAME](results)` writes; nothing else in the page is touched. In a
+file that several results render into (docs/benchmark.md), a block names its page: `PAGE/NAME`. A
 test renders every page and insists that the committed markdown is what comes out, so no
 figure in the docs can drift from the run that made it.
 """
@@ -26,6 +27,7 @@ from experiments.domains.experiment import DomainsConfig
 from experiments.gpt.lora_rank import LoraRankConfig
 from experiments.signals.experiment import SignalsConfig
 from experiments.smol.experiment import SmolConfig
+from minisub.bench import BenchConfig, train_matmuls
 from minisub.cli import Parser
 from minisub.files import FileError, read_json, write_json
 from minisub.stats import replicates_for_power
@@ -34,7 +36,7 @@ from toy_mnist.sweep import SweepConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs" / "results"
-BLOCK = re.compile(r"(<!-- render: (?P<name>[\w.-]+) -->\n)(?P<body>.*?)(<!-- end -->)", re.S)
+BLOCK = re.compile(r"(<!-- render: (?P<name>[\w./-]+) -->\n)(?P<body>.*?)(<!-- end -->)", re.S)
 
 
 def signed(x: float, digits: int = 2) -> str:
@@ -618,6 +620,65 @@ def gpt_flops(results: dict) -> str:
             "free.\n")
 
 
+# make bench (docs/benchmark.md)
+BENCH_ROWS = (  # label; the tokens_per_s entries set side by side, minisub's then the other; what the other is
+    ("training fp32, batch {half} (tok/s)", "train minisub b{half}", "train hf-gpt2 b{half}", "HF GPT-2"),
+    ("training fp32, batch {batch} (tok/s)", "train minisub b{batch}", "train hf-gpt2 b{batch}", "HF GPT-2"),
+    ("training, minisub bf16 autocast, batch {batch} (tok/s)", "train minisub bf16 autocast",
+     "train hf-gpt2 b{batch}", "HF GPT-2 fp32"),
+    ("KV-cache sampling (tok/s)", "sample minisub (kv cache)", "sample hf-gpt2 (use_cache)", "HF GPT-2"),
+    ("fused-LoRA inference (r={lora_r}, all linears; tok/s)", "inference fused LoRA", "inference base",
+     "minisub, no LoRA"),
+    ("fused-LoRA sampling (tok/s)", "sample fused LoRA (kv cache)", "sample minisub (kv cache)", "minisub, no LoRA"),
+    ("unfused-LoRA training (tok/s)", "train unfused LoRA", "train minisub b{batch}", "full training"),
+    ("{batch} examples of 7-{train_len} tokens, packed (real tok/s)", "train minisub ragged, packed",
+     "train minisub ragged, padded", "padded"))
+
+
+def bench_names(template: str, cfg: dict) -> str:
+    return template.format(half=cfg["batch_size"] // 2, **cfg, batch=cfg["batch_size"])
+
+
+def bench_machine(results: dict) -> str:
+    m, cfg = results["machine"], results["config"]
+    command = make_command("bench", (cfg, BenchConfig()))
+    return (f"Measured by `{command}` on {m['cpu']} ({', '.join(m['isa'])}), {m['threads']} "
+            f"thread{'s' if m['threads'] > 1 else ''}, torch {m['torch']}, transformers {m['transformers']}; "
+            f"best of {cfg['repeats']} timed runs.\n")
+
+
+def bench_table(results: dict) -> str:
+    cfg, speed = results["config"], results["tokens_per_s"]
+    rows = ["| | minisub | compared with | ratio |", "|---|---|---|---|",
+            f"| parity with HF GPT-2: max logit difference | | | {results['parity_max_logit_gap']:.1g} |"]
+    for label, ours, other, other_label in BENCH_ROWS:
+        a, b = speed[bench_names(ours, cfg)], speed[bench_names(other, cfg)]
+        rows.append(f"| {bench_names(label, cfg)} | {a:,} | {b:,} ({other_label}) | {a / b:.2f}x |")
+    return "\n".join(rows) + "\n"
+
+
+def bench_rooflines(results: dict) -> str:
+    cfg, train, sample = results["config"], results["training_roofline"], results["sampling_roofline"]
+    flops, _ = train_matmuls(BenchConfig(**cfg), cfg["batch_size"])
+    return (f"- *Training.* A step at batch {cfg['batch_size']} multiplies {flops / 1e9:.1f} GFLOP (`train_matmuls`, "
+            "checked against PyTorch's own FLOP count). The step's weight matmuls timed alone run at "
+            f"{train['matmul_gflops_alone']:.0f} GFLOP/s; minisub's whole step reaches "
+            f"{train['minisub_gflops']:.0f} GFLOP/s of that work ({train['minisub_share_of_matmul_rate']:.0%}; "
+            f"target 80%), HF's {train['hf-gpt2_gflops']:.0f} ({train['hf-gpt2_share_of_matmul_rate']:.0%}).\n"
+            f"- *Sampling.* A decode step (one new token for each of {cfg['batch_size']} rows, the prefill spread "
+            f"over the {cfg['new_tokens']} steps) takes minisub {sample['minisub_step_ms']:.1f} ms and HF "
+            f"{sample['hf-gpt2_step_ms']:.1f} ms; its weight matmuls alone take "
+            f"{sample['decode_matmuls_alone_ms']:.1f} ms.\n")
+
+
+def bench_shares(results: dict) -> str:
+    shares = results["time_shares"]
+    rows = ["| share of wall time | " + " | ".join(shares) + " |", "|---" * (len(shares) + 1) + "|"]
+    for kind in next(iter(shares.values())):
+        rows.append(f"| {kind} | " + " | ".join(f"{column[kind]:.0%}" for column in shares.values()) + " |")
+    return "\n".join(rows) + "\n"
+
+
 # make gpt's page, and the page of the same run from another seed (README's headline is the default seed's)
 GPT_RENDERERS = {"machine": gpt_machine, "primary": gpt_primary, "families": gpt_families, "arms": gpt_arms,
                  "animals": gpt_animals, "power": gpt_power}
@@ -631,6 +692,8 @@ RENDERERS = {"toy": {"machine": toy_machine, "arms": toy_arms, "theorem": toy_th
              "signals": {"machine": signals_machine, "parts": signals_parts, "treatments": signals_treatments},
              "domains": {"machine": domains_machine, "table": domains_table},
              "gpt-flops": {"floor": gpt_flops},
+             "bench": {"machine": bench_machine, "table": bench_table, "rooflines": bench_rooflines,
+                       "shares": bench_shares},
              "smol": {"machine": smol_machine, "entanglement": smol_entanglement, "transfer": smol_transfer,
                       "lora_rank": smol_lora_rank}}
 GPT_KEPT = ("config", "precision", "machine", "timing", "built", "preregistered", "confirmatory", "arms", "tests",
@@ -639,6 +702,8 @@ KEPT = {"toy": ("config", "precision", "machine", "seconds", "data", "arms", "in
         "toy-sweeps": ("config", "sweep_config", "precision", "machine", "seconds", "sweeps", "alignment",
                        "init_matrix"),
         "gpt": GPT_KEPT, "gpt-seed1": GPT_KEPT, "gpt-flops": ("config", "precision", "machine", "timing", "gflop"),
+        "bench": ("config", "machine", "parity_max_logit_gap", "tokens_per_s", "training_roofline",
+                  "sampling_roofline", "time_shares"),
         "grid": ("config", "precision", "machine", "timing", "built", "teachers_p_target", "control", "matrix",
                  "tests"),
         "lora-rank": ("config", "lora_rank_config", "precision", "machine", "timing", "built", "bases", "settings"),
@@ -651,8 +716,8 @@ KEPT = {"toy": ("config", "precision", "machine", "seconds", "data", "arms", "in
 
 def sources(page: str) -> list[Path]:
     """The markdown files rendered from docs/results/<page>.json: its page, and README.md for make gpt's headline;
-    make gpt's FLOP count has no page of its own, but a block in docs/benchmark.md."""
-    if page == "gpt-flops":
+    make bench and make gpt's FLOP count have no page of their own, but blocks in docs/benchmark.md."""
+    if page in ("bench", "gpt-flops"):
         return [ROOT / "docs" / "benchmark.md"]
     return [DOCS / f"{page}.md"] + ([ROOT / "README.md"] if page == "gpt" else [])
 
@@ -660,7 +725,10 @@ def sources(page: str) -> list[Path]:
 def render(page: str, text: str, results: dict) -> str:
     """The page's text with every block rendered from `results` (an unknown block name is an error)."""
     def block(m: re.Match) -> str:
-        renderer = RENDERERS[page].get(m["name"])
+        owner, _, name = m["name"].rpartition("/")
+        if owner and owner != page:  # a block of another page whose results render into the same file
+            return m.group(0)
+        renderer = RENDERERS[page].get(name)
         if renderer is None:
             raise ValueError(f"a page of {page} has a block {m['name']!r} that nothing renders")
         return m.group(1) + renderer(results) + m.group(4)

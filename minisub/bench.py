@@ -193,6 +193,7 @@ def hf_sample(model, prompts: torch.Tensor, new_tokens: int) -> torch.Tensor:
 
 
 def run(cfg: BenchConfig) -> dict:
+    from transformers import __version__ as transformers_version  # the dev extra (main checks that it is there)
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     theirs = hf_model(cfg)
@@ -285,7 +286,8 @@ def run(cfg: BenchConfig) -> dict:
         print(f"{name:<34} {value:>10.2f}x")
     return {"config": asdict(cfg), "parity_max_logit_gap": gap, "tokens_per_s": results, "ratios": ratios,
             "training_roofline": training_roofline(cfg, results),
-            "sampling_roofline": sampling_roofline(cfg, results), "time_shares": shares, "machine": machine()}
+            "sampling_roofline": sampling_roofline(cfg, results), "time_shares": shares,
+            "machine": machine(transformers=transformers_version)}
 
 
 def main(argv=None) -> int:

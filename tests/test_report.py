@@ -2,10 +2,12 @@
 writes the numbers it is given and nothing else."""
 
 import json
+from dataclasses import asdict
 
 import pytest
 
 from experiments import report
+from minisub.bench import BenchConfig
 
 
 @pytest.mark.parametrize("page", sorted(p for p in report.RENDERERS if (report.DOCS / f"{p}.json").exists()))
@@ -66,7 +68,7 @@ def test_take_keeps_what_the_page_reports_and_a_bad_page_is_one_line(tmp_path, m
     assert "bases" not in json.loads((tmp_path / "grid.json").read_text())
     assert "**+1.00**" in (tmp_path / "grid.md").read_text()
     assert report.main(["--take", "nope", str(run)]) == 2
-    pages = "toy, toy-sweeps, gpt, gpt-seed1, grid, lora-rank, signals, domains, gpt-flops, smol"
+    pages = "toy, toy-sweeps, gpt, gpt-seed1, grid, lora-rank, signals, domains, gpt-flops, bench, smol"
     assert capsys.readouterr().err.strip().endswith(f"no page 'nope' (pages: {pages})")
 
 
@@ -85,6 +87,36 @@ def test_make_gpts_flop_count_sets_each_stage_kinds_work_against_the_timed_runs_
     assert "at 75 GFLOP/s per core" in text  # 180,000 GFLOP in 2 x 1,200 s
     with pytest.raises(ValueError, match="different configs"):
         report.gpt_flops(counted | {"config": {"seed": 2}})
+
+
+def test_the_bench_blocks_set_each_row_side_by_side_from_one_runs_numbers():
+    cfg = asdict(BenchConfig(batch_size=8))
+    names = {row[i].format(half=4, batch=8) for row in report.BENCH_ROWS for i in (1, 2)}
+    speed = dict.fromkeys(names, 1000) | {"train minisub b8": 3000, "train hf-gpt2 b8": 2000}
+    shares = {"train minisub": {"matmuls": 0.75, "optimizer": 0.25},
+              "sample minisub": {"matmuls": 0.5, "optimizer": 0.5}}
+    results = {"config": cfg, "parity_max_logit_gap": 0.0, "tokens_per_s": speed, "time_shares": shares,
+               "machine": {"cpu": "Some CPU", "isa": ["avx2"], "threads": 1, "torch": "2.13.0", "transformers": "5.0"},
+               "training_roofline": {"matmul_gflops_alone": 100.0, "minisub_gflops": 81.0, "hf-gpt2_gflops": 70.0,
+                                     "minisub_share_of_matmul_rate": 0.81, "hf-gpt2_share_of_matmul_rate": 0.7},
+                "sampling_roofline": {"decode_matmuls_alone_ms": 1.19, "minisub_step_ms": 4.04, "hf-gpt2_step_ms": 6.0}}
+
+    def block(name):
+        return report.render("bench", f"<!-- render: {name} -->\n<!-- end -->\n", results)
+    assert ('`make bench ARGS="--batch-size 8"` on Some CPU (avx2), 1 thread, torch 2.13.0, transformers 5.0; '
+            "best of 5 timed runs") in block("machine")
+    table = block("table")
+    assert "| training fp32, batch 8 (tok/s) | 3,000 | 2,000 (HF GPT-2) | 1.50x |" in table
+    assert "| unfused-LoRA training (tok/s) | 1,000 | 3,000 (full training) | 0.33x |" in table
+    assert "| training fp32, batch 4 (tok/s) | 1,000 | 1,000 (HF GPT-2) | 1.00x |" in table
+    rooflines = block("rooflines")
+    assert "alone run at 100 GFLOP/s; minisub's whole step reaches 81 GFLOP/s of that work (81%" in rooflines
+    assert "HF's 70 (70%)" in rooflines and "minisub 4.0 ms and HF 6.0 ms" in rooflines
+    assert "alone take 1.2 ms" in rooflines
+    assert "| share of wall time | train minisub | sample minisub |" in block("shares")
+    assert "| optimizer | 25% | 50% |" in block("shares")
+    shared = "<!-- render: gpt-flops/floor -->\nkept\n<!-- end -->\n"  # docs/benchmark.md holds both pages' blocks
+    assert report.render("bench", shared, results) == shared
 
 
 def stats(mean: float, ci95: float, n: int = 2) -> dict:
