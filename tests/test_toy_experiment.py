@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 
 from toy_mnist.__main__ import main
 from toy_mnist.experiment import ToyConfig, parse_init_spec, run, student_arms
@@ -61,6 +62,24 @@ def test_same_seed_same_results():
     cfg = ToyConfig(n_models=2, n_noise=128, teacher_epochs=1, student_epochs=1, theorem_batch=8, sweep_eps=[0.1])
     first, second = run(cfg), run(cfg)
     assert first["arms"] == second["arms"] and first["theorem"] == second["theorem"]
+
+
+def test_results_do_not_depend_on_the_thread_count():
+    """The batched matmuls split their work over threads by model, not along a sum, so a toy run
+    computes the same numbers on any number of cores (unlike the GPT stages, which run each in a
+    one-thread worker for that reason)."""
+    cfg = ToyConfig(n_models=4, hidden=64, n_noise=512, teacher_epochs=1, student_epochs=1, theorem_batch=8,
+                    sweep_eps=[0.1], precision="fp32")
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = run(cfg)
+        torch.set_num_threads(2)
+        two = run(cfg)
+    finally:
+        torch.set_num_threads(threads)
+    assert one["machine"]["threads"] == 1 and two["machine"]["threads"] == 2
+    assert one["arms"] == two["arms"] and one["theorem"] == two["theorem"]
 
 
 def test_the_student_arms_are_the_papers():
