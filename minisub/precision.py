@@ -26,7 +26,8 @@ BF16_MIN_SPEEDUP = 1.3  # below this, bf16's rounding is not worth its speed
 TIMING_SECONDS = 0.4  # for all shapes and both precisions together
 WARMUP_SECONDS = 0.15
 STEP_REPEATS = 4  # timed calls of a whole step per precision (after one warm-up call each)
-DTYPES = (torch.float32, torch.bfloat16)
+DTYPE = {"fp32": torch.float32, "bf16": torch.bfloat16}  # the dtype each precision runs its matmuls in
+DTYPES = tuple(DTYPE.values())
 clock = time.perf_counter  # what the timings read (tests give them a clock of their own)
 
 

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from minisub.config import ConfigError, check, option
 from minisub.log import Progress, machine
-from minisub.precision import PRECISIONS, choose_precision, time_matmuls
+from minisub.precision import DTYPE, PRECISIONS, choose_precision, time_matmuls
 from minisub.seeds import derive_seed
 from minisub.stats import summary
 from toy_mnist.accounting import StageClock, matmul_shapes, theorem_flops
@@ -236,8 +236,8 @@ def run(cfg: ToyConfig) -> dict:
         log(f"{name}: test accuracy {accuracies[name].mean():.3f}")
 
     main_arms = ("reference", "teacher", "student_aux", "student_all", "cross_aux", "cross_all")
-    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[precision]
-    peak, = time_matmuls(tuple(matmul_shapes(cfg, backward=True)), cfg.device, (dtype,), PEAK_TIMING_SECONDS)
+    peak, = time_matmuls(tuple(matmul_shapes(cfg, backward=True)), cfg.device, (DTYPE[precision],),
+                         PEAK_TIMING_SECONDS)
     return {
         "config": asdict(cfg),
         "precision": choice.record(),
