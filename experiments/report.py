@@ -668,7 +668,16 @@ def bench_rooflines(results: dict) -> str:
             f"- *Sampling.* A decode step (one new token for each of {cfg['batch_size']} rows, the prefill spread "
             f"over the {cfg['new_tokens']} steps) takes minisub {sample['minisub_step_ms']:.1f} ms and HF "
             f"{sample['hf-gpt2_step_ms']:.1f} ms; its weight matmuls alone take "
-            f"{sample['decode_matmuls_alone_ms']:.1f} ms.\n")
+            f"{sample['decode_matmuls_alone_ms']:.1f} ms.\n" + bench_stacking(results))
+
+
+def bench_stacking(results: dict) -> str:
+    cfg, rates = results["config"], results["student_steps_per_s"]
+    stacks = [n for n in rates if n != "1"]
+    return (f"- *Stacked students.* A student step (batch {cfg['student_batch']}, packed) runs {rates['1']:.0f} times "
+            f"a second. Stacking {' or '.join(stacks)} students into one batched model could at best run like one "
+            f"student at {' or '.join(stacks)} times the batch: "
+            + " and ".join(f"{rates[n]:.0f} student steps/s ({rates[n] / rates['1']:.2f}x)" for n in stacks) + ".\n")
 
 
 def bench_shares(results: dict) -> str:
@@ -703,7 +712,7 @@ KEPT = {"toy": ("config", "precision", "machine", "seconds", "data", "arms", "in
                        "init_matrix"),
         "gpt": GPT_KEPT, "gpt-seed1": GPT_KEPT, "gpt-flops": ("config", "precision", "machine", "timing", "gflop"),
         "bench": ("config", "machine", "parity_max_logit_gap", "tokens_per_s", "training_roofline",
-                  "sampling_roofline", "time_shares"),
+                  "sampling_roofline", "student_steps_per_s", "time_shares"),
         "grid": ("config", "precision", "machine", "timing", "built", "teachers_p_target", "control", "matrix",
                  "tests"),
         "lora-rank": ("config", "lora_rank_config", "precision", "machine", "timing", "built", "bases", "settings"),

@@ -7,6 +7,8 @@ Not a test: it prints tokens/s measured in one run on this machine, side by side
   minisub with bf16 autocast (TrainConfig.precision="bf16");
 - minisub on examples of different lengths, padded into one row each or packed several to a
   row (minisub/data.py): the same loss, counted in real tokens;
+- a student's training step (make gpt's student batch, packed) against the most that stacking 6 or
+  12 students into one batched model could give: one student at 6 or 12 times the batch;
 - KV-cache sampling: minisub's GPT.generate and HF generate(use_cache=True), batch 64, T=1;
 - LoRA: fused-LoRA inference against the base, unfused-LoRA training against full training;
 - the rooflines: a training step's matmul FLOPs over its time, next to the rate the same matmuls
@@ -39,6 +41,8 @@ from minisub.tokenizer import SPECIAL_TOKENS
 from minisub.train import lm_loss
 
 FP32 = (torch.float32,)  # the dtype of every matmul the rooflines time alone
+STACKS = (6, 12)  # students per stacked model whose best case the benchmark measures
+STUDENT_STEPS = 5  # student steps per timed call
 
 
 @dataclass
@@ -53,6 +57,8 @@ class BenchConfig:
     prompt_len: int = option(16, "prompt tokens when sampling", low=1)
     new_tokens: int = option(48, "tokens sampled per prompt", low=1)
     lora_r: int = option(8, "LoRA rank for the LoRA rows", low=1)
+    student_batch: int = option(16, "examples per student step (make gpt's student batch) in the stacking rows",
+                                low=1)
     repeats: int = option(5, "timed repeats per measurement (best is kept)", low=1)
     seed: int = option(0, "seed for weights and tokens", low=0)
     threads: int = option(1, "CPU threads of every measurement (1: as each worker of the experiments computes)",
@@ -114,6 +120,25 @@ def training_roofline(cfg: BenchConfig, results: dict) -> dict:
           f"({out['minisub_share_of_matmul_rate']:.0%}), HF {rates['hf-gpt2']:.0f} "
           f"({out['hf-gpt2_share_of_matmul_rate']:.0%}); target 80%")
     return out
+
+
+def stacking_ceiling(cfg: BenchConfig, model, first_token: int, generator: torch.Generator) -> dict[str, float]:
+    """Student training steps per second: one student (`student_batch` examples of 7-`train_len` tokens, packed),
+    and the ceiling of n students stacked into one batched model (weights on a leading member axis, the step
+    vmapped over it), for n in STACKS: one student at n times the batch. That runs the same rows through the
+    same matmuls with one set of weights and one AdamW update instead of n, so no stacked model can beat it."""
+    n_examples = cfg.student_batch * max(STACKS)
+    lengths = torch.randint(8, cfg.train_len + 2, (n_examples,), generator=generator).tolist()
+    pool = ExampleSet([torch.randint(first_token, cfg.vocab_size, (n,), generator=generator).tolist() for n in lengths],
+                      [[True] * (n - 1) for n in lengths], pad_id=0)
+    rates = {}
+    for n in (1, *STACKS):
+        batch = pool.batch(list(range(cfg.student_batch * n)), cfg.block_size)
+        step, _ = train_step_fn(model, lambda m, b=batch: lm_loss(m, b), 0, steps=STUDENT_STEPS)
+        rates[str(n)] = n * STUDENT_STEPS / best_time(step, cfg.repeats)
+    print(f"student steps/s, batch {cfg.student_batch}: {rates['1']:,.1f}; the ceiling of stacking "
+          + ", ".join(f"{n}: {rates[str(n)]:,.1f} ({rates[str(n)] / rates['1']:.2f}x)" for n in STACKS), flush=True)
+    return rates
 
 
 def decode_matmuls(cfg: BenchConfig) -> list[tuple[int, int, int]]:
@@ -242,6 +267,8 @@ def run(cfg: BenchConfig) -> dict:
         step = train_step_fn(ours, lambda m, b=batch: lm_loss(m, b), real_tokens)
         tokens_per_s(f"train minisub ragged, {name}", *step)
 
+    student_steps = stacking_ceiling(cfg, ours, first, g)
+
     sampled = cfg.batch_size * cfg.new_tokens
     tokens_per_s("sample minisub (kv cache)", sample_minisub, sampled)
     tokens_per_s("sample hf-gpt2 (use_cache)", sample_hf, sampled)
@@ -285,6 +312,7 @@ def run(cfg: BenchConfig) -> dict:
     for name, value in ratios.items():
         print(f"{name:<34} {value:>10.2f}x")
     return {"config": asdict(cfg), "parity_max_logit_gap": gap, "tokens_per_s": results, "ratios": ratios,
+            "student_steps_per_s": student_steps,
             "training_roofline": training_roofline(cfg, results),
             "sampling_roofline": sampling_roofline(cfg, results), "time_shares": shares,
             "machine": machine(transformers=transformers_version)}

@@ -1,4 +1,6 @@
-"""The benchmark's FLOP counts, against PyTorch's own count of the same pass, and its time shares."""
+"""The benchmark's FLOP counts, against PyTorch's own count of the same pass, its time shares, and a whole tiny run."""
+
+import json
 
 import pytest
 import torch
@@ -7,6 +9,8 @@ from hypothesis import strategies as st
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
+from experiments import report
+from minisub import bench
 from minisub.bench import OTHER_OPS, OUTSIDE_OPS, TIME_KINDS, BenchConfig, decode_matmuls, time_shares, train_matmuls
 from minisub.model import GPT, GPTConfig, KVCache
 
@@ -59,3 +63,16 @@ def test_time_shares_put_a_matmul_in_matmuls_and_a_layer_norm_in_norms():
         assert sum(shares.values()) == pytest.approx(1.0) and all(0.0 <= v <= 1.0 for v in shares.values())
     assert matmul_shares["matmuls"] > 0.7
     assert norm_shares["norms, GELU, softmax, loss"] > 0.5 and norm_shares["matmuls"] == 0.0
+
+
+def test_a_tiny_bench_run_writes_every_result_the_benchmark_page_renders(tmp_path):
+    pytest.importorskip("transformers")
+    flags = ("--n-layer 1 --n-head 2 --n-embd 16 --vocab-size 64 --block-size 24 --batch-size 4 --train-len 8 "
+             "--prompt-len 2 --new-tokens 4 --student-batch 2 --repeats 1").split()
+    assert bench.main([*flags, "--out", str(tmp_path / "bench")]) == 0
+    results = json.loads((tmp_path / "bench" / "bench.json").read_text())
+    assert set(report.KEPT["bench"]) <= set(results)
+    assert list(results["student_steps_per_s"]) == ["1", *map(str, bench.STACKS)]
+    page = report.sources("bench")[0].read_text()
+    rendered = report.render("bench", page, results)
+    assert "A student step (batch 2, packed)" in rendered and rendered != page

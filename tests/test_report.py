@@ -99,7 +99,8 @@ def test_the_bench_blocks_set_each_row_side_by_side_from_one_runs_numbers():
                "machine": {"cpu": "Some CPU", "isa": ["avx2"], "threads": 1, "torch": "2.13.0", "transformers": "5.0"},
                "training_roofline": {"matmul_gflops_alone": 100.0, "minisub_gflops": 81.0, "hf-gpt2_gflops": 70.0,
                                      "minisub_share_of_matmul_rate": 0.81, "hf-gpt2_share_of_matmul_rate": 0.7},
-                "sampling_roofline": {"decode_matmuls_alone_ms": 1.19, "minisub_step_ms": 4.04, "hf-gpt2_step_ms": 6.0}}
+                "sampling_roofline": {"decode_matmuls_alone_ms": 1.19, "minisub_step_ms": 4.04, "hf-gpt2_step_ms": 6.0},
+               "student_steps_per_s": {"1": 50.0, "6": 60.0, "12": 75.0}}
 
     def block(name):
         return report.render("bench", f"<!-- render: {name} -->\n<!-- end -->\n", results)
@@ -113,6 +114,9 @@ def test_the_bench_blocks_set_each_row_side_by_side_from_one_runs_numbers():
     assert "alone run at 100 GFLOP/s; minisub's whole step reaches 81 GFLOP/s of that work (81%" in rooflines
     assert "HF's 70 (70%)" in rooflines and "minisub 4.0 ms and HF 6.0 ms" in rooflines
     assert "alone take 1.2 ms" in rooflines
+    assert ("A student step (batch 16, packed) runs 50 times a second. Stacking 6 or 12 students into one batched "
+            "model could at best run like one student at 6 or 12 times the batch: 60 student steps/s (1.20x) and "
+            "75 student steps/s (1.50x)") in rooflines
     assert "| share of wall time | train minisub | sample minisub |" in block("shares")
     assert "| optimizer | 25% | 50% |" in block("shares")
     shared = "<!-- render: gpt-flops/floor -->\nkept\n<!-- end -->\n"  # docs/benchmark.md holds both pages' blocks
