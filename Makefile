@@ -43,13 +43,13 @@ smol-weights: $(STAMP)
 	$(PY) -m minisub.weights $(ARGS)
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto --dist worksteal
 
 bench: $(STAMP)
 	$(PY) -m minisub.bench $(ARGS)
 
 test-slow: $(STAMP)
-	$(PY) -m pytest -q -m slow
+	$(PY) -m pytest -q -n auto --dist worksteal -m slow
 
 clean:
 	rm -rf runs .pytest_cache .hypothesis build *.egg-info

@@ -1,6 +1,6 @@
 """Hypothesis profiles: `dev` (default, quick), `ci` (derandomized, more examples) and `stress`
 (for hunting counterexamples by hand); no deadlines since CPU timings vary.
-Select with HYPOTHESIS_PROFILE=ci."""
+Select with HYPOTHESIS_PROFILE=ci. Under `make test`'s worker processes, one thread each."""
 
 import os
 
@@ -10,6 +10,14 @@ settings.register_profile("dev", max_examples=15, deadline=None)
 settings.register_profile("ci", max_examples=30, deadline=None, derandomize=True, print_blob=True)
 settings.register_profile("stress", max_examples=400, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+if "PYTEST_XDIST_WORKER" in os.environ:
+    # `make test` runs one pytest-xdist worker per core: each computes with one thread, and so do the processes
+    # its tests start, since two 2-thread processes on 2 cores slow each other several-fold.
+    os.environ["OMP_NUM_THREADS"] = "1"
+    import torch
+
+    torch.set_num_threads(1)
 
 
 import json  # noqa: E402
