@@ -127,6 +127,7 @@ def cmd_train(args) -> None:
             save_checkpoint(out, model, {"train_config": asdict(args.train_cfg), "history": history,
                                          "data": str(args.data), "processes": procs.world_size}, tokenizer)
             print(f"saved {out}")
+    distributed.teardown()
 
 
 def cmd_finetune(args) -> None:

@@ -9,6 +9,7 @@ training on the whole batch (see `minisub/train.py`). Only rank 0 logs and write
 Without torchrun there is one process and nothing here does anything.
 """
 
+import gc
 import os
 from dataclasses import dataclass
 
@@ -46,6 +47,17 @@ def setup(device: str) -> tuple[Processes, str]:
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
     return procs, device
+
+
+def teardown() -> None:
+    """Leave the process group at the end of a run, every rank together. DDP's wrapper sits in a
+    reference cycle, so it holds the group until the garbage collector runs; left to the interpreter's
+    shutdown, gloo's threads are torn down under it and a rank can abort ("terminate called without
+    an active exception"), failing a run that trained and saved."""
+    if dist.is_initialized():
+        gc.collect()
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def barrier(procs: Processes) -> None:

@@ -1,13 +1,19 @@
 """Training under torchrun with DDP: two CPU processes end where one process with the same global batch ends."""
 
+import gc
 import os
 import subprocess
 import sys
+import weakref
 
 import pytest
 import torch
+import torch.distributed as dist
 from conftest import Interrupt, stops_after, toy_corpus
 
+from torch.nn.parallel import DistributedDataParallel
+
+from minisub import distributed
 from minisub.__main__ import main
 from minisub.checkpoint import load_checkpoint
 from minisub.data import ExampleSet
@@ -86,3 +92,29 @@ def test_a_batch_that_does_not_split_is_one_line(setup):
     ours = [line for line in run.stderr.splitlines() if line.startswith("minisub train: error")]
     assert ours == ["minisub train: error: --batch-size (3) must be a multiple of the number of processes (2)"]
     assert not (setup / "bad").exists()
+
+
+def test_teardown_frees_a_ddp_wrapper_that_went_out_of_scope(tmp_path):
+    """Regression: a process's DDP wrapper sat in a reference cycle and held gloo's process group into the
+    interpreter's shutdown, where a rank of a finished run could abort ("terminate called without an
+    active exception"). Here the cycle is built by hand and automatic collection is off, so only
+    teardown's own collection frees the wrapper."""
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+
+    def trained_wrapper_in_a_cycle():
+        net = DistributedDataParallel(torch.nn.Linear(3, 2))
+        net(torch.ones(4, 3)).sum().backward()
+        cycle = [net]
+        cycle.append(cycle)
+        return weakref.ref(net)
+
+    gc.disable()
+    try:
+        wrapper = trained_wrapper_in_a_cycle()
+        assert wrapper() is not None  # the cycle keeps it after its last name is gone
+        distributed.teardown()
+    finally:
+        gc.enable()
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    assert wrapper() is None and not dist.is_initialized()
