@@ -50,8 +50,8 @@ def setup(device: str) -> tuple[Processes, str]:
 
 
 def teardown() -> None:
-    """Leave the process group at the end of a run, every rank together. DDP's wrapper sits in a
-    reference cycle, so it holds the group until the garbage collector runs; left to the interpreter's
+    """Leave the process group at the end of a run, every rank together. DDP's wrapper can sit in a
+    reference cycle, and then holds the group until the garbage collector runs; left to the interpreter's
     shutdown, gloo's threads are torn down under it and a rank can abort ("terminate called without
     an active exception"), failing a run that trained and saved."""
     if dist.is_initialized():

@@ -10,7 +10,6 @@ import pytest
 import torch
 import torch.distributed as dist
 from conftest import Interrupt, stops_after, toy_corpus
-
 from torch.nn.parallel import DistributedDataParallel
 
 from minisub import distributed
