@@ -674,9 +674,10 @@ def bench_rooflines(results: dict) -> str:
 def bench_stacking(results: dict) -> str:
     cfg, rates = results["config"], results["student_steps_per_s"]
     stacks = [n for n in rates if n != "1"]
+    either = " or ".join(stacks)
     return (f"- *Stacked students.* A student step (batch {cfg['student_batch']}, packed) runs {rates['1']:.0f} times "
-            f"a second. Stacking {' or '.join(stacks)} students into one batched model could at best run like one "
-            f"student at {' or '.join(stacks)} times the batch: "
+            f"a second. Stacking {either} students into one batched model could at best run like one "
+            f"student at {either} times the batch: "
             + " and ".join(f"{rates[n]:.0f} student steps/s ({rates[n] / rates['1']:.2f}x)" for n in stacks) + ".\n")
 
 

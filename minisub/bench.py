@@ -122,15 +122,19 @@ def training_roofline(cfg: BenchConfig, results: dict) -> dict:
     return out
 
 
+def ragged_examples(cfg: BenchConfig, n_examples: int, first_token: int, generator: torch.Generator) -> ExampleSet:
+    """`n_examples` random examples of 7 to `train_len` targets each, every target trained."""
+    lengths = torch.randint(8, cfg.train_len + 2, (n_examples,), generator=generator).tolist()
+    return ExampleSet([torch.randint(first_token, cfg.vocab_size, (n,), generator=generator).tolist() for n in lengths],
+                      [[True] * (n - 1) for n in lengths], pad_id=0)
+
+
 def stacking_ceiling(cfg: BenchConfig, model, first_token: int, generator: torch.Generator) -> dict[str, float]:
-    """Student training steps per second: one student (`student_batch` examples of 7-`train_len` tokens, packed),
-    and the ceiling of n students stacked into one batched model (weights on a leading member axis, the step
+    """Student training steps per second: one student (`student_batch` ragged examples, packed), and the
+    ceiling of n students stacked into one batched model (weights on a leading member axis, the step
     vmapped over it), for n in STACKS: one student at n times the batch. That runs the same rows through the
     same matmuls with one set of weights and one AdamW update instead of n, so no stacked model can beat it."""
-    n_examples = cfg.student_batch * max(STACKS)
-    lengths = torch.randint(8, cfg.train_len + 2, (n_examples,), generator=generator).tolist()
-    pool = ExampleSet([torch.randint(first_token, cfg.vocab_size, (n,), generator=generator).tolist() for n in lengths],
-                      [[True] * (n - 1) for n in lengths], pad_id=0)
+    pool = ragged_examples(cfg, cfg.student_batch * max(STACKS), first_token, generator)
     rates = {}
     for n in (1, *STACKS):
         batch = pool.batch(list(range(cfg.student_batch * n)), cfg.block_size)
@@ -258,10 +262,8 @@ def run(cfg: BenchConfig) -> dict:
         tokens_per_s(f"train minisub b{batch}", *train_minisub(batch))
         tokens_per_s(f"train hf-gpt2 b{batch}", *train_hf(batch))
     tokens_per_s("train minisub bf16 autocast", *train_minisub(cfg.batch_size, precision="bf16"))
-    lengths = torch.randint(8, cfg.train_len + 2, (cfg.batch_size,), generator=g).tolist()
-    ragged = ExampleSet([torch.randint(first, cfg.vocab_size, (n,), generator=g).tolist() for n in lengths],
-                        [[True] * (n - 1) for n in lengths], pad_id=0)
-    real_tokens = sum(n - 1 for n in lengths)
+    ragged = ragged_examples(cfg, cfg.batch_size, first, g)
+    real_tokens = sum(len(sequence) - 1 for sequence in ragged.sequences)
     for name, batch in (("padded", ragged.batch(list(range(cfg.batch_size)))),
                         ("packed", ragged.batch(list(range(cfg.batch_size)), cfg.block_size))):
         step = train_step_fn(ours, lambda m, b=batch: lm_loss(m, b), real_tokens)
