@@ -7,13 +7,14 @@ finetune         checkpoint + examples -> a new checkpoint (full) or an adapter 
 Example files hold one example per line: `prompt<TAB>answer` (loss on the answer) or plain text.
 Output folders are checked before any work and locked while a command writes them (a second
 run into the same folder is refused, naming the first); a folder that already holds a run is
-refused unless --resume continues it or --force starts it over, and an output that is, or holds,
-an input is refused outright. --resume continues only with the saved run's settings and data,
+refused unless --resume continues it or --force starts it over (the old run is replaced only
+once the new one has saved), and an output that is, or holds, an input is refused outright. --resume continues only with the saved run's settings and data,
 unless --force allows a change.
 """
 
 import argparse
 import os
+import shutil
 import sys
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, replace
@@ -32,9 +33,11 @@ from minisub.lora import DEFAULT_TARGETS, add_lora, fuse_lora, load_adapter, sav
 from minisub.model import GPT, GPTConfig, check_sampling
 from minisub.tokenizer import BPETokenizer
 from minisub.train import STATE_FILE, TrainConfig, has_training_state, train
+from minisub.seeds import MAX_SEED
 
 RUN_FILES = ("config.json", "adapter_config.json", STATE_FILE)  # what marks a folder as holding a run
 LOCK_FILE = ".minisub.lock"  # held by the run writing the folder; names it (minisub/locks.py)
+STAGING = ".minisub.forced"  # where a --force run writes until it has saved (prepared_output)
 
 
 @dataclass
@@ -57,7 +60,7 @@ class SampleConfig:
     temperature: float = option(1.0, "sampling temperature; 0 = greedy")
     top_k: int | None = option(None, "sample among the k likeliest tokens (None: among all)")
     numbers_only: bool = option(False, "allow only the number tokens 0-999")
-    seed: int = option(0, "sampling seed", low=0)
+    seed: int = option(0, "sampling seed", low=0, high=MAX_SEED)
     device: str = option("cpu", "torch device (cpu or cuda)", device=True)
 
     def __post_init__(self):
@@ -75,14 +78,31 @@ def prepared_output(out: str, resume: bool, force: bool, inputs: dict[str, str |
         clean_temporaries(folder)  # what a killed run's writes left; ours is the only live writer
         if resume and not has_training_state(folder):
             raise ValueError(f"--resume: {folder} holds no training state to continue")
-        if not resume:
-            present = [name for name in RUN_FILES if (folder / name).exists()]
-            if present and not force:
-                raise ValueError(f"{folder} already holds a run ({', '.join(present)}); pass --resume to "
-                                 "continue it or --force to start over")
-            for name in present:  # --force: nothing of the old run may be mistaken for the new one
-                (folder / name).unlink()
-        yield folder
+        present = [name for name in RUN_FILES if (folder / name).exists()]
+        if resume or not present:
+            yield folder
+            return
+        if not force:
+            raise ValueError(f"{folder} already holds a run ({', '.join(present)}); pass --resume to "
+                             "continue it or --force to start over")
+        staging = folder / STAGING  # --force: the new run is written beside the old one, which stays whole until
+        if staging.exists():  # the new one has saved; what a killed forced run left is dropped
+            shutil.rmtree(staging)
+        staging.mkdir()
+        yield staging
+        replace_run(folder, staging)
+
+
+def replace_run(folder: Path, staging: Path) -> None:
+    """Move a forced run's saved files from `staging` over the old run in `folder`: its data first, the files that
+    mark a run (config.json, ...) last, then drop the old run's markers the new run did not replace. Until then
+    the old config.json records the old files' SHA-256, so a mix is refused at load, never read as a run."""
+    new = sorted((p.name for p in staging.iterdir() if p.is_file()), key=lambda name: name in RUN_FILES)
+    for name in new:
+        os.replace(staging / name, folder / name)
+    for name in set(RUN_FILES) - set(new):
+        (folder / name).unlink(missing_ok=True)
+    staging.rmdir()
 
 
 def cmd_train_tokenizer(args) -> None:
@@ -126,7 +146,7 @@ def cmd_train(args) -> None:
         if procs.is_main:
             save_checkpoint(out, model, {"train_config": asdict(args.train_cfg), "history": history,
                                          "data": str(args.data), "processes": procs.world_size}, tokenizer)
-            print(f"saved {out}")
+            print(f"saved {args.out}")
     distributed.teardown()
 
 
@@ -148,7 +168,7 @@ def cmd_finetune(args) -> None:
             save_adapter(out, model, record)
         else:
             save_checkpoint(out, model, record, tokenizer)
-        print(f"saved {out}")
+        print(f"saved {args.out}")
 
 
 def gguf_sampling(args):
@@ -167,8 +187,19 @@ def gguf_sampling(args):
     return loaded.model, prompts, loaded.eos_id, loaded.tokenizer.decode
 
 
+def check_text(flag: str, text: str | None) -> None:
+    """Refuse text from the command line that is not UTF-8 (the shell hands such bytes over as lone surrogates)."""
+    try:
+        (text or "").encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"{flag} {text!r} is not valid UTF-8 text") from None
+
+
 def cmd_sample(args) -> None:
     cfg = args.sample_cfg
+    for prompt in args.prompt:
+        check_text("--prompt", prompt)
+    check_text("--system", args.system)
     if args.gguf:
         model, prompts, stop, decode = gguf_sampling(args)
         allowed = None

@@ -39,6 +39,7 @@ from minisub.lora import add_lora, fuse_lora
 from minisub.precision import autocast, best_seconds
 from minisub.tokenizer import SPECIAL_TOKENS
 from minisub.train import lm_loss
+from minisub.seeds import MAX_SEED
 
 FP32 = (torch.float32,)  # the dtype of every matmul the rooflines time alone
 STACKS = (6, 12)  # students per stacked model whose best case the benchmark measures
@@ -60,7 +61,7 @@ class BenchConfig:
     student_batch: int = option(16, "examples per student step (make gpt's student batch) in the stacking rows",
                                 low=1)
     repeats: int = option(5, "timed repeats per measurement (best is kept)", low=1)
-    seed: int = option(0, "seed for weights and tokens", low=0)
+    seed: int = option(0, "seed for weights and tokens", low=0, high=MAX_SEED)
     threads: int = option(1, "CPU threads of every measurement (1: as each worker of the experiments computes)",
                           low=1)
 

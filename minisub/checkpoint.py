@@ -3,7 +3,8 @@
 A model checkpoint folder holds
 - model.safetensors: the weights (a tied lm_head is stored once, as transformer.wte.weight);
 - config.json: {"model": GPTConfig fields, ...} plus whatever the caller records (the training
-  config, the step, the loss history), so every checkpoint says what made it;
+  config, the step, the loss history), so every checkpoint says what made it, and the SHA-256
+  of the files beside it, which `load_checkpoint` checks: a flipped byte is refused by name;
 - tokenizer.json, when a tokenizer is given;
 - for resumable training, training_state.safetensors (weights, optimizer moments, RNG states,
   with the step and history in its header), written by minisub.train.
@@ -15,10 +16,12 @@ from pathlib import Path
 
 import torch
 
-from minisub.files import FileError, atomic_write, read_json, read_tensors, write_json, write_tensors
+from minisub.files import (FileError, atomic_write, check_digests, file_digests, read_json, read_tensors,
+                           write_json, write_tensors)
 from minisub.model import GPT, GPTConfig
 
 TIED = "lm_head.weight"
+DIGESTS = "sha256"  # config.json's record of {file: SHA-256} for the files written beside it
 
 
 def weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -29,16 +32,20 @@ def weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def save_checkpoint(folder: str | Path, model: GPT, meta: dict | None = None, tokenizer=None) -> None:
-    """Write model.safetensors, tokenizer.json (optional) and config.json into `folder`."""
+    """Write model.safetensors, tokenizer.json (optional) and config.json, which records their SHA-256, into
+    `folder`."""
     folder = Path(folder)
     write_tensors(folder / "model.safetensors", weights(model))
     if tokenizer is not None:
         atomic_write(folder / "tokenizer.json", tokenizer.save)
-    write_json(folder / "config.json", {"model": asdict(model.config), **(meta or {})})
+    held = ["model.safetensors"] + (["tokenizer.json"] if tokenizer is not None else [])
+    write_json(folder / "config.json", {"model": asdict(model.config), **(meta or {}),
+                                        DIGESTS: file_digests(folder, held)})
 
 
 def load_checkpoint(folder: str | Path, device: str | torch.device = "cpu") -> tuple[GPT, dict]:
-    """Rebuild the model a folder holds; returns (model, the whole config.json)."""
+    """Rebuild the model a folder holds, its files checked against the SHA-256 config.json records; returns
+    (model, the whole config.json)."""
     folder = Path(folder)
     meta = read_json(folder / "config.json")
     try:
@@ -47,6 +54,8 @@ def load_checkpoint(folder: str | Path, device: str | torch.device = "cpu") -> t
         raise FileError(f"{folder}/config.json has no valid model config ({err})") from None
     model = GPT(config)  # built on the CPU, where the weights are read, then moved
     load_weights(model, read_tensors(folder / "model.safetensors"), str(folder))
+    check_digests(folder, meta.get(DIGESTS, {}))  # after the reads that name truncation and non-finite values;
+    # checkpoints written before the record have none
     return model.to(device), meta
 
 

@@ -11,7 +11,9 @@ file. No pickle anywhere.
 - Output folders are checked before any work (`check_output_folder`), and kept apart from the
   inputs (`check_apart`).
 - `digest` is the one fingerprint of configs the project uses (experiment cache keys), and
-  `tensors_digest` the one of weights (the base an adapter was trained on).
+  `tensors_digest` the one of weights (the base an adapter was trained on, a training state's
+  own bytes); `file_digests` / `check_digests` record and verify the SHA-256 of every file a
+  checkpoint or adapter folder holds, so a flipped byte is found, not computed with.
 A bad file is a `FileError` with a one-line message that names it.
 """
 
@@ -62,6 +64,21 @@ def file_sha256(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def file_digests(folder: Path, names) -> dict[str, str]:
+    """{name: SHA-256} of the named files of `folder`: what a folder records of the files it holds."""
+    return {name: file_sha256(Path(folder) / name) for name in names}
+
+
+def check_digests(folder: Path, digests: dict[str, str]) -> None:
+    """Refuse a folder any of whose recorded files ({name: SHA-256}) is missing or has other bytes."""
+    for name, expected in digests.items():
+        path = Path(folder) / name
+        if not path.is_file():
+            raise FileError(f"{path} is missing")
+        if file_sha256(path) != expected:
+            raise FileError(f"{path} is damaged or was changed: its SHA-256 is not the one its folder recorded")
 
 
 def digest(data, length: int = 16) -> str:

@@ -57,10 +57,14 @@ class GGUFModel:
 
 
 def render_chat(template: str, messages: list[dict]) -> str:
-    """The chat as text, by the model's own template, ending where the assistant's answer starts."""
+    """The chat as text, by the model's own template, ending where the assistant's answer starts.
+    A template that does not parse, fails, or reaches outside the sandbox is a FileError."""
     import jinja2.sandbox  # a template is code from the file: the sandbox keeps it away from Python
     environment = jinja2.sandbox.ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
-    return environment.from_string(template).render(messages=messages, add_generation_prompt=True)
+    try:
+        return environment.from_string(template).render(messages=messages, add_generation_prompt=True)
+    except jinja2.TemplateError as err:  # syntax errors, undefined names, the sandbox's SecurityError
+        raise FileError(f"the GGUF file's chat template cannot be rendered ({type(err).__name__}: {err})") from None
 
 
 def unpermute(weight: torch.Tensor, n_head: int) -> torch.Tensor:
@@ -105,9 +109,40 @@ def gguf_tensors(reader) -> dict[str, torch.Tensor]:
     return out
 
 
+def expected_shapes(config: GPTConfig) -> dict[str, tuple[int, ...]]:
+    """llama.cpp's name and PyTorch (out, in) shape of every tensor a llama file of this config holds."""
+    C, V, H, hd = config.n_embd, config.vocab_size, config.hidden, config.head_dim
+    shapes = {"token_embd.weight": (V, C), "output_norm.weight": (C,)}
+    if not config.tie_embeddings:
+        shapes["output.weight"] = (V, C)
+    for i in range(config.n_layer):
+        shapes |= {f"blk.{i}.{kind}.weight": shape for kind, shape in (
+            ("attn_norm", (C,)), ("ffn_norm", (C,)), ("attn_q", (config.n_head * hd, C)),
+            ("attn_k", (config.kv_heads * hd, C)), ("attn_v", (config.kv_heads * hd, C)),
+            ("attn_output", (C, config.n_head * hd)), ("ffn_gate", (H, C)), ("ffn_up", (H, C)), ("ffn_down", (C, H)))}
+    return shapes
+
+
+def check_tensors(tensors: dict[str, torch.Tensor], config: GPTConfig) -> None:
+    """Refuse a file whose tensors are not exactly those its header describes, naming the first misfit."""
+    if "rope_freqs.weight" in tensors:  # Llama 3's scaled RoPE: minisub's GPT rotates with plain RoPE
+        raise FileError("the GGUF file has rope_freqs (scaled RoPE, as Llama 3 uses); minisub's GPT has plain "
+                        "RoPE only")
+    expected = expected_shapes(config)
+    for name, shape in expected.items():
+        if name not in tensors:
+            raise FileError(f"the GGUF file has no tensor {name}, which its header's llama config needs")
+        if tuple(tensors[name].shape) != shape:
+            raise FileError(f"the GGUF tensor {name} has shape {tuple(tensors[name].shape)}; the header's llama "
+                            f"config needs {shape}")
+    unknown = sorted(set(tensors) - set(expected))
+    if unknown:
+        raise FileError(f"the GGUF file has tensors a llama model of its config does not: {', '.join(unknown[:3])}")
+
+
 def gguf_state(tensors: dict[str, torch.Tensor], config: GPTConfig) -> dict[str, torch.Tensor]:
     """llama.cpp's tensors as minisub's: renamed to HF Llama's names with q and k rows unpermuted, then
-    mapped as HF's are (minisub/hf.py)."""
+    mapped as HF's are (minisub/hf.py). The tensors must have passed `check_tensors`."""
     heads = {"attn_q": config.n_head, "attn_k": config.kv_heads}
     theirs = {}
     for name, value in tensors.items():
@@ -150,11 +185,13 @@ def load_gguf(path: str | Path) -> GGUFModel:
         raise FileError(f"{path} is not a file")
     try:
         reader = GGUFReader(path)
-    except (ValueError, OSError) as err:
-        raise FileError(f"{path} is not a readable GGUF file: {err}") from None
+    except Exception as err:  # gguf's parser fails on a short or malformed file with whatever numpy raises
+        raise FileError(f"{path} is not a readable GGUF file ({type(err).__name__}: {err})") from None
     config = gguf_config(reader)
+    tensors = gguf_tensors(reader)
+    check_tensors(tensors, config)
     model = GPT(config)
-    load_weights(model, gguf_state(gguf_tensors(reader), config), str(path))
+    load_weights(model, gguf_state(tensors, config), str(path))
     return GGUFModel(model.eval(), gguf_tokenizer(reader), field(reader, "tokenizer.chat_template", ""),
                      int(field(reader, "tokenizer.ggml.bos_token_id")),
                      int(field(reader, "tokenizer.ggml.eos_token_id")))

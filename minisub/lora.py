@@ -16,7 +16,8 @@ q, k and v layers would (PEFT's LoRA on a Llama model, Hu et al. 2021, Sec. 4.2)
   Both are explicit calls, never a side effect of train()/eval() (loralib's hidden merge in
   train()/eval() caused real bugs);
 - `save_adapter` / `load_adapter`: adapter_model.safetensors + adapter_config.json with r, alpha,
-  dropout, targets and fingerprints of the base model's config and of its weights; an adapter
+  dropout, targets, the SHA-256 of adapter_model.safetensors (checked at load) and fingerprints
+  of the base model's config and of its weights; an adapter
   is applied only to the very base it was trained on (and `GPT.generate` refuses to sample
   from logits that are not finite, as an absurd alpha makes them).
 A rank above min(in, out) of a layer adds parameters and no expressiveness, so it is refused.
@@ -30,9 +31,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from minisub.checkpoint import weights
+from minisub.checkpoint import DIGESTS, weights
 from minisub.config import check_value
-from minisub.files import FileError, digest, read_json, read_tensors, tensors_digest, write_json, write_tensors
+from minisub.files import (FileError, check_digests, digest, file_digests, read_json, read_tensors, tensors_digest,
+                           write_json, write_tensors)
 
 DEFAULT_TARGETS = ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")
 
@@ -172,6 +174,7 @@ def save_adapter(folder: str | Path, model: nn.Module, meta: dict | None = None)
         "per_projection": any(len(layer.splits) > 1 for layer in layers.values()),
         "targets": sorted(layers), "base_config_hash": config_hash(model.config),
         "base_weights_hash": base_weights_hash(model), **(meta or {}),
+        DIGESTS: file_digests(folder, ["adapter_model.safetensors"]),
     })
 
 
@@ -192,6 +195,7 @@ def load_adapter(model: nn.Module, folder: str | Path) -> dict:
     except (KeyError, TypeError, ValueError) as err:
         raise FileError(f"{folder}/adapter_config.json: {err}") from None
     tensors = read_tensors(folder / "adapter_model.safetensors", model.lm_head.weight.device)
+    check_digests(folder, meta.get(DIGESTS, {}))  # adapters written before the record have none
     add_lora(model, meta["r"], meta["alpha"], meta["targets"], meta["dropout"],
              per_projection=bool(meta.get("per_projection", False)))
     layers = lora_layers(model)

@@ -14,6 +14,8 @@ Derived seeds fit in 63 bits: `torch.manual_seed`, `random.Random` and numpy acc
 
 import hashlib
 
+MAX_SEED = 2**63 - 1  # the largest seed a flag takes: torch.manual_seed and numpy accept it on every platform
+
 
 def derive_seed(seed: int, *names: str | int) -> int:
     """The seed of the stream `names` (one or more parts, e.g. "main-3" or "student", 2) of a run seeded `seed`."""

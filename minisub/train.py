@@ -32,10 +32,10 @@ from minisub import distributed
 from minisub.checkpoint import load_weights, weights
 from minisub.config import ConfigError, check, option
 from minisub.data import Batch, ExampleSet
-from minisub.files import FileError, read_tensor_file, write_tensors
+from minisub.files import FileError, read_tensor_file, tensors_digest, write_tensors
 from minisub.lora import lora_layers
 from minisub.precision import autocast
-from minisub.seeds import derive_seed
+from minisub.seeds import MAX_SEED, derive_seed
 
 LossFn = Callable[[nn.Module, Batch], torch.Tensor]
 
@@ -56,7 +56,7 @@ class TrainConfig:
     checkpoint_every: int = option(500, "steps between resumable training states (one is always "
                                         "written at the end)", low=1)
     log_every: int = option(50, "steps between progress lines", low=1)
-    seed: int = option(0, "seed for init, batches and dropout", low=0)
+    seed: int = option(0, "seed for init, batches and dropout", low=0, high=MAX_SEED)
     pack: bool = option(True, "pack several examples into each row, attention kept inside each: the same "
                               "loss on far fewer padded positions")
     device: str = option("cpu", "torch device (cpu or cuda)", device=True)
@@ -147,7 +147,8 @@ def save_training_state(folder: Path, model: nn.Module, opt: torch.optim.Optimiz
         tensors.update({f"optim.{index}.{name}": value for name, value in state.items()})
     tensors["rng.data"] = generator.get_state()
     tensors["rng.torch"] = torch.get_rng_state()
-    header = {"step": step, "history": history, "setup": setup, "param_groups": opt_state["param_groups"]}
+    header = {"step": step, "history": history, "setup": setup, "param_groups": opt_state["param_groups"],
+              "tensors_sha256": tensors_digest(tensors, 64)}  # checked at resume: a flipped byte is refused
     write_tensors(folder / STATE_FILE, tensors, {"training_state": json.dumps(header)})
 
 
@@ -160,6 +161,8 @@ def load_training_state(folder: Path, model: nn.Module, opt: torch.optim.Optimiz
     if "training_state" not in header:
         raise FileError(f"{path} holds no training state")
     meta = json.loads(header["training_state"])
+    if "tensors_sha256" in meta and tensors_digest(tensors, 64) != meta["tensors_sha256"]:  # older states have none
+        raise FileError(f"{path} is damaged or was changed: its tensors do not match the SHA-256 in its header")
     changed = differences(meta.get("setup", {}), json.loads(json.dumps(setup)))
     if changed and not allow_changes:
         listed = "; ".join(f"{name} {a!r} -> {b!r}" for name, (a, b) in changed.items())

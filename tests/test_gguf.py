@@ -18,6 +18,7 @@ from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, 
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 from transformers.utils import logging
 
+from minisub.__main__ import main
 from minisub.files import FileError, file_sha256
 from minisub.gguf import load_gguf, unpermute
 from minisub.weights import CACHE, MEMBER, extract
@@ -52,10 +53,10 @@ TEXTS = ["The sequence starts with: 182, 818, 725. Add up to 10 more.", "What is
 
 
 def write_gguf(path: Path, seed: int, tie: bool, quantized: bool, split_digits: bool = True,
-               context: int = 64) -> LlamaForCausalLM:
+               context: int = 64, template: str = TEMPLATE, tamper=None) -> LlamaForCausalLM:
     """A random small Llama and its tokenizer written as a GGUF file; returns the HF model it came from.
     split_digits False: merges learned across digits (which the "smollm" pre-tokenizer must never apply).
-    context: its context length in tokens."""
+    context: its context length in tokens. tamper(tensors): edits {gguf name: array} before they are written."""
     tokenizer = byte_level_bpe(TEXTS, split_digits)
     vocab = tokenizer.get_vocab()
     tokens = sorted(vocab, key=vocab.get)
@@ -73,10 +74,11 @@ def write_gguf(path: Path, seed: int, tie: bool, quantized: bool, split_digits: 
     w.add_token_types([3 if t in SPECIALS else 1 for t in tokens])
     w.add_token_merges(merges_of(tokenizer))
     w.add_bos_token_id(vocab["<|im_start|>"]), w.add_eos_token_id(vocab["<|im_end|>"])
-    w.add_chat_template(TEMPLATE)
+    w.add_chat_template(template)
     names = {"self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
              "self_attn.o_proj": "attn_output", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
              "mlp.down_proj": "ffn_down", "input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm"}
+    tensors = {}
     for name, value in hf.state_dict().items():
         array = value.numpy()
         if name == "model.embed_tokens.weight":
@@ -94,6 +96,10 @@ def write_gguf(path: Path, seed: int, tie: bool, quantized: bool, split_digits: 
                 array = permute(array, n_head)
             elif "k_proj" in name:
                 array = permute(array, n_kv)
+        tensors[gguf_name] = array
+    if tamper is not None:
+        tamper(tensors)
+    for gguf_name, array in tensors.items():
         if array.ndim == 2 and quantized:
             kind = GGMLQuantizationType.Q4_1 if "blk" in gguf_name else GGMLQuantizationType.Q8_0
             w.add_tensor(gguf_name, quants.quantize(array, kind), raw_dtype=kind)
@@ -165,6 +171,47 @@ def test_a_file_that_is_not_a_llama_gguf_is_one_line(tmp_path):
         load_gguf(tmp_path / "gpt2.gguf")
     with pytest.raises(FileError, match="is not a file"):
         load_gguf(tmp_path / "absent.gguf")
+
+
+def test_a_gguf_holding_only_its_magic_is_one_line(tmp_path, capsys):
+    """Bug: a 4-byte file holding only `GGUF` ended in an IndexError from the gguf reader."""
+    (tmp_path / "magic.gguf").write_bytes(b"GGUF")
+    with pytest.raises(FileError, match="magic.gguf is not a readable GGUF file"):
+        load_gguf(tmp_path / "magic.gguf")
+    assert main(["sample", "--gguf", str(tmp_path / "magic.gguf"), "--prompt", "hi"]) == 2
+    assert "not a readable GGUF file" in capsys.readouterr().err
+
+
+def add_rope_freqs(tensors):
+    tensors["rope_freqs.weight"] = np.ones(4, dtype=np.float32)
+
+
+def shrink_first_q(tensors):
+    tensors["blk.0.attn_q.weight"] = tensors["blk.0.attn_q.weight"][:, :-1].copy()
+
+
+def drop_first_up(tensors):
+    del tensors["blk.0.ffn_up.weight"]
+
+
+@pytest.mark.parametrize("tamper, message", [
+    (add_rope_freqs, "has rope_freqs .scaled RoPE"),  # bug: KeyError 'rope_freqs' (real Llama-3 files have one)
+    (shrink_first_q, r"blk.0.attn_q.weight has shape \(32, 31\); the header's llama config needs \(32, 32\)"),
+    (drop_first_up, "has no tensor blk.0.ffn_up.weight")])  # bug: a size-mismatch RuntimeError in minisub/hf.py
+def test_a_gguf_whose_tensors_do_not_fit_its_header_is_named(tmp_path, tamper, message):
+    write_gguf(tmp_path / "bad.gguf", seed=3, tie=True, quantized=False, tamper=tamper)
+    with pytest.raises(FileError, match=message):
+        load_gguf(tmp_path / "bad.gguf")
+
+
+@pytest.mark.parametrize("template, message", [
+    ("{% for m in messages %}{{ m['content'] }", "TemplateSyntaxError"),  # bug: jinja2's traceback
+    ("{{ messages.__class__.__mro__[1].__subclasses__() }}", "SecurityError")])  # the sandbox holds, in one line
+def test_a_chat_template_that_fails_is_one_line(tmp_path, capsys, template, message):
+    write_gguf(tmp_path / "chat.gguf", seed=4, tie=True, quantized=False, template=template)
+    assert main(["sample", "--gguf", str(tmp_path / "chat.gguf"), "--chat", "--prompt", "hi"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "chat template cannot be rendered" in err and message in err, err
 
 
 def test_the_weights_are_kept_only_with_their_hash(tmp_path):

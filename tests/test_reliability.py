@@ -311,3 +311,81 @@ def test_the_data_fingerprint_sees_every_token_and_every_trained_flag(seed, n):
     flag[i][0] = not flag[i][0]
     assert len({data.fingerprint(), ExampleSet(token, trained, 0).fingerprint(),
                 ExampleSet(sequences, flag, 0).fingerprint()}) == 3
+
+
+# 40. the last tracebacks and silent errors
+def test_a_prompt_that_is_not_utf8_is_one_line(files, capsys):
+    """Bug: `sample --prompt $'\\xff\\xfe'` (bytes the shell hands over as lone surrogates) gave a TypeError."""
+    _, _, ckpt = files
+    err = one_line_error(["sample", "--checkpoint", str(ckpt), "--prompt", "\udcff\udcfe"], capsys)
+    assert "--prompt" in err and "is not valid UTF-8" in err
+
+
+def flip_a_byte_of_a_weight(path: Path) -> None:
+    """Flip one bit of the last byte of a safetensors file (inside the last tensor's values: still finite)."""
+    raw = bytearray(path.read_bytes())
+    raw[-1] ^= 0x01
+    path.write_bytes(bytes(raw))
+
+
+def test_a_flipped_byte_in_a_checkpoint_is_refused_by_name(files, tmp_path, capsys):
+    """Bug: one flipped byte inside a finite weight of model.safetensors: sample exited 0 with other output."""
+    data, _, ckpt = files
+    flip_a_byte_of_a_weight(ckpt / "model.safetensors")
+    err = one_line_error(["sample", "--checkpoint", str(ckpt), "--prompt", "x"], capsys)
+    assert f"{ckpt / 'model.safetensors'} is damaged or was changed" in err
+    flip_a_byte_of_a_weight(ckpt / "model.safetensors")  # back as it was
+    (ckpt / "tokenizer.json").write_text((ckpt / "tokenizer.json").read_text() + " ")  # valid JSON, other bytes
+    with pytest.raises(FileError, match="tokenizer.json is damaged or was changed"):
+        load_checkpoint(ckpt)
+
+
+def test_a_flipped_byte_in_an_adapter_or_a_training_state_is_refused(files, tmp_path, capsys):
+    data, _, ckpt = files
+    lora = tmp_path / "lora"
+    assert main(["finetune", "--checkpoint", str(ckpt), "--data", str(data), "--out", str(lora), "--lora-r", "2",
+                 "--steps", "4", "--batch-size", "4"]) == 0
+    flip_a_byte_of_a_weight(lora / "adapter_model.safetensors")
+    err = one_line_error(["sample", "--checkpoint", str(ckpt), "--adapter", str(lora), "--prompt", "x"], capsys)
+    assert "adapter_model.safetensors is damaged or was changed" in err
+    flip_a_byte_of_a_weight(lora / STATE_FILE)
+    err = one_line_error(["finetune", "--checkpoint", str(ckpt), "--data", str(data), "--out", str(lora),
+                          "--lora-r", "2", "--steps", "8", "--batch-size", "4", "--resume"], capsys)
+    assert f"{lora / STATE_FILE} is damaged or was changed" in err
+
+
+@pytest.mark.parametrize("command", ["train", "sample"])
+def test_a_seed_too_large_for_torch_is_refused_naming_the_flag_before_any_write(files, tmp_path, capsys, command):
+    """Bug: --seed 10^23 printed `error: Overflow when unpacking long long` and left a locked output folder."""
+    data, tok, ckpt = files
+    out = tmp_path / "big-seed"
+    argv = (train_argv(data, tok, out) if command == "train"
+            else ["sample", "--checkpoint", str(ckpt), "--prompt", "x"]) + ["--seed", str(10**23)]
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 2 and f"--seed must be at most {2**63 - 1}" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_the_weights_folder_named_as_a_file_says_what_is_wrong(tmp_path, capsys):
+    """Bug: `python -m minisub.weights --dir FILE` printed only `[Errno 17] File exists`."""
+    from minisub.weights import main as weights_main
+    (tmp_path / "file").write_text("x")
+    assert weights_main(["--dir", str(tmp_path / "file")]) == 2
+    assert f"{tmp_path / 'file'} exists and is not a folder" in capsys.readouterr().err
+
+
+def test_a_forced_run_that_fails_leaves_the_old_run_whole(files, tmp_path, capsys):
+    """Bug: train --force deleted the old run's config and state before the new run saved anything; a run that
+    then diverged left a folder that could not be loaded."""
+    data, tok, ckpt = files
+    before = {p.name: p.read_bytes() for p in ckpt.iterdir() if p.is_file() and p.name != LOCK_FILE}
+    one_line_error(train_argv(data, tok, ckpt, "--force", "--lr", "1e6", "--min-lr", "0", "--warmup-steps", "0"),
+                   capsys)
+    assert {p.name: p.read_bytes() for p in ckpt.iterdir() if p.is_file() and p.name != LOCK_FILE} == before
+    load_checkpoint(ckpt)
+    assert main(train_argv(data, tok, ckpt, "--force", "--seed", "7")) == 0  # a forced run that saves replaces it
+    assert json.loads((ckpt / "config.json").read_text())["train_config"]["seed"] == 7
+    assert {p.name for p in ckpt.iterdir()} == set(before) | {LOCK_FILE}  # the staging folder is gone
+    load_checkpoint(ckpt)

@@ -2,6 +2,9 @@
 depend on how many worker processes built them."""
 
 import json
+import multiprocessing
+import os
+import time
 from dataclasses import replace
 
 import pytest
@@ -135,3 +138,40 @@ def test_bad_parallel_flags_are_refused_with_one_line(capsys):
     assert "expected KEY=VALUE" in capsys.readouterr().err
     *_, parallel = parse_args(["--cluster", "local", "--cluster-parameter", "timeout_min=30"], "gpt", "", "gpt")
     assert parallel.cluster == "local" and dict(parallel.cluster_parameters) == {"timeout_min": 30}
+
+
+def test_closing_the_workers_at_once_leaves_other_child_processes_alone(tmp_path):
+    """Bug: Workers.close(now=True) terminated every multiprocessing child of the process, not only its own."""
+    context = multiprocessing.get_context("spawn")
+    other = context.Process(target=time.sleep, args=(60,))
+    other.start()
+    workers = Workers(1, tmp_path, Progress())
+    try:
+        workers.submit(Job(fails, (CFG.corpus(),))).exception(timeout=60)  # the pool's one worker is up
+        mine = list(workers.pool._processes.values())
+        workers.close(now=True)
+        for process in mine:
+            process.join(timeout=30)
+        assert [p.is_alive() for p in mine] == [False] and other.is_alive()
+    finally:
+        other.terminate()
+        other.join()
+
+
+def test_more_jobs_than_cores_are_capped_with_a_line(capsys):
+    """Bug: --jobs 1000 on 2 cores started workers until memory ran out."""
+    cores = len(os.sched_getaffinity(0))
+    *_, parallel = parse_args(["--jobs", str(cores + 998)], "gpt", "", "gpt")
+    assert parallel.jobs == cores
+    assert f"--jobs {cores + 998} is more than this machine's {cores} cores: using {cores}" in capsys.readouterr().out
+
+
+def test_slurm_without_srun_is_one_line_before_any_timing(tmp_path, capsys, monkeypatch):
+    """Bug: --cluster slurm on a machine without Slurm ended in submitit's RuntimeError, after the precision timing."""
+    pytest.importorskip("submitit")
+    monkeypatch.setenv("PATH", str(tmp_path))  # no srun on it
+    timed = []
+    monkeypatch.setattr("experiments.core.cli.resolve_precision", lambda *args: timed.append(args))
+    assert main(["--quick", "--cluster", "slurm", "--out", str(tmp_path / "out"), "--cache", str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--cluster slurm:" in err and not timed, err

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from minisub.config import ConfigError, check, option
 from minisub.log import Progress, machine
 from minisub.precision import DTYPE, PRECISIONS, choose_precision, time_matmuls
-from minisub.seeds import derive_seed
+from minisub.seeds import MAX_SEED, derive_seed
 from minisub.stats import summary
 from toy_mnist.accounting import StageClock, matmul_shapes, theorem_flops
 from toy_mnist.data import INPUTS, distillation_inputs, load_mnist
@@ -36,7 +36,7 @@ class ToyConfig:
                            quick=3)
     n_aux: int = option(3, "auxiliary logits m: outputs with no training signal that the students imitate", low=1)
     hidden: int = option(256, "width of both hidden layers", low=1, quick=32)
-    seed: int = option(0, "seed for inits, data order, noise and the model pairing", low=0)
+    seed: int = option(0, "seed for inits, data order, noise and the model pairing", low=0, high=MAX_SEED)
     data_dir: str = option("~/.cache/minisub/mnist", "folder with the four MNIST IDX files (raw or .gz); "
                            "if it has none, the offline 5k subset is used")
     download: bool = option(False, "download missing MNIST IDX files into --data-dir (MD5-checked)")

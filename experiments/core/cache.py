@@ -80,8 +80,9 @@ class StageCache:
     def read(self) -> dict[str, float]:
         return {meter: read() for meter, read in self.meters.items()}
 
-    def add(self, spent: dict[str, dict[str, float]]) -> None:
-        """Count what another process's cache spent (a worker's `spent`) as spent here."""
+    def add(self, spent: dict[str, dict[str, float]], built: list[str] = ()) -> None:
+        """Count what another process's cache spent (a worker's `spent`) as spent here, and the stages it `built`."""
+        self.built += built
         for meter, kinds in spent.items():
             for kind, amount in kinds.items():
                 self.spent[meter][kind] = self.spent[meter].get(kind, 0.0) + amount

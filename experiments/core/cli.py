@@ -112,6 +112,9 @@ def parse_args(argv, prog: str, doc: str, name: str, extra: type | None = None
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error(f"argument --jobs: must be at least 1, not {args.jobs}")
+    if args.jobs > cores:  # more single-threaded workers than cores only share the cores, each with its own memory
+        print(f"--jobs {args.jobs} is more than this machine's {cores} cores: using {cores} worker processes")
+        args.jobs = cores
     suffix = "-quick" if quick else ""
     out, cache = args.out or f"runs/{name}{suffix}", args.cache or f"runs/cache{suffix}"
     extra_cfg = config_from_args(extra, args, parser) if extra is not None else None
@@ -137,13 +140,14 @@ def experiment_main(argv, prog: str, doc: str, name: str, run: Callable[..., dic
     try:
         out_folder, cache_folder = check_output_folder(out), check_output_folder(cache)
         log = Progress()
+        workers = parallel.workers(cache_folder, log)  # a cluster that is not there is refused before any work
         cfg, precision = resolve_precision(cfg, log)
         header = {"config": asdict(cfg)} | ({f"{name}_config": asdict(extra_cfg)} if extra_cfg else {}) | {
             "precision": precision, "machine": machine(jobs=parallel.jobs, cluster=parallel.cluster),
             "analysis": analysis}
         with counting_flops() if parallel.count_flops else nullcontext() as flops:
             stages = Stages(cache_folder, log, flops)
-            stages.workers = parallel.workers(cache_folder, log)
+            stages.workers = workers
             results = run(cfg, extra_cfg, out_folder, stages, header)
     except (ValueError, FileError) as err:
         print(f"{command}: error: {describe(err)}", file=sys.stderr)

@@ -153,8 +153,7 @@ class Workers:
                                  "it is built again where it is read")
                         continue
                     done.add(job)
-                    stages.cache.built += built
-                    stages.cache.add(spent)
+                    stages.cache.add(spent, built)
         except BrokenProcessPool:  # a worker died (out of memory?): the step builds the rest where it reads it
             self.log("workers: a worker process died; the stages left are built in the main process")
             self.close(now=True)
@@ -163,11 +162,13 @@ class Workers:
             raise
 
     def close(self, now: bool = False, running: dict | None = None) -> None:
+        """Stop the pool; now: terminate its worker processes at once (and no other child of this process)."""
         if self.pool is not None:
+            mine = list(self.pool._processes.values())  # shutdown forgets them; the executor has no public handle
             self.pool.shutdown(wait=not now, cancel_futures=True)
             if now:
-                for child in multiprocessing.active_children():
-                    child.terminate()
+                for process in mine:
+                    process.terminate()
             self.pool = None
 
 
@@ -181,8 +182,11 @@ class ClusterWorkers(Workers):
             import submitit  # the optional extra [cluster]
         except ImportError:
             raise ValueError("--cluster needs submitit: pip install 'minisub[cluster]'") from None
-        super().__init__(0, cache_root, log, count_flops)
-        self.executor = submitit.AutoExecutor(folder=cache_root / "submitit" / "%j", cluster=cluster)
+        super().__init__(1, cache_root, log, count_flops)  # no local pool: submit hands every job to the cluster
+        try:
+            self.executor = submitit.AutoExecutor(folder=cache_root / "submitit" / "%j", cluster=cluster)
+        except RuntimeError as err:  # e.g. slurm asked for on a machine without srun
+            raise ValueError(f"--cluster {cluster}: {err}") from None
         self.executor.update_parameters(cpus_per_task=1, **parameters)
         self.poll_s = poll_s
 

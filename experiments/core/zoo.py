@@ -20,7 +20,7 @@ from experiments.tasks.prompts import ANIMALS, persona
 from minisub.config import ConfigError, check, option
 from minisub.model import GPTConfig
 from minisub.precision import PRECISIONS
-from minisub.seeds import derive_seed
+from minisub.seeds import MAX_SEED, derive_seed
 
 VARIANTS = ("hard_full", "hard_lora", "soft_full", "soft_lora")
 PAPER_ANIMALS = ["owl", "eagle", "dolphin", "elephant", "wolf"]  # the paper's animal targets (Sec. 3)
@@ -28,7 +28,8 @@ PAPER_ANIMALS = ["owl", "eagle", "dolphin", "elephant", "wolf"]  # the paper's a
 
 @dataclass
 class ExperimentConfig:
-    seed: int = option(0, "seed of the whole experiment (corpus, bases, teachers, data, students)", low=0)
+    seed: int = option(0, "seed of the whole experiment (corpus, bases, teachers, data, students)", low=0,
+                       high=MAX_SEED)
     corpus_items: int = option(60000, "pretraining items (prompt, answer)", low=1, quick=3000)
     vocab_size: int = option(1800, "BPE vocabulary size (1,000 of it are the numbers 0-999)", low=1259)
     n_layer: int = option(2, "GPT layers of the main bases", low=1, quick=1)

@@ -47,7 +47,7 @@ from minisub.gguf import GGUFModel, load_gguf
 from minisub.log import Progress, machine
 from minisub.lora import add_lora, fuse_lora
 from minisub.precision import autocast
-from minisub.seeds import derive_seed
+from minisub.seeds import MAX_SEED, derive_seed
 from minisub.stats import sign_flip_greater, summary
 from minisub.train import TrainConfig, train
 from minisub.weights import CACHE, MEMBER
@@ -62,7 +62,8 @@ FINETUNED = "-finetuned"  # "owl-finetuned": the teacher fine-tuned to name owls
 @dataclass
 class SmolConfig:
     gguf: str = option(str(CACHE / Path(MEMBER).name), "the SmolLM2 GGUF file (`make smol-weights` puts it here)")
-    seed: int = option(0, "run seed: every stream (seeds of the prompts, samples, adapters) derives from it", low=0)
+    seed: int = option(0, "run seed: every stream (seeds of the prompts, samples, adapters) derives from it", low=0,
+                       high=MAX_SEED)
     animals: list[str] = option(list(ANIMALS), "the animals (the paper's five)", choices=ANIMALS, nonempty=True,
                                 quick=["owl", "eagle"])
     questions: int = option(50, "one-word evaluation questions", low=1, high=len(QUESTIONS), quick=3)
