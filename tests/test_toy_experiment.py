@@ -56,6 +56,18 @@ def test_cli_writes_results_and_plots(tmp_path, capsys):
     for png in ("accuracy.png", "theorem.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "student aux only" in capsys.readouterr().out
+    written = (out / "results.json").read_bytes()
+    assert main(TINY + ["--out", str(out)]) == 2  # bug: a second run replaced the results without --force
+    assert "already holds a toy run" in capsys.readouterr().err and (out / "results.json").read_bytes() == written
+
+
+def test_a_bad_data_dir_is_refused_before_the_precision_timing(capsys, tmp_path, monkeypatch):
+    """Bug: the toy timed its precision choice before refusing a --data-dir that is a file."""
+    (tmp_path / "file").write_text("")
+    timed = []
+    monkeypatch.setattr("toy_mnist.experiment.choose_precision", lambda *args: timed.append(args))
+    assert main(TINY + ["--data-dir", str(tmp_path / "file"), "--out", str(tmp_path / "out")]) == 2
+    assert "is a file" in capsys.readouterr().err and not timed
 
 
 def test_same_seed_same_results():

@@ -4,7 +4,7 @@ import sys
 
 from minisub.cli import Parser, add_config_flags, config_from_args, describe
 from minisub.files import FileError, check_output_folder, write_json
-from toy_mnist.data import DataError
+from toy_mnist.data import DataError, idx_files_present
 from toy_mnist.experiment import ToyConfig, run
 from toy_mnist.report import plot_accuracy, plot_theorem, table
 
@@ -13,10 +13,14 @@ def main(argv=None) -> int:
     parser = Parser(prog="python -m toy_mnist", description=__doc__)
     add_config_flags(parser, ToyConfig)
     parser.add_argument("--out", default="runs/toy_mnist", help="output folder (default: %(default)s)")
+    parser.add_argument("--force", action="store_true", help="replace the results an --out folder already holds")
     args = parser.parse_args(argv)
     cfg = config_from_args(ToyConfig, args, parser)
     try:
         out = check_output_folder(args.out)
+        if (out / "results.json").exists() and not args.force:
+            raise FileError(f"{out} already holds a toy run (results.json); pass --force to replace it")
+        idx_files_present(cfg.data_dir, cfg.download)  # a bad --data-dir is refused before the precision timing
         results = run(cfg)
     except (DataError, FileError) as err:
         print(f"toy_mnist: error: {describe(err)}", file=sys.stderr)

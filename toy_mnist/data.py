@@ -145,22 +145,28 @@ def load_subset(seed: int) -> MnistData:
     )
 
 
-def load_mnist(data_dir: Path, download_missing: bool = False, seed: int = 0) -> MnistData:
-    """Full MNIST if its IDX files are in `data_dir` (or downloaded on request), else the subset."""
+def idx_files_present(data_dir: Path, download_missing: bool = False) -> bool:
+    """Whether `data_dir` holds all four MNIST IDX files (False: none, so the subset is used). A file where the
+    folder belongs, or a part of MNIST without --download, is a DataError: checked before any work."""
     data_dir = Path(data_dir).expanduser()
     if data_dir.exists() and not data_dir.is_dir():
         raise DataError(f"{data_dir} is a file; the MNIST data folder must be a folder")
     present = [find_idx(data_dir, stem) is not None for stem, _ in IDX_FILES.values()]
-    if download_missing and not all(present):
-        download(data_dir)
-        present = [True] * len(IDX_FILES)
-    if all(present):
-        return load_idx_dir(data_dir)
-    if any(present):
+    if any(present) and not all(present) and not download_missing:
         missing = [stem for (stem, _), ok in zip(IDX_FILES.values(), present) if not ok]
         raise DataError(f"{data_dir} holds only part of MNIST; missing: {', '.join(missing)} "
                         "(add them, download them, or use another folder)")
-    return load_subset(seed)
+    return all(present)
+
+
+def load_mnist(data_dir: Path, download_missing: bool = False, seed: int = 0) -> MnistData:
+    """Full MNIST if its IDX files are in `data_dir` (or downloaded on request), else the subset."""
+    data_dir = Path(data_dir).expanduser()
+    present = idx_files_present(data_dir, download_missing)
+    if download_missing and not present:
+        download(data_dir)
+        present = True
+    return load_idx_dir(data_dir) if present else load_subset(seed)
 
 
 INPUTS = ("uniform", "gaussian", "digits", "shuffled")

@@ -33,7 +33,7 @@ from minisub.files import FileError, check_output_folder, write_json
 from minisub.log import Progress, machine
 from minisub.precision import choose_precision
 from toy_mnist.accounting import matmul_shapes
-from toy_mnist.data import INPUTS, DataError
+from toy_mnist.data import INPUTS, DataError, idx_files_present
 from toy_mnist.experiment import (STUDENT_FIELDS, Teachers, ToyConfig, student_arms, student_inputs, summarize,
                                   train_student, train_teachers)
 from toy_mnist.mlp import BatchedMLP, student_init
@@ -245,6 +245,7 @@ def main(argv=None) -> int:
     base, s, out = parse_args(argv)
     try:
         out = check_output_folder(out)
+        idx_files_present(base.data_dir, base.download)  # a bad --data-dir is refused before the precision timing
         results = run(base, s, out)
     except (DataError, FileError) as err:
         print(f"toy_mnist.sweep: error: {describe(err)}", file=sys.stderr)
