@@ -13,7 +13,10 @@ prose around blocks
 whose insides `RENDERERS[page][NAME](results)` writes; nothing else in the page is touched. In a
 file that several results render into (docs/benchmark.md), a block names its page: `PAGE/NAME`. A
 test renders every page and insists that the committed markdown is what comes out, so no
-figure in the docs can drift from the run that made it.
+figure in the docs can drift from the run that made it. Before rendering, every derived figure of
+a results file (mean, CI, p-value, Holm adjustment) is recomputed from the per-replicate values
+it holds (experiments/recheck.py), and a file that disagrees, or that is not its page's kind, is
+refused, naming it, before anything is written.
 """
 
 import argparse
@@ -25,6 +28,7 @@ from pathlib import Path
 from experiments.core.zoo import ExperimentConfig
 from experiments.domains.experiment import DomainsConfig
 from experiments.gpt.lora_rank import LoraRankConfig
+from experiments.recheck import recheck
 from experiments.signals.experiment import SignalsConfig
 from experiments.smol.experiment import SmolConfig
 from minisub.bench import BenchConfig, train_matmuls
@@ -757,10 +761,40 @@ def slim(value):
     return value
 
 
-def take(page: str, run_results: Path) -> None:
-    """Copy what `page` reports from a run's results.json into docs/results/<page>.json."""
-    results = read_json(run_results)
-    write_json(DOCS / f"{page}.json", {key: slim(results[key]) for key in KEPT[page] if key in results})
+def rendered_pages(page: str, results: dict, source: str, texts: dict[Path, str]) -> None:
+    """Render `page`'s markdown files from `results` into `texts` ({file: text}, updated in place), after checking
+    that every derived figure in `results` is what its per-replicate values give (experiments/recheck.py). A file
+    that is not this page's kind fails in its renderers: one FileError naming the file."""
+    recheck(results, source)
+    for markdown in sources(page):
+        try:
+            texts[markdown] = render(page, texts.get(markdown, markdown.read_text()), results)
+        except (KeyError, TypeError, AttributeError, IndexError, ValueError) as err:
+            raise FileError(f"{source} does not hold the results of the {page} page (rendering it fails: "
+                            f"{type(err).__name__} {err})") from None
+
+
+def report(take: tuple[str, str] | None = None) -> list[Path]:
+    """Render every page whose results file exists, `take` = (page, run's results.json) first copied in; returns the
+    files that changed. Everything is read, checked and rendered before anything is written, so a bad file
+    changes nothing."""
+    files = {page: read_json(DOCS / f"{page}.json") for page in RENDERERS if (DOCS / f"{page}.json").exists()}
+    sources_of = {page: str(DOCS / f"{page}.json") for page in files}
+    if take is not None:
+        page, run_results = take
+        if page not in RENDERERS:
+            raise ValueError(f"--take: no page {page!r} (pages: {', '.join(RENDERERS)})")
+        results = read_json(Path(run_results))
+        files[page], sources_of[page] = {key: slim(results[key]) for key in KEPT[page] if key in results}, run_results
+    texts: dict[Path, str] = {}
+    for page, results in files.items():
+        rendered_pages(page, results, sources_of[page], texts)
+    if take is not None:
+        write_json(DOCS / f"{take[0]}.json", files[take[0]])
+    changed = [path for path, text in texts.items() if text != path.read_text()]
+    for path in changed:
+        path.write_text(texts[path])
+    return changed
 
 
 def main(argv=None) -> int:
@@ -770,20 +804,9 @@ def main(argv=None) -> int:
                         help=f"first copy a run's results into docs/results/PAGE.json (PAGE: {', '.join(RENDERERS)})")
     args = parser.parse_args(argv)
     try:
-        if args.take:
-            if args.take[0] not in RENDERERS:
-                raise ValueError(f"--take: no page {args.take[0]!r} (pages: {', '.join(RENDERERS)})")
-            take(args.take[0], Path(args.take[1]))
-        for page in RENDERERS:
-            if not (DOCS / f"{page}.json").exists():  # a page whose run has not been taken yet
-                continue
-            results = read_json(DOCS / f"{page}.json")
-            for source in sources(page):
-                rendered = render(page, source.read_text(), results)
-                if rendered != source.read_text():
-                    source.write_text(rendered)
-                    print(f"rendered {source}")
-    except (ValueError, FileError, KeyError) as err:
+        for path in report(tuple(args.take) if args.take else None):
+            print(f"rendered {path}")
+    except (ValueError, FileError) as err:
         print(f"experiments.report: error: {err}", file=sys.stderr)
         return 2
     return 0

@@ -2,20 +2,102 @@
 writes the numbers it is given and nothing else."""
 
 import json
+import random
 from dataclasses import asdict
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from experiments import report
+from experiments.core.analysis import arm_tests
+from experiments.gpt.preregistration import family, paired_test
+from experiments.recheck import recheck
 from minisub.bench import BenchConfig
+from minisub.files import FileError
+from minisub.stats import summary
 
 
-@pytest.mark.parametrize("page", sorted(p for p in report.RENDERERS if (report.DOCS / f"{p}.json").exists()))
-def test_every_committed_page_is_its_render(page):
+COMMITTED = sorted(p for p in report.RENDERERS if (report.DOCS / f"{p}.json").exists())
+STATISTICS = {"toy", "toy-sweeps", "gpt", "gpt-seed1", "grid", "lora-rank", "signals", "domains", "smol"}
+
+
+@pytest.mark.parametrize("page", COMMITTED)
+def test_every_committed_page_is_its_render_and_its_statistics_are_its_values(page):
     results = json.loads((report.DOCS / f"{page}.json").read_text())
     for source in report.sources(page):
         assert report.render(page, source.read_text(), results) == source.read_text(), \
             f"{source} differs from docs/results/{page}.json: run `make report`"
+    assert (recheck(results, page) > 0) == (page in STATISTICS)  # every page with statistics has them recomputed
+
+
+def committed_copy(tmp_path, monkeypatch, pages: tuple[str, ...]) -> dict:
+    """The committed results files and markdown of `pages` (README.md too) under tmp_path, where report writes."""
+    (tmp_path / "docs" / "results").mkdir(parents=True)
+    monkeypatch.setattr(report, "ROOT", tmp_path)
+    monkeypatch.setattr(report, "DOCS", tmp_path / "docs" / "results")
+    for page in pages:
+        for name in (f"{page}.json", f"{page}.md"):
+            (report.DOCS / name).write_bytes((REAL_DOCS / name).read_bytes())
+    (tmp_path / "README.md").write_bytes((REAL_DOCS.parents[1] / "README.md").read_bytes())
+    return {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+
+
+REAL_DOCS = report.DOCS
+
+
+@pytest.mark.parametrize("page, other", [("grid", "toy"), ("gpt", "toy"), ("gpt", "grid"), ("toy", "signals")])
+def test_take_of_another_experiments_results_is_one_line_and_changes_nothing(tmp_path, monkeypatch, capsys, page,
+                                                                             other):
+    """Bug: `--take grid R` with another experiment's R overwrote grid.json, then failed with `error: 'matrix'`
+    (and every later `make report` failed); `--take gpt` with a toy results file emptied gpt.json."""
+    before = committed_copy(tmp_path, monkeypatch, (page,))
+    assert report.main(["--take", page, str(REAL_DOCS / f"{other}.json")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"does not hold the results of the {page} page" in err, err
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+    assert report.main([]) == 0  # make report still works
+
+
+def test_a_hand_edited_p_value_is_refused_by_name_and_nothing_is_rendered(tmp_path, monkeypatch, capsys):
+    """Bug: one p_exact of gpt.json changed by hand re-rendered README and gpt.md with exact p 0.00079 beside Holm
+    0.83 and "no", exit 0: the render trusted every derived number in the file."""
+    committed_copy(tmp_path, monkeypatch, ("gpt",))
+    results = json.loads((report.DOCS / "gpt.json").read_text())
+    results["confirmatory"]["primary"]["H1"]["p_exact"] = 0.00079
+    (report.DOCS / "gpt.json").write_text(json.dumps(results))
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*.md")}
+    assert report.main([]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "results.confirmatory.primary.H1.p_exact is 0.00079, but the per-replicate values in the file give " \
+           "0.831787109375" in err
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*.md")} == before
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(2, 12), seed=st.integers(0, 2**32 - 1), figure=st.sampled_from(
+    ["mean", "ci95", "p_exact", "p_t", "p_holm", "rejects", "arm_mean", "arm_test"]))
+def test_recheck_finds_any_derived_figure_that_its_values_do_not_give(n, seed, figure):
+    """A family of two pre-registered tests and the arms they come from, made as make gpt makes them: rechecked
+    whole, and refused once any one derived figure is changed."""
+    rng = random.Random(seed)
+    arms = {arm: {"dlogp": [rng.gauss(0.1 * k, 1) for _ in range(n)]} for k, arm in enumerate(
+        ("student", "control", "cross_init"))}
+    for arm in arms.values():
+        arm.update(summary(arm["dlogp"]))
+    primary = family({"H1": paired_test(arms["student"]["dlogp"], arms["control"]["dlogp"]),
+                      "H2": paired_test(arms["student"]["dlogp"], arms["cross_init"]["dlogp"])})
+    results = {"preregistered": {"alpha": 0.01}, "confirmatory": {"primary": primary},
+               "arms": {"hard_full": arms}, "tests": {"hard_full": arm_tests(arms)}}
+    # each arm's mean, CI and n; each test's difference (3) and p's (2); Holm and rejection of each; the arm tests
+    assert recheck(results, "r") == 3 * 3 + 2 * (3 + 2) + 2 * 2 + 4
+    h1 = primary["H1"]
+    target, key = {"mean": (h1["difference"], "mean"), "ci95": (h1["difference"], "ci95"), "arm_mean":
+                   (arms["control"], "mean"), "arm_test": (results["tests"]["hard_full"], "control_vs_zero")}.get(
+        figure, (h1, figure))
+    target[key] = (not target[key]) if isinstance(target[key], bool) else target[key] * 1.01 + 1e-4
+    with pytest.raises(FileError, match=f"{key} is .*, but the per-replicate values in the file give"):
+        recheck(results, "r")
 
 
 def grid_results(cell: float) -> dict:
