@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: toy toy-sweeps gpt grid lora-rank signals domains smol report smol-weights test test-slow bench clean
+.PHONY: toy toy-sweeps gpt grid lora-rank signals domains smol report smol-weights test test-slow test-gpu bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,10 @@ bench: $(STAMP)
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -n auto --dist worksteal -m slow
+
+# On a machine with CUDA: every experiment's --quick on the GPU against the CPU (experiments/gpu_check.py).
+test-gpu: $(STAMP)
+	$(PY) -m experiments.gpu_check $(ARGS)
 
 clean:
 	rm -rf runs .pytest_cache .hypothesis build *.egg-info

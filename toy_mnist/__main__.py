@@ -2,7 +2,7 @@
 
 import sys
 
-from minisub.cli import Parser, add_config_flags, config_from_args, describe
+from minisub.cli import Parser, add_config_flags, add_quick_flag, config_from_args, describe
 from minisub.files import FileError, check_output_folder, write_json
 from toy_mnist.data import DataError, idx_files_present
 from toy_mnist.experiment import ToyConfig, run
@@ -12,9 +12,12 @@ from toy_mnist.report import plot_accuracy, plot_theorem, table
 def main(argv=None) -> int:
     parser = Parser(prog="python -m toy_mnist", description=__doc__)
     add_config_flags(parser, ToyConfig)
-    parser.add_argument("--out", default="runs/toy_mnist", help="output folder (default: %(default)s)")
+    parser.add_argument("--out", default=None, help="output folder (default: runs/toy_mnist, or runs/toy_mnist-quick "
+                                                    "with --quick)")
     parser.add_argument("--force", action="store_true", help="replace the results an --out folder already holds")
+    quick = add_quick_flag(parser, argv, ToyConfig, what="tiny sizes that check every part connects (seconds)")
     args = parser.parse_args(argv)
+    args.out = args.out or ("runs/toy_mnist-quick" if quick else "runs/toy_mnist")
     cfg = config_from_args(ToyConfig, args, parser)
     try:
         out = check_output_folder(args.out)
