@@ -25,8 +25,8 @@ import torch
 
 from experiments.core.cli import pretraining_step
 from experiments.core.zoo import ExperimentConfig
-from minisub.cli import Parser
-from minisub.files import FileError, check_output_folder, read_json
+from minisub.cli import Parser, run_main
+from minisub.files import check_output_folder, read_json
 from minisub.log import Progress
 from minisub.weights import CACHE, MEMBER
 
@@ -150,17 +150,16 @@ def main(argv=None) -> int:
         return 0
     if args.steps < 1 or args.atol < 0 or args.rtol < 0:
         parser.error("--steps must be at least 1, --atol and --rtol at least 0")
-    try:
-        folder = check_output_folder(args.out)
+
+    def body() -> int:
         log = Progress()
         if args.device.startswith("cuda"):
             log(f"device: {torch.cuda.get_device_name(args.device)}")
-        passed = check(args.experiments, args.device, folder, args.atol, args.rtol, args.steps, log)
-    except (ValueError, FileError) as err:
-        print(f"experiments.gpu_check: error: {err}", file=sys.stderr)
-        return 2
-    print("make test-gpu: " + ("every check passed" if passed else "a check missed; see the lines above"))
-    return 0 if passed else 1
+        passed = check(args.experiments, args.device, check_output_folder(args.out), args.atol, args.rtol, args.steps,
+                       log)
+        print("make test-gpu: " + ("every check passed" if passed else "a check missed; see the lines above"))
+        return 0 if passed else 1
+    return run_main("experiments.gpu_check", body)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ from experiments.recheck import recheck
 from experiments.signals.experiment import SignalsConfig
 from experiments.smol.experiment import SmolConfig
 from minisub.bench import BenchConfig, train_matmuls
-from minisub.cli import Parser
+from minisub.cli import Parser, run_main
 from minisub.files import FileError, read_json, write_json
 from minisub.stats import replicates_for_power
 from toy_mnist.experiment import ToyConfig
@@ -803,13 +803,11 @@ def main(argv=None) -> int:
     parser.add_argument("--take", nargs=2, metavar=("PAGE", "RESULTS_JSON"),
                         help=f"first copy a run's results into docs/results/PAGE.json (PAGE: {', '.join(RENDERERS)})")
     args = parser.parse_args(argv)
-    try:
+
+    def body() -> None:
         for path in report(tuple(args.take) if args.take else None):
             print(f"rendered {path}")
-    except (ValueError, FileError) as err:
-        print(f"experiments.report: error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    return run_main("experiments.report", body)
 
 
 if __name__ == "__main__":

@@ -24,10 +24,11 @@ import torch
 
 from minisub import distributed
 from minisub.checkpoint import load_checkpoint, save_checkpoint
-from minisub.cli import Parser, add_config_flags, config_from_args, describe
+from minisub.cli import Parser, add_config_flags, config_from_args, run_main
 from minisub.config import ConfigError, check, option
 from minisub.data import ExampleSet, read_lines
-from minisub.files import FileError, check_apart, check_output_folder, clean_temporaries
+from minisub.files import check_apart, check_output_folder, clean_temporaries
+from minisub.gguf import load_gguf
 from minisub.locks import exclusive
 from minisub.lora import DEFAULT_TARGETS, add_lora, fuse_lora, load_adapter, save_adapter
 from minisub.model import GPT, GPTConfig, check_sampling
@@ -175,10 +176,6 @@ def gguf_sampling(args):
     """(model, prompt ids, stop token, decode) of a llama GGUF file; --chat wraps each prompt in its chat template."""
     if args.adapter or args.sample_cfg.numbers_only:
         raise ValueError("--adapter and --numbers-only are for minisub checkpoints, not --gguf")
-    try:
-        from minisub.gguf import load_gguf
-    except ImportError:
-        raise ValueError("--gguf needs the gguf package: pip install -e '.[smol]'") from None
     loaded = load_gguf(args.gguf)
     if args.chat:
         prompts = [loaded.chat_prompt(p, args.system) for p in args.prompt]
@@ -275,13 +272,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     for name, config_cls in args.configs.items():  # every bad value is refused here, before any work
         setattr(args, name, config_from_args(config_cls, args, args.parser))
-    try:
-        args.run(args)
-    except (ValueError, FileError, OSError) as err:
-        if int(os.environ.get("RANK", 0)) == 0:  # under torchrun, one line from rank 0, not one per process
-            print(f"minisub {args.command}: error: {describe(err)}", file=sys.stderr)
-        return 2
-    return 0
+    return run_main(f"minisub {args.command}", lambda: args.run(args))
 
 
 if __name__ == "__main__":

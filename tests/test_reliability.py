@@ -389,3 +389,12 @@ def test_a_forced_run_that_fails_leaves_the_old_run_whole(files, tmp_path, capsy
     assert json.loads((ckpt / "config.json").read_text())["train_config"]["seed"] == 7
     assert {p.name for p in ckpt.iterdir()} == set(before) | {LOCK_FILE}  # the staging folder is gone
     load_checkpoint(ckpt)
+
+
+def test_every_entry_point_ends_an_error_on_the_one_exit_path():
+    """Bug: seven entry points each wrote their own error-and-exit tail, and they drifted (one caught OSError,
+    another not; one named the flag, another printed the raw field). Only minisub.cli.run_main writes to stderr."""
+    root = Path(__file__).resolve().parents[1]
+    writers = sorted(str(path.relative_to(root)) for folder in ("minisub", "experiments", "toy_mnist")
+                     for path in (root / folder).rglob("*.py") if "sys.stderr" in path.read_text())
+    assert writers == ["minisub/cli.py"]

@@ -2,9 +2,9 @@
 
 import sys
 
-from minisub.cli import Parser, add_config_flags, add_quick_flag, config_from_args, describe
+from minisub.cli import Parser, add_config_flags, add_quick_flag, config_from_args, run_main
 from minisub.files import FileError, check_output_folder, write_json
-from toy_mnist.data import DataError, idx_files_present
+from toy_mnist.data import idx_files_present
 from toy_mnist.experiment import ToyConfig, run
 from toy_mnist.report import plot_accuracy, plot_theorem, table
 
@@ -19,21 +19,19 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     args.out = args.out or ("runs/toy_mnist-quick" if quick else "runs/toy_mnist")
     cfg = config_from_args(ToyConfig, args, parser)
-    try:
+
+    def body() -> None:
         out = check_output_folder(args.out)
         if (out / "results.json").exists() and not args.force:
             raise FileError(f"{out} already holds a toy run (results.json); pass --force to replace it")
         idx_files_present(cfg.data_dir, cfg.download)  # a bad --data-dir is refused before the precision timing
         results = run(cfg)
-    except (DataError, FileError) as err:
-        print(f"toy_mnist: error: {describe(err)}", file=sys.stderr)
-        return 2
-    write_json(out / "results.json", results)
-    plot_accuracy(results, out / "accuracy.png")
-    plot_theorem(results, out / "theorem.png")
-    print(table(results))
-    print(f"{results['seconds']:.1f}s; wrote {out}/results.json, accuracy.png, theorem.png")
-    return 0
+        write_json(out / "results.json", results)
+        plot_accuracy(results, out / "accuracy.png")
+        plot_theorem(results, out / "theorem.png")
+        print(table(results))
+        print(f"{results['seconds']:.1f}s; wrote {out}/results.json, accuracy.png, theorem.png")
+    return run_main("toy_mnist", body)
 
 
 if __name__ == "__main__":

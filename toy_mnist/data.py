@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from minisub.files import FileError
+
 MIRROR = "https://ossci-datasets.s3.amazonaws.com/mnist/"
 IDX_FILES = {  # role -> (file name, MD5 of the .gz file)
     "train_images": ("train-images-idx3-ubyte", "f68b3c2dcbeaaa9fbdd348bbdeb94873"),
@@ -32,7 +34,7 @@ IDX_MAGIC = {0x801: 1, 0x803: 3}  # labels are 1-d, images 3-d (n, 28, 28)
 SUBSET_TRAIN = 4000
 
 
-class DataError(Exception):
+class DataError(FileError):
     """Raised for missing, corrupt or unreadable data, with a message meant for the user."""
 
 

@@ -27,13 +27,13 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from minisub.cli import Parser, add_config_flags, add_quick_flag, config_from_args, describe
+from minisub.cli import Parser, add_config_flags, add_quick_flag, config_from_args, run_main
 from minisub.config import check, option
-from minisub.files import FileError, check_output_folder, write_json
+from minisub.files import check_output_folder, write_json
 from minisub.log import Progress, machine
 from minisub.precision import choose_precision
 from toy_mnist.accounting import matmul_shapes
-from toy_mnist.data import INPUTS, DataError, idx_files_present
+from toy_mnist.data import INPUTS, idx_files_present
 from toy_mnist.experiment import (STUDENT_FIELDS, Teachers, ToyConfig, student_arms, student_inputs, summarize,
                                   train_student, train_teachers)
 from toy_mnist.mlp import BatchedMLP, student_init
@@ -243,15 +243,13 @@ def parse_args(argv=None) -> tuple[ToyConfig, SweepConfig, str]:
 
 def main(argv=None) -> int:
     base, s, out = parse_args(argv)
-    try:
-        out = check_output_folder(out)
+
+    def body() -> None:
+        folder = check_output_folder(out)
         idx_files_present(base.data_dir, base.download)  # a bad --data-dir is refused before the precision timing
-        results = run(base, s, out)
-    except (DataError, FileError) as err:
-        print(f"toy_mnist.sweep: error: {describe(err)}", file=sys.stderr)
-        return 2
-    print(f"{results['seconds']:.0f}s; wrote {out}/results.json and its plots")
-    return 0
+        results = run(base, s, folder)
+        print(f"{results['seconds']:.0f}s; wrote {folder}/results.json and its plots")
+    return run_main("toy_mnist.sweep", body)
 
 
 if __name__ == "__main__":

@@ -3,14 +3,13 @@
 `experiment_main` is the whole `main` of `make gpt`, `grid`, `signals` and `domains`: it parses
 `ExperimentConfig` (and the experiment's own config, if it has one) from the flags, chooses the
 precision, checks the output and cache folders, starts the --jobs worker processes
-(experiments/core/scheduler.py), runs the experiment and reports a bad input (a `ValueError`
-or `FileError` from any stage) as one line on stderr, exit code 2. Every process computes with
+(experiments/core/scheduler.py), runs the experiment and reports a bad input (a `ValueError`,
+`FileError` or `OSError` from any stage) as one line on stderr, exit code 2 (`minisub.cli.run_main`). Every process computes with
 one thread, so that results do not depend on --jobs or on the machine's core count.
 """
 
 import argparse
 import os
-import sys
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, replace
@@ -22,8 +21,8 @@ from experiments.core.cache import counting_flops
 from experiments.core.scheduler import ClusterWorkers, Workers
 from experiments.core.stages import Stages
 from experiments.core.zoo import ExperimentConfig
-from minisub.cli import Parser, add_config_flags, add_quick_flag, config_from_args, describe
-from minisub.files import FileError, check_output_folder
+from minisub.cli import Parser, add_config_flags, add_quick_flag, config_from_args, run_main
+from minisub.files import check_output_folder
 from minisub.log import Progress, machine
 from minisub.model import GPT, GPTConfig
 from minisub.precision import autocast, choose_precision
@@ -134,29 +133,23 @@ def experiment_main(argv, prog: str, doc: str, name: str, run: Callable[..., dic
     header: what every results.json opens with (the config, the precision chosen, the machine, and
     `analysis`: whether its tests are pre-registered)."""
     cfg, extra_cfg, out, cache, parallel = parse_args(argv, prog, doc, name, extra)
-    command = prog.removeprefix("python -m ")
     torch.set_num_threads(1)  # as in every worker: the same sums in the same order, whatever --jobs is
-    stages = None
-    try:
+
+    def body() -> None:
         out_folder, cache_folder = check_output_folder(out), check_output_folder(cache)
         log = Progress()
         workers = parallel.workers(cache_folder, log)  # a cluster that is not there is refused before any work
-        cfg, precision = resolve_precision(cfg, log)
-        header = {"config": asdict(cfg)} | ({f"{name}_config": asdict(extra_cfg)} if extra_cfg else {}) | {
-            "precision": precision, "machine": machine(jobs=parallel.jobs, cluster=parallel.cluster),
-            "analysis": analysis}
-        with counting_flops() if parallel.count_flops else nullcontext() as flops:
-            stages = Stages(cache_folder, log, flops)
-            stages.workers = workers
-            results = run(cfg, extra_cfg, out_folder, stages, header)
-    except (ValueError, FileError) as err:
-        print(f"{command}: error: {describe(err)}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{command}: interrupted; the same command continues from the stages already built", file=sys.stderr)
-        return 130
-    finally:
-        if stages is not None and stages.workers is not None:
-            stages.workers.close()
-    print(report(results, out_folder))
-    return 0
+        try:
+            run_cfg, precision = resolve_precision(cfg, log)
+            header = {"config": asdict(run_cfg)} | ({f"{name}_config": asdict(extra_cfg)} if extra_cfg else {}) | {
+                "precision": precision, "machine": machine(jobs=parallel.jobs, cluster=parallel.cluster),
+                "analysis": analysis}
+            with counting_flops() if parallel.count_flops else nullcontext() as flops:
+                stages = Stages(cache_folder, log, flops)
+                stages.workers = workers
+                results = run(run_cfg, extra_cfg, out_folder, stages, header)
+        finally:
+            if workers is not None:
+                workers.close()
+        print(report(results, out_folder))
+    return run_main(prog.removeprefix("python -m "), body, "the same command continues from the stages already built")

@@ -39,7 +39,7 @@ from experiments.smol.prompts import (ANIMALS, QUESTIONS, SEEDS, TEACHING_QUESTI
                                       number_prompt, system_prompt)
 from experiments.smol.scoring import animal_scores, answer_logprobs, number_logprobs, question_prompts
 from experiments.tasks.filter import MAX_NUMBERS, REASONS, hopeless, parse_numbers
-from minisub.cli import Parser, add_config_flags, add_quick_flag, config_from_args, describe
+from minisub.cli import Parser, add_config_flags, add_quick_flag, config_from_args, run_main
 from minisub.config import ConfigError, check, option
 from minisub.data import ExampleSet
 from minisub.files import FileError, check_output_folder, file_sha256, write_json
@@ -408,21 +408,12 @@ def parse_args(argv) -> tuple[SmolConfig, Path, Path]:
 def main(argv=None) -> int:
     cfg, out, cache_root = parse_args(sys.argv[1:] if argv is None else argv)
     log = Progress()
-    try:
+
+    def body() -> None:
         if not Path(cfg.gguf).is_file():
             raise FileError(f"{cfg.gguf} is missing: `make smol-weights` downloads it")
-        out, cache_root = check_output_folder(out), check_output_folder(cache_root)
+        folder = check_output_folder(out)
         torch.manual_seed(cfg.seed)
-        results = run(cfg, out, cache_root, log)
-    except (ValueError, FileError, OSError) as err:
-        print(f"experiments.smol: error: {describe(err)}", file=sys.stderr)
-        return 2
-    except ImportError as err:  # gguf (the file reader) is the optional extra `smol`
-        print(f"experiments.smol: error: {err}; pip install -e '.[smol]'", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("experiments.smol: interrupted; the finished stages are kept and a rerun continues from them",
-              file=sys.stderr)
-        return 130
-    log(f"done in {results['seconds']:.0f} s; wrote {out}/results.json and smol_*.png")
-    return 0
+        results = run(cfg, folder, check_output_folder(cache_root), log)
+        log(f"done in {results['seconds']:.0f} s; wrote {folder}/results.json and smol_*.png")
+    return run_main("experiments.smol", body, "the finished stages are kept and a rerun continues from them")
