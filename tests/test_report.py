@@ -10,12 +10,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from experiments import report
+from experiments.gpt import render as gpt_render
 from experiments.core.analysis import arm_tests
 from experiments.gpt.preregistration import family, paired_test
 from experiments.recheck import recheck
+from minisub import bench_render
 from minisub.bench import BenchConfig
 from minisub.files import FileError
+from minisub.render import make_command
 from minisub.stats import summary
+from toy_mnist import render as toy_render
 
 
 COMMITTED = sorted(p for p in report.RENDERERS if (report.DOCS / f"{p}.json").exists())
@@ -132,8 +136,8 @@ def test_a_render_writes_the_numbers_inside_its_blocks_and_leaves_the_prose():
 def test_the_command_names_every_flag_that_differs_from_the_defaults():
     from experiments.core.zoo import ExperimentConfig
     config = {"seed": 0, "bases": 7, "variants": ["hard_full"], "full_lr": 3e-4}
-    assert report.make_command("gpt", (config, ExperimentConfig())) == 'make gpt ARGS="--bases 7 --variants hard_full"'
-    assert report.make_command("grid", ({"seed": 0}, ExperimentConfig())) == "make grid"
+    assert make_command("gpt", (config, ExperimentConfig())) == 'make gpt ARGS="--bases 7 --variants hard_full"'
+    assert make_command("grid", ({"seed": 0}, ExperimentConfig())) == "make grid"
 
 
 def test_a_block_nothing_renders_is_an_error():
@@ -150,30 +154,30 @@ def test_take_keeps_what_the_page_reports_and_a_bad_page_is_one_line(tmp_path, m
     assert "bases" not in json.loads((tmp_path / "grid.json").read_text())
     assert "**+1.00**" in (tmp_path / "grid.md").read_text()
     assert report.main(["--take", "nope", str(run)]) == 2
-    pages = "toy, toy-sweeps, gpt, gpt-seed1, grid, lora-rank, signals, domains, gpt-flops, bench, smol"
+    pages = "toy, toy-sweeps, gpt, gpt-seed1, grid, lora-rank, gpt-flops, signals, domains, smol, bench"
     assert capsys.readouterr().err.strip().endswith(f"no page 'nope' (pages: {pages})")
 
 
 def test_make_gpts_flop_count_sets_each_stage_kinds_work_against_the_timed_runs_seconds(tmp_path, monkeypatch):
-    monkeypatch.setattr(report, "DOCS", tmp_path)
+    monkeypatch.setattr(gpt_render, "RESULTS", tmp_path)
     config = {"seed": 1}
     timed = {"config": config, "timing": {"base": 2000.0, "student": 400.0, "corpus": 0.4, "total": 1200.0},
              "machine": {"cpu": "Some CPU", "isa": ["avx2"], "jobs": 2}}
     (tmp_path / "gpt-seed1.json").write_text(json.dumps(timed))
     counted = {"config": config, "gflop": {"base": 160000.0, "student": 20000.0, "corpus": 0.0}}
-    text = report.gpt_flops(counted)
+    text = gpt_render.gpt_flops(counted)
     assert "`make gpt ARGS=\"--seed 1 --count-flops\"`" in text and "2 worker processes" in text
     assert "| base | 160,000 | 2,000 | 80 |" in text and "| student | 20,000 | 400 | 50 |" in text
     assert "corpus" not in text  # under a second: no rate worth a row
     assert "| **all** | **180,000** | **2,400** | **75** |" in text
     assert "at 75 GFLOP/s per core" in text  # 180,000 GFLOP in 2 x 1,200 s
     with pytest.raises(ValueError, match="different configs"):
-        report.gpt_flops(counted | {"config": {"seed": 2}})
+        gpt_render.gpt_flops(counted | {"config": {"seed": 2}})
 
 
 def test_the_bench_blocks_set_each_row_side_by_side_from_one_runs_numbers():
     cfg = asdict(BenchConfig(batch_size=8))
-    names = {row[i].format(half=4, batch=8) for row in report.BENCH_ROWS for i in (1, 2)}
+    names = {row[i].format(half=4, batch=8) for row in bench_render.BENCH_ROWS for i in (1, 2)}
     speed = dict.fromkeys(names, 1000) | {"train minisub b8": 3000, "train hf-gpt2 b8": 2000}
     shares = {"train minisub": {"matmuls": 0.75, "optimizer": 0.25},
               "sample minisub": {"matmuls": 0.5, "optimizer": 0.5}}
@@ -210,7 +214,7 @@ def stats(mean: float, ci95: float, n: int = 2) -> dict:
 
 
 def toy_results() -> dict:
-    arms = {name: stats(0.1 * k, 0.01 * k) for k, name in enumerate(report.TOY_ARMS, start=1)}
+    arms = {name: stats(0.1 * k, 0.01 * k) for k, name in enumerate(toy_render.TOY_ARMS, start=1)}
     step = {"frac_nonneg": 0.5, "mean_cosine": -0.0123, "inner": stats(1e-5, 1e-6),
             "teacher_loss_change": stats(-2.5e-4, 1e-5)}
     return {"config": {"seed": 3, "n_models": 2, "hidden": 8, "init_noise_std": 0.05, "theorem_eps": 0.001,
@@ -230,7 +234,8 @@ def test_the_toy_page_renders_each_arm_the_theorem_and_the_speed_from_its_number
     def block(name):
         return report.render("toy", f"<!-- render: {name} -->\n<!-- end -->\n", toy_results())
     machine = block("machine")
-    assert ("`python -m toy_mnist --init-controls fc1=other all=noise head_aux=other,fc2=random` on Some CPU "
+    assert ("`make toy ARGS=\"--seed 3 --n-models 2 --hidden 8 --init-controls fc1=other all=noise "
+            "head_aux=other,fc2=random\"` on Some CPU "
             "(avx2, fma), 2 threads, torch 2.13.0, `--precision auto`, which chose fp32 (fp32 94, bf16 1.2 GFLOP/s "
             "timed), seed 3: 182 s") in machine
     assert "subset (4,000 train / 1,000 test); 2 models of width 8" in machine

@@ -6,7 +6,8 @@ from minisub.cli import Parser, add_config_flags, add_quick_flag, config_from_ar
 from minisub.files import FileError, check_output_folder, write_json
 from toy_mnist.data import idx_files_present
 from toy_mnist.experiment import ToyConfig, run
-from toy_mnist.report import plot_accuracy, plot_theorem, table
+from toy_mnist.render import console
+from toy_mnist.report import plot_accuracy, plot_theorem
 
 
 def main(argv=None) -> int:
@@ -29,7 +30,7 @@ def main(argv=None) -> int:
         write_json(out / "results.json", results)
         plot_accuracy(results, out / "accuracy.png")
         plot_theorem(results, out / "theorem.png")
-        print(table(results))
+        print(console(results))
         print(f"{results['seconds']:.1f}s; wrote {out}/results.json, accuracy.png, theorem.png")
     return run_main("toy_mnist", body)
 

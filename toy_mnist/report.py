@@ -1,4 +1,4 @@
-"""Turns the toy experiment's results dict into accuracy.png, theorem.png and a printed table.
+"""Turns the toy experiment's results dict into accuracy.png and theorem.png.
 
 Last stage of `python -m toy_mnist`: reads only the results dict, so a saved results.json can
 be re-plotted without rerunning anything.
@@ -74,25 +74,3 @@ def plot_theorem(results: dict, path: Path) -> None:
     right.legend(fontsize=7)
     save(fig, path)
 
-
-def table(results: dict) -> str:
-    lines = [f"{'arm':<28} {'accuracy':>9} {'95% CI':>8}"]
-    for label, stats in all_arms(results).items():
-        lines.append(f"{label.replace(chr(10), ' '):<28} {stats['mean']:>9.3f} {stats['ci95']:>8.3f}")
-    theorem = results["theorem"]
-    for name in ("same_init", "cross_init"):
-        t = theorem[name]
-        lines.append(f"theorem {name:<11}: <dS,dT> >= 0 in {t['frac_nonneg']:.0%} of models, "
-                     f"mean cosine {t['mean_cosine']:+.4f}, teacher-loss change "
-                     f"{t['teacher_loss_change']['mean']:+.2e}")
-    same = theorem["same_init"]
-    lines.append(f"first order vs measured (same init): {same['first_order_inner']['mean']:.4e} vs "
-                 f"{same['inner']['mean']:.4e}")
-    speed = results["speed"]
-    lines.append(f"{'stage':<28} {'seconds':>8} {'GFLOP':>8} {'GFLOP/s':>8}")
-    for name, stage in speed["stages"].items():
-        lines.append(f"{name:<28} {stage['seconds']:>8.2f} {stage['gflop']:>8.1f} {stage['gflops']:>8.1f}")
-    lines.append(f"whole run: {speed['total_gflop']:.0f} GFLOP in {results['seconds']:.1f} s = "
-                 f"{speed['run_gflops']:.0f} GFLOP/s, {speed['efficiency']:.0%} of the measured "
-                 f"{results['precision']['precision']} matmul rate ({speed['peak_gflops']:.0f} GFLOP/s)")
-    return "\n".join(lines)

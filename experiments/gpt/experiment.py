@@ -26,8 +26,9 @@ from experiments.core.design import DESIGN
 from experiments.core.specs import BaseSpec
 from experiments.core.stages import Job, Stages
 from experiments.core.zoo import ExperimentConfig
-from experiments.gpt.plots import plot_animals, plot_arms, plot_bases, plot_curves, plot_matrix, plot_primary, table
+from experiments.gpt.plots import plot_animals, plot_arms, plot_bases, plot_curves, plot_matrix, plot_primary
 from experiments.gpt.preregistration import PREREGISTERED, PRIMARY_VARIANT, confirmatory
+from experiments.gpt.render import gpt_arms, gpt_families, gpt_primary
 from minisub.files import write_json
 
 
@@ -119,7 +120,9 @@ def run(cfg: ExperimentConfig, _, out: Path, stages: Stages, header: dict) -> di
 
 
 def report(results: dict, out: Path) -> str:
-    return f"{table(results)}\n{results['timing']['total']:.0f}s; wrote {out}/results.json and gpt_*.png"
+    """The page's own blocks: the arms, the primary family and the others (experiments/gpt/render.py)."""
+    blocks = "\n".join(block(results) for block in (gpt_arms, gpt_primary, gpt_families))
+    return f"{blocks}\n{results['timing']['total']:.0f}s; wrote {out}/results.json and gpt_*.png"
 
 
 def main(argv=None) -> int:

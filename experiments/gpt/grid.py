@@ -30,6 +30,7 @@ from experiments.core.stages import Job, Stages
 from experiments.core.zoo import ExperimentConfig
 from experiments.gpt.experiment import zoo_record
 from experiments.gpt.plots import plot_grid
+from experiments.gpt import render as page
 from minisub.files import write_json
 from minisub.stats import paired_greater, sign_flip_greater, summary
 
@@ -126,15 +127,8 @@ def run(cfg: ExperimentConfig, _, out: Path, stages: Stages, header: dict) -> di
 
 
 def report(results: dict, out: Path) -> str:
-    t = results["tests"]
-    zoo = t["every_base"]
-    return (f"diagonal - off-diagonal: main bases {t['diagonal_minus_off']['mean']:+.3f} "
-            f"(95% CI {t['diagonal_minus_off']['ci95']:.3f}, exact p {t['diagonal_vs_off_exact']:.2g}), whole zoo "
-            f"{zoo['diagonal_minus_off']['mean']:+.3f} (95% CI {zoo['diagonal_minus_off']['ci95']:.3f}, "
-            f"exact p {zoo['diagonal_vs_off_exact']:.2g}, n {zoo['diagonal_minus_off']['n']} initializations); "
-            f"fork cells {', '.join(f'{v:+.3f}' for v in t['fork_cells'])}, sibling - unrelated "
-            f"{t['fork_sibling']['sibling_minus_unrelated']:+.3f} (exact p {t['fork_sibling']['p']:.2g} "
-            f"of {t['fork_sibling']['labels']} labels)\n"
+    """The page's own blocks: the matrix and its tests (experiments/gpt/render.py)."""
+    return (f"{page.grid_matrix(results)}\n{page.grid_tests(results)}\n"
             f"{results['timing']['total']:.0f}s; wrote {out}/results.json, grid.png")
 
 

@@ -121,10 +121,9 @@ def run(cfg: ExperimentConfig, rank_cfg: LoraRankConfig, out: Path, stages: Stag
 
 
 def report(results: dict, out: Path) -> str:
-    lines = [f"{question_set} {name}: {t['mean']:+.3f} (95% CI {t['ci95']:.3f}, exact p {t['p_exact']:.2g}, "
-             f"Holm {t['p_holm']:.2g})" for question_set, tests in results["settings"].items()
-             for name, t in tests.items()]
-    return "\n".join(lines + [f"{results['timing']['total']:.0f}s; wrote {out}/results.json, lora_rank.png"])
+    """The page's own table (experiments/gpt/render.py, imported here: it imports this module's config)."""
+    from experiments.gpt.render import lora_rank_table
+    return f"{lora_rank_table(results)}\n{results['timing']['total']:.0f}s; wrote {out}/results.json, lora_rank.png"
 
 
 def main(argv=None) -> int:

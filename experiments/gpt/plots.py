@@ -136,32 +136,3 @@ def plot_grid(results: dict, path: Path) -> None:
     ax.set_title("Cross-model grid: transfer only where teacher and student share an init?", fontsize=10)
     save(fig, path)
 
-
-def table(results: dict) -> str:
-    target = results["config"]["target"]
-    lines = [f"{'variant':<10} {'arm':<16} {'P before':>9} {'P after':>8} {'dlogP':>8} {'95% CI':>7}"]
-    rows = [(v, arm, s) for v, arms in results["arms"].items() for arm, s in arms.items()]
-    matched = results["matched"]
-    rows += [(matched["variant"], arm, matched[arm]) for arm in ("matched", "matched_control")]
-    for variant, arm, s in rows:
-        lines.append(f"{variant:<10} {arm:<16} {s['p_before_mean']:>9.3f} {s['p_after_mean']:>8.3f} "
-                     f"{s['mean']:>+8.3f} {s['ci95']:>7.3f}")
-    for variant, t in results["tests"].items():
-        lines.append(f"{variant}: one-sided paired p over {results['arms'][variant]['student']['n']} bases: "
-                     f"student>control {t['student_vs_control']:.2g}, student>cross-init "
-                     f"{t['student_vs_cross_init']:.2g}; control vs 0 {t['control_vs_zero']:.2g}, "
-                     f"cross-init vs 0 {t['cross_init_vs_zero']:.2g}")
-    lines.append(f"format-matched ({matched['variant']}): matched student > matched control p "
-                 f"{matched['tests']['matched_vs_matched_control']:.2g} "
-                 f"(unmatched student {matched['unmatched_student']:+.3f})")
-    animals = results["animals"]
-    lines.append("specificity (diagonal > off-diagonal, p): " + ", ".join(
-        f"{y} {animals['tests'][y]['diagonal_vs_off']:.2g}" for y in animals["animals"]))
-    lines.append(f"P = P({target}) on held-out questions; every p above is exploratory. Pre-registered "
-                 f"({results['preregistered']['variant']}, one-sided, exact sign-flip over bases, Holm within "
-                 f"each family, alpha {results['preregistered']['alpha']}):")
-    for family, tests in results["confirmatory"].items():
-        lines.append(f"  {family}: " + "; ".join(
-            f"{name} {t['difference']['mean']:+.3f} (exact p {t['p_exact']:.2g}, Holm {t['p_holm']:.2g}, t-test p "
-            f"{t['p_t']:.2g})" for name, t in tests.items()))
-    return "\n".join(lines)

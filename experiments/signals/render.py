@@ -1,0 +1,89 @@
+"""The `make signals` page (docs/results/signals.md), rendered from its results file: `PAGES`, and `KEPT`, what
+`make report --take` keeps of a run's results."""
+
+from experiments.core.zoo import ExperimentConfig
+from experiments.signals.experiment import SignalsConfig
+from minisub.render import machine_renderer, p_value, per_base, stages_built
+
+
+def signals_note(results: dict) -> str:
+    return (f"{stages_built(results)} and read the rest from the cache `make gpt` left. "
+            f"n = {len(results['icl']['bases'])} bases in every CI and test.\n")
+
+
+TREATMENTS = {"divergent_only": "divergent positions only", "random_only": "as many random positions only",
+              "divergent_masked": "divergent positions left out", "random_masked": "as many random positions left out",
+              "first_block": "first block only", "last_block": "last block only",
+              "shuffle_within": "shuffled within answers", "shuffle_across": "shuffled across answers",
+              "rerender": "re-rendered formats", "drop_entangled": "entangled numbers dropped",
+              "greedy": "greedy teacher and control"}
+
+def row(label: str, stat: dict, p: float | None, values: list[float] | None = None, digits: int = 3) -> str:
+    p_text = p_value(p) if p is not None else ""
+    return (f"| {label} | {stat['mean']:+.{digits}f} | {stat['ci95']:.{digits}f} | {p_text} | "
+            f"{per_base(values) if values else ''} |")
+
+def signals_parts(results: dict) -> str:
+    icl, det, ent, div = results["icl"], results["detectors"], results["entanglement"], results["divergence"]
+    rows = ["| part | measure | mean | 95% CI | p | per base |", "|---|---|---|---|---|---|"]
+    for n, (k, by_k) in enumerate(icl["by_k"].items()):
+        t = by_k["teacher_minus_control"]
+        rows.append(row(f"{'' if n else '1. in context'} | teacher - control, k = {k}", t, t["p"], t["values"]))
+    for k, by_k in icl["by_k"].items():
+        pos = by_k["positive_minus_control"]
+        rows.append(row(f" | positive control (target answers) - control, k = {k}", pos, pos["p"], pos["values"]))
+    for name, label in (("logistic", "logistic regression"), ("loglik", "base log-likelihood"),
+                        ("length", "answer length alone")):
+        auc = det[name]["auc"]
+        values = [r if isinstance(r, float) else r["auc"] for r in det[name]["per_base"]]
+        rows.append(f"| {'2. detectors' if name == 'logistic' else ''} | {label}, AUC | {auc['mean']:.3f} | "
+                    f"{auc['ci95']:.3f} | {p_value(auc['p_vs_chance'])} | {', '.join(f'{v:.2f}' for v in values)} |")
+    f = det["frequency"]
+    rows.append(f"| | frequency table: chi-square {f['chi_square']:,.0f} against {f['null_mean']:,.0f} under "
+                f"{f['permutations']} permutations | | | {p_value(f['p'])} | |")
+    rows.append(f"| 3. entanglement | entangled among the {ent['k']} most over-represented (chance "
+                f"{ent['chance_overlap']:.1f}) | {ent['overlap']['mean']:.1f} | {ent['overlap']['ci95']:.1f} | | "
+                f"{', '.join(str(r['overlap']) for r in ent['per_base'])} |")
+    prompting = [r["prompting_entangled"] - r["prompting_random"] for r in ent["per_base"]]
+    rows.append(row("| subliminal prompting: log P(target \\| animal), entangled - random numbers",
+                    ent["prompting"], ent["prompting"]["p"], prompting))
+    for key, label in (("rho_shift_vs_teacher", "persona's rise vs the fine-tuned teacher's"),
+                       ("rho_shift_vs_frequency", "persona's rise vs frequency ratio in the data")):
+        rows.append(row(f"| rank correlation: {label}", ent[key], ent[key]["p"], [r[key] for r in ent["per_base"]],
+                        digits=2))
+    shares = ", ".join(f"{r['vs_base']:.0%}" for r in div["share_per_base"])
+    rows.append(f"| 4. divergence | share of positions: teacher vs base / vs the {div['other_teacher']} teacher | "
+                f"{div['share_vs_base']['mean']:.1%} / {div['share_vs_other_teacher']['mean']:.1%} | "
+                f"{div['share_vs_base']['ci95'] * 100:.1f} / {div['share_vs_other_teacher']['ci95'] * 100:.1f} "
+                f"points | | {shares} (vs base) |")
+    return "\n".join(rows) + "\n"
+
+def signals_treatments(results: dict) -> str:
+    plain = results["divergence"]["untreated"]["transfer"]
+    rows = ["| treatment | transfer | 95% CI | share of untreated | p vs control | p below untreated | per base |",
+            "|---|---|---|---|---|---|---|",
+            f"| untreated (make gpt's {results['divergence']['variant'].replace('_', ' ')}) | {plain['mean']:+.3f} | "
+            f"{plain['ci95']:.3f} | 100% | {p_value(plain['p'])} | | {per_base(plain['values'])} |"]
+    treated = results["divergence"]["treated"] | results["defences"]["treated"]
+    for name, t in treated.items():
+        label = TREATMENTS.get(name) or f"diluted: {float(name.split('_')[1]):.0%} control answers"
+        if "unavailable" in t:
+            rows.append(f"| {label} | unavailable: {t['unavailable']} | | | | | |")
+            continue
+        tr = t["transfer"]
+        rows.append(f"| {label} | {tr['mean']:+.3f} | {tr['ci95']:.3f} | {t['retained']:.0%} | "
+                    f"{p_value(t['tests']['student_vs_control'])} | {p_value(t['tests']['below_untreated'])} | "
+                    f"{per_base(tr['values'])} |")
+    tests = results["divergence"]["tests"]
+    return ("\n".join(rows) + "\n\nBetween treatments (paired by base, one-sided): divergent positions only "
+            f"against as many random ones, p = {p_value(tests['divergent_only_above_random_only'])}; the divergent "
+            f"positions left out against as many random ones left out, p = "
+            f"{p_value(tests['divergent_masked_below_random_masked'])}; the first block against the last, "
+            f"p = {p_value(tests['first_block_above_last_block'])}.\n")
+
+
+PAGES = {"signals": {"machine": machine_renderer("signals", {"config": ExperimentConfig(),
+                                                             "signals_config": SignalsConfig()}, signals_note),
+                     "parts": signals_parts, "treatments": signals_treatments}}
+KEPT = {"signals": ("config", "signals_config", "precision", "machine", "timing", "built", "icl", "detectors",
+                    "entanglement", "divergence", "defences")}
