@@ -55,7 +55,7 @@ def test_cli_writes_results_and_plots(tmp_path, capsys):
     assert results["config"]["n_models"] == 3
     for png in ("accuracy.png", "theorem.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "student aux only" in capsys.readouterr().out
+    assert "| **student, aux logits only** |" in capsys.readouterr().out  # the page's own arms block
     written = (out / "results.json").read_bytes()
     assert main(TINY + ["--out", str(out)]) == 2  # bug: a second run replaced the results without --force
     assert "already holds a toy run" in capsys.readouterr().err and (out / "results.json").read_bytes() == written
