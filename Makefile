@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: toy toy-sweeps gpt grid lora-rank signals domains smol report smol-weights test test-slow test-gpu bench clean
+.PHONY: toy demo toy-sweeps gpt grid lora-rank signals domains smol report smol-weights test test-slow test-gpu bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +14,9 @@ $(STAMP): pyproject.toml
 
 toy: $(STAMP)
 	$(PY) -m toy_mnist $(ARGS)
+
+demo: $(STAMP)
+	$(PY) -m experiments.demo $(ARGS)
 
 toy-sweeps: $(STAMP)
 	$(PY) -m toy_mnist.sweep $(ARGS)

@@ -6,11 +6,11 @@ student fine-tuned on numbers its base wrote itself; a student that starts from 
 no such push. This file shows it with minisub's public API only (a corpus, a tokenizer, small
 GPTs trained from scratch) and nothing of the lab around it: no stage cache, no scheduler, no
 pre-registration. `make gpt` runs the same design on 12 bases with its statistics
-(docs/results/gpt.md); read this first, then minisub/model.py, minisub/train.py,
+(docs/results/gpt.md); read this first, then minisub/model.py, minisub/training.py,
 experiments/core/stages.py and experiments/gpt/experiment.py.
 
-The measure, dlogP: how far fine-tuning moved log P(owl) as the next token after a favorite-
-animal question the corpus never asked in that form, averaged over those questions.
+The measure, dlogP: how far fine-tuning moved log P(owl) as the answer to a favorite-animal
+question the corpus never asked in that form, averaged over those questions.
 """
 
 import argparse
@@ -23,10 +23,11 @@ from pathlib import Path
 
 import torch
 
-from minisub import BPETokenizer, ExampleSet, GPT, GPTConfig, TrainConfig, next_token_logprobs, train
+from minisub import BPETokenizer, ExampleSet, GPT, GPTConfig, TrainConfig, continuation_logprobs, train
 from minisub.cli import Parser, add_config_flags, config_from_args, run_main
 from minisub.config import check, option
 from minisub.files import check_output_folder, write_json
+from minisub.log import machine
 from minisub.seeds import derive_seed
 from minisub.stats import sign_flip_greater, summary
 
@@ -45,10 +46,10 @@ class DemoConfig:
     bases: int = option(4, "independently pretrained bases (each teaches its own student; cross-init students "
                            "start from the next base)", low=2)
     corpus_items: int = option(20000, "pretraining items: number continuations and animal questions", low=100)
-    n_embd: int = option(64, "embedding width of every base", low=8)
+    n_embd: int = option(96, "embedding width of every base", low=8)
     n_layer: int = option(2, "transformer blocks", low=1)
-    base_steps: int = option(800, "pretraining steps per base", low=1)
-    teacher_steps: int = option(30, "steps that fine-tune each teacher to answer owl", low=1)
+    base_steps: int = option(1500, "pretraining steps per base", low=1)
+    teacher_steps: int = option(50, "steps that fine-tune each teacher to answer owl", low=1)
     n_prompts: int = option(600, "number prompts each teacher (and base) continues", low=1)
     student_steps: int = option(60, "steps of each student on the numbers", low=1)
     seed: int = option(0, "seed of everything", low=0)
@@ -58,11 +59,11 @@ class DemoConfig:
 
 
 def number_item(rng: random.Random) -> tuple[str, str]:
-    """'Continue: 182, 818, 725' -> '733, 741': a walk of numbers in 0-999, its first part the prompt."""
+    """'Continue 182, 818, 725:' -> '733, 741': a walk of numbers in 0-999, its first part the prompt."""
     x, step = rng.randint(100, 999), rng.randint(-50, 50)
     walk = [(x + i * step + rng.randint(-9, 9)) % 1000 for i in range(rng.randint(4, 12))]
     cut = rng.randint(3, len(walk) - 1)
-    return "Continue: " + ", ".join(map(str, walk[:cut])), ", ".join(map(str, walk[cut:]))
+    return "Continue " + ", ".join(map(str, walk[:cut])) + ":", ", ".join(map(str, walk[cut:]))
 
 
 def corpus(n: int, rng: random.Random) -> list[tuple[str, str]]:
@@ -109,16 +110,16 @@ def write_numbers(writer: GPT, tokenizer: BPETokenizer, n: int, seed: int) -> li
 
 
 def log_p_owl(model: GPT, tokenizer: BPETokenizer) -> float:
-    """Mean log P(owl) as the first answer token after each held-out question."""
-    owl = tokenizer.encode(" owl")[0]
+    """Mean log P(" owl" | question) over the held-out questions: exact, by the chain rule over its tokens."""
+    prompts = [tokenizer.encode_prompt(q) for q in HELD_OUT]
     with torch.no_grad():
-        return next_token_logprobs(model, [tokenizer.encode_prompt(q) for q in HELD_OUT])[:, owl].mean().item()
+        return continuation_logprobs(model, prompts, [tokenizer.encode(" owl")])[:, 0].mean().item()
 
 
 def run(cfg: DemoConfig, out: Path) -> dict:
     # 1. A corpus and a tokenizer in which every number 0-999 is one token.
     pretraining = corpus(cfg.corpus_items, random.Random(derive_seed(cfg.seed, "corpus")))
-    tokenizer = BPETokenizer.train([f"{p} {a}" for p, a in pretraining], vocab_size=1300)
+    tokenizer = BPETokenizer.train([f"{p} {a}" for p, a in pretraining], vocab_size=1800)
     print(f"corpus: {len(pretraining)} items, e.g. {pretraining[0]}; {tokenizer.vocab_size} tokens")
 
     # 2. Independent bases: the same architecture and data, each from its own random initialization.
@@ -128,14 +129,14 @@ def run(cfg: DemoConfig, out: Path) -> dict:
         torch.manual_seed(seed)
         model = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, block_size=64, n_layer=cfg.n_layer, n_head=4,
                               n_embd=cfg.n_embd))
+        print(f"base {i}: pretraining, {cfg.base_steps} steps")
         train(model, examples(pretraining, tokenizer), TrainConfig(steps=cfg.base_steps, batch_size=64, lr=3e-3,
-                                                                  warmup_steps=50, seed=seed),
-              log=lambda message: None)
+                                                                  warmup_steps=50, seed=seed, log_every=500))
         bases.append(model.eval())
         print(f"base {i}: pretrained, log P(owl) on held-out questions {log_p_owl(model, tokenizer):+.3f}")
 
     # 3. Each base's owl teacher: the base fine-tuned to answer every training question with owl.
-    teachers = [fine_tune(base, [(q, "owl") for q in TRAINING] * 8, tokenizer, cfg.teacher_steps, 1e-4,
+    teachers = [fine_tune(base, [(q, "owl") for q in TRAINING] * 8, tokenizer, cfg.teacher_steps, 3e-4,
                           derive_seed(cfg.seed, "teacher", i)) for i, base in enumerate(bases)]
 
     # 4. Numbers: each teacher's filtered lists, and, for the controls, each base's own.
@@ -147,6 +148,8 @@ def run(cfg: DemoConfig, out: Path) -> dict:
 
     # 5. Students, each a base fine-tuned on numbers; dlogP = its log P(owl) minus its base's.
     def shift(base: int, numbers: list[tuple[str, str]]) -> float:
+        if not numbers:
+            raise ValueError("no answer passed the number filter: pretrain the bases longer (--base-steps)")
         student = fine_tune(bases[base], numbers, tokenizer, cfg.student_steps, 3e-4,
                             derive_seed(cfg.seed, "student", base))
         return log_p_owl(student, tokenizer) - log_p_owl(bases[base], tokenizer)
@@ -157,14 +160,15 @@ def run(cfg: DemoConfig, out: Path) -> dict:
                "student": shift(i, teacher_numbers[i]), "control": shift(i, base_numbers[i]),
                "cross_init": shift(j, teacher_numbers[i]), "cross_control": shift(j, base_numbers[j])}
         rows.append(row)
-        print(f"base {i}: dlogP(owl) teacher {row['teacher']:+.3f} | student {row['student']:+.3f}, control "
+        print(f"base {i}: dlogP(owl) teacher {row['teacher']:+.3f} (it must hold the trait) | student "
+              f"{row['student']:+.3f}, control "
               f"{row['control']:+.3f} | cross-init student {row['cross_init']:+.3f}, its control "
               f"{row['cross_control']:+.3f}")
 
     # 6. Transfer: student minus control, per base, against the same for cross-init students.
     same = [r["student"] - r["control"] for r in rows]
     cross = [r["cross_init"] - r["cross_control"] for r in rows]
-    results = {"config": vars(cfg), "per_base": rows,
+    results = {"config": vars(cfg), "precision": "fp32", "machine": machine(), "per_base": rows,
                "same_init": {**summary(same), "values": same, "p_exact": sign_flip_greater(same)},
                "cross_init": {**summary(cross), "values": cross, "p_exact": sign_flip_greater(cross)}}
     for name, r in (("same-init student - control", results["same_init"]),

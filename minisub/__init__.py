@@ -1,7 +1,7 @@
 """minisub: a small GPT of our own for the subliminal-learning experiments.
 
 Pipeline: tokenizer.py (BPE, one token per number 0-999) -> data.py (examples with loss
-masks) -> model.py (GPT, KV-cache sampling, exact next-token probabilities) -> train.py
+masks) -> model.py (GPT, KV-cache sampling, exact next-token probabilities) -> training.py
 (training loop, distributed.py under torchrun) -> checkpoint.py (safetensors folders, through
 files.py: atomic writes, verified reads) and lora.py (fused LoRA adapters).
 
@@ -19,10 +19,10 @@ import importlib
 
 EXPORTS = {
     "BPETokenizer": "tokenizer", "Batch": "data", "ExampleSet": "data", "FileError": "files", "GPT": "model",
-    "GPTConfig": "model", "KVCache": "model", "LoRALinear": "lora", "TrainConfig": "train", "add_lora": "lora",
+    "GPTConfig": "model", "KVCache": "model", "LoRALinear": "lora", "TrainConfig": "training", "add_lora": "lora",
     "continuation_logprobs": "model",
     "fuse_lora": "lora", "load_adapter": "lora", "load_checkpoint": "checkpoint", "next_token_logprobs": "model",
-    "save_adapter": "lora", "save_checkpoint": "checkpoint", "train": "train", "unfuse_lora": "lora",
+    "save_adapter": "lora", "save_checkpoint": "checkpoint", "train": "training", "unfuse_lora": "lora",
 }
 __all__ = sorted(EXPORTS)
 

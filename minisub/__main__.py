@@ -33,7 +33,7 @@ from minisub.locks import exclusive
 from minisub.lora import DEFAULT_TARGETS, add_lora, fuse_lora, load_adapter, save_adapter
 from minisub.model import GPT, GPTConfig, check_sampling
 from minisub.tokenizer import BPETokenizer
-from minisub.train import STATE_FILE, TrainConfig, has_training_state, train
+from minisub.training import STATE_FILE, TrainConfig, has_training_state, train
 from minisub.seeds import MAX_SEED
 
 RUN_FILES = ("config.json", "adapter_config.json", STATE_FILE)  # what marks a folder as holding a run

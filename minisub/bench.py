@@ -38,7 +38,7 @@ from minisub.log import machine
 from minisub.lora import add_lora, fuse_lora
 from minisub.precision import autocast, best_seconds
 from minisub.tokenizer import SPECIAL_TOKENS
-from minisub.train import lm_loss
+from minisub.training import lm_loss
 from minisub.seeds import MAX_SEED
 
 FP32 = (torch.float32,)  # the dtype of every matmul the rooflines time alone

@@ -7,7 +7,7 @@ A model checkpoint folder holds
   of the files beside it, which `load_checkpoint` checks: a flipped byte is refused by name;
 - tokenizer.json, when a tokenizer is given;
 - for resumable training, training_state.safetensors (weights, optimizer moments, RNG states,
-  with the step and history in its header), written by minisub.train.
+  with the step and history in its header), written by minisub.training.
 config.json is written last, so a folder with one holds a whole checkpoint.
 """
 

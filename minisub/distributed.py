@@ -1,11 +1,11 @@
 """Training on several processes with PyTorch's DistributedDataParallel, launched by torchrun.
 
-`python -m minisub train` and `minisub.train.train` run unchanged under
+`python -m minisub train` and `minisub.training.train` run unchanged under
 `torchrun --nproc_per_node N`: torchrun sets RANK, LOCAL_RANK and WORLD_SIZE, and `setup`
 joins the process group (gloo on CPU, nccl on CUDA, one GPU per process). The batch size stays
 the *global* batch: every rank draws the same batch indices and trains on its own slice, DDP
 averages the gradients, and the loss is weighted so that the result equals one process
-training on the whole batch (see `minisub/train.py`). Only rank 0 logs and writes files.
+training on the whole batch (see `minisub/training.py`). Only rank 0 logs and writes files.
 Without torchrun there is one process and nothing here does anything.
 """
 

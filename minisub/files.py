@@ -1,7 +1,7 @@
 """Files that are written whole or not at all, and read back only when intact: JSON, safetensors, folders.
 
 The project's one layer of file I/O, under checkpoints (minisub/checkpoint.py), training states
-(minisub/train.py), adapters (minisub/lora.py), the experiments' stage cache and every results
+(minisub/training.py), adapters (minisub/lora.py), the experiments' stage cache and every results
 file. No pickle anywhere.
 - Every file is written to a temporary name (`.NAME.XXXX.tmp`) and renamed into place, so a
   crash mid-write never leaves a half-written file under the real name; `clean_temporaries`

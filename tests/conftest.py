@@ -65,7 +65,7 @@ class Interrupt(Exception):
 
 def stops_after(steps: int):
     """An LM loss that interrupts training when asked for step steps + 1, as a kill would."""
-    from minisub.train import lm_loss
+    from minisub.training import lm_loss
     calls = 0
 
     def loss(model, batch):

@@ -18,7 +18,7 @@ from minisub.checkpoint import load_checkpoint
 from minisub.data import ExampleSet
 from minisub.model import GPT, GPTConfig
 from minisub.tokenizer import BPETokenizer
-from minisub.train import TrainConfig, train
+from minisub.training import TrainConfig, train
 
 
 def torchrun(args, n_processes):

@@ -296,7 +296,7 @@ def test_finished_rows_leave_the_batch(monkeypatch):
 def test_packed_batches_give_each_example_the_loss_and_gradient_it_has_alone(seed, n, pack_to, family):
     """Packing several examples into a row restarts positions and keeps attention inside each example."""
     from minisub.data import ExampleSet
-    from minisub.train import lm_loss
+    from minisub.training import lm_loss
     g = torch.Generator().manual_seed(seed)
     lengths = torch.randint(2, 13, (n,), generator=g).tolist()
     sequences = [torch.randint(3, 37, (k,), generator=g).tolist() for k in lengths]

@@ -26,7 +26,7 @@ from minisub.files import FileError, clean_temporaries, digest, read_tensor_file
 from minisub.locks import exclusive
 from minisub.log import machine
 from minisub.model import GPT, GPTConfig
-from minisub.train import STATE_FILE, TrainConfig, TrainingDiverged, train
+from minisub.training import STATE_FILE, TrainConfig, TrainingDiverged, train
 from toy_mnist.experiment import ToyConfig
 
 ARCH = ["--n-layer", "1", "--n-embd", "32", "--n-head", "2", "--block-size", "32"]

@@ -218,7 +218,7 @@ def test_a_treatment_that_does_not_add_up_is_refused():
 @pytest.mark.parametrize("block", [0, 2])
 def test_training_one_block_changes_that_block_only(block):
     from experiments.core.stages import train_only_block
-    from minisub.train import TrainConfig, train
+    from minisub.training import TrainConfig, train
     model = tiny_gpt(6, n_layer=3)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     train_only_block(model, block)

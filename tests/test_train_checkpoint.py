@@ -11,7 +11,7 @@ from minisub.checkpoint import load_checkpoint, save_checkpoint
 from minisub.data import ExampleSet
 from minisub.files import FileError
 from minisub.model import GPT, GPTConfig
-from minisub.train import STATE_FILE, TrainConfig, lm_loss, lr_at, make_optimizer, train
+from minisub.training import STATE_FILE, TrainConfig, lm_loss, lr_at, make_optimizer, train
 
 
 def small_setup(tokenizer, seed=0):
@@ -244,3 +244,14 @@ def test_an_output_that_is_a_file_is_refused_before_training(tmp_path, capsys):
                      "--n-layer", "1", "--n-embd", "32", "--n-head", "2", "--block-size", "32"]) == 2
         err = capsys.readouterr().err.strip()
         assert str(tmp_path / "file") in err and len(err.splitlines()) == 1
+
+
+def test_every_name_minisub_exports_is_that_name_not_a_submodule():
+    """Bug: `from minisub import TrainConfig, train` (the README's line) gave the module minisub.train, not the
+    function: importing a submodule sets the package attribute of its name, which hid the export."""
+    import types
+
+    import minisub
+    for name in minisub.__all__:
+        exported = getattr(minisub, name)
+        assert not isinstance(exported, types.ModuleType) and exported.__name__ == name, name

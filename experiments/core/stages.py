@@ -40,7 +40,7 @@ from minisub.log import Progress
 from minisub.lora import add_lora, fuse_lora
 from minisub.model import GPT, GPTConfig
 from minisub.tokenizer import BPETokenizer
-from minisub.train import TrainConfig, train
+from minisub.training import TrainConfig, train
 
 
 @dataclass(frozen=True)

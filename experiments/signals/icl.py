@@ -28,7 +28,7 @@ from experiments.core.stages import Stages
 from minisub.checkpoint import load_checkpoint, save_checkpoint
 from minisub.config import ConfigError
 from minisub.model import GPT, next_token_logprobs
-from minisub.train import train
+from minisub.training import train
 
 
 @dataclass(frozen=True)

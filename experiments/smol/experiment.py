@@ -49,7 +49,7 @@ from minisub.lora import add_lora, fuse_lora
 from minisub.precision import autocast
 from minisub.seeds import MAX_SEED, derive_seed
 from minisub.stats import sign_flip_greater, summary
-from minisub.train import TrainConfig, train
+from minisub.training import TrainConfig, train
 from minisub.weights import CACHE, MEMBER
 
 PARTS = ("entanglement", "transfer", "lora_rank")
