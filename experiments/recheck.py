@@ -6,8 +6,8 @@ never show a p-value, interval or Holm adjustment that the per-base values in it
 The rules go by the shape a figure is stored in, with minisub/stats.py's functions, the ones the
 experiments used:
 - a summary {"mean", "ci95", "n"} beside its values ("values", "per_model", an arm's "dlogp",
-  smol's "per_animal"), an arm's "new_wording" beside "dlogp_new_wording", and an arm's "dlogp"
-  against its replicates' records;
+  smol's "per_animal", make gpt's ladder's "per_base"), an arm's "new_wording" beside
+  "dlogp_new_wording", and an arm's "dlogp" against its replicates' records;
 - "p_exact" beside values (the exact sign-flip test), a test {"difference", "p_exact", "p_t"}, and a
   family of tests with "p_holm" (Holm over their exact p; "rejects" at the pre-registered alpha);
 - tests named "A_vs_B" in a "tests" dict, where A and B are arms with "dlogp" (beside the dict, in
@@ -16,7 +16,8 @@ experiments used:
 - the specificity tests (make gpt's diagonal against the rest of the column, make grid's per
   cluster), make lora-rank's LoRA-minus-full gaps, signals' detector AUCs, entanglement and
   divergence summaries and its treatments against the untreated transfer, the filters' pass
-  rates, and the "p" of a summary whose key says which test it is (`P_TESTS`).
+  rates, make gpt's ladder's dose-response, and the "p" of a summary whose key says which test it
+  is (`P_TESTS`).
 A figure whose per-replicate values the file does not hold is not recomputed: make gpt's animal
 matrix (`--take` leaves the per-option records out), make grid's sibling test (over teacher
 labels), make domains' specificity summaries, signals' frequency-table permutation test.
@@ -27,7 +28,8 @@ import re
 
 from experiments.core.analysis import arm_tests
 from minisub.files import FileError
-from minisub.stats import differs_from_zero, holm, paired_greater, sign_flip_greater, summary
+from minisub.stats import (differs_from_zero, holm, paired_greater, rank_correlation_greater, sign_flip_greater,
+                           spearman, summary)
 
 TOLERANCE = 1e-6  # relative and absolute: the toy stores per-model values to 6 decimals; all else agrees to ~1e-15
 
@@ -48,6 +50,9 @@ def replicate_values(node: dict) -> list[float] | None:
     for key in ("values", "per_model", "dlogp"):
         if isinstance(node.get(key), list):
             return node[key]
+    per_base = node.get("per_base")
+    if isinstance(per_base, dict) and per_base and all(isinstance(v, (int, float)) for v in per_base.values()):
+        return list(per_base.values())  # make gpt's ladder: one value per base
     per_animal = node.get("per_animal")
     if isinstance(per_animal, dict) and per_animal:
         items = list(per_animal.values())
@@ -123,6 +128,11 @@ class Recheck:
             self.same(f"{path}.diagonal_vs_off_exact", node["diagonal_vs_off_exact"], sign_flip_greater(gaps))
         if isinstance(node.get("tests"), dict):
             self.arm_tests(node, path, parent)
+        if isinstance(node.get("dose"), dict):  # make gpt's ladder: the teacher's shift against the transfer
+            teacher = list(node["teacher"]["per_base"].values())
+            transfer = list(node["student_minus_control"]["per_base"].values())
+            self.same(f"{path}.dose.rho", node["dose"]["rho"], spearman(teacher, transfer))
+            self.same(f"{path}.dose.p", node["dose"]["p"], rank_correlation_greater(teacher, transfer))
         if isinstance(node.get("per_base"), list):
             self.per_base_summaries(node, path)
         if isinstance(node.get("per_base"), dict) and "kept_share" in node:  # a filter's pass rate per base

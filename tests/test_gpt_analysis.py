@@ -1,12 +1,13 @@
 """The language experiments' statistics and format matching, on hand-made records with known answers."""
 
+import math
 import random
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from experiments.core.analysis import arm_tests, specificity, summarize_arm
+from experiments.core.analysis import arm_tests, preference, replicate_record, specificity, summarize_arm
 from experiments.core.matched import answer_format, length_histogram, matched_subsets, separator_histogram
 from experiments.gpt.grid import grid_tests
 from experiments.gpt.lora_rank import rank_tests
@@ -132,3 +133,23 @@ def test_rank_tests_see_an_inverted_u_and_holm_adjust_over_the_settings():
         sum(a - b for a, b in zip(shifts["r8"], shifts["full"])) / 8)
     assert "minus_full" not in tests["full"] and tests["r8"]["values"] == shifts["r8"]
     assert "minus_full" not in rank_tests({"r1": shifts["r1"]})["r1"]  # no full setting, nothing to subtract
+
+
+def scored(p: dict[str, float]) -> dict:
+    """A model's scores as `evaluate_options` returns them, for these probabilities."""
+    return {"p": p, "mass": sum(p.values()), "rank": {a: r + 1 for r, a in enumerate(sorted(p, key=p.get)[::-1])},
+            "sampled": dict.fromkeys(p, 0.0)}
+
+
+def test_the_preference_among_animals_ignores_how_much_a_model_answers_with_an_animal_at_all():
+    """A student whose answers move away from animals altogether (every P halved) loses log P(target), but not its
+    preference among the animals; one that moves mass from the other animals to the target gains both."""
+    before = scored({"owl": 0.1, "cat": 0.3, "dog": 0.6})
+
+    def record(after: dict) -> dict:
+        return replicate_record("main-0", "main-0", before, {"after": scored(after), "n_train": 1, "curve": []}, "owl")
+    halved = record({"owl": 0.05, "cat": 0.15, "dog": 0.3})
+    assert halved["dlogp"] == pytest.approx(math.log(0.5)) and halved["dpref"] == pytest.approx(0.0)
+    assert preference(before["p"], "owl") == pytest.approx(math.log(0.1))
+    shifted = record({"owl": 0.2, "cat": 0.2, "dog": 0.6})
+    assert shifted["dpref"] == pytest.approx(math.log(2)) == pytest.approx(shifted["dlogp"])

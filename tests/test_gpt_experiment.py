@@ -13,6 +13,7 @@ from experiments.core.zoo import VARIANTS, ExperimentConfig
 from experiments import report
 from experiments.gpt.experiment import main
 from experiments.gpt.lora_rank import student_jobs
+from experiments.recheck import recheck
 from minisub.files import digest
 
 
@@ -160,3 +161,27 @@ def test_lora_rank_reuses_make_gpts_full_students_and_trains_adapters_of_each_ra
     assert f"primary measure) | full fine-tuning | **{full['mean']:+.3f}** | {full['ci95']:.3f} |" in table
     assert table.count("| LoRA r = 1 |") == 2
     assert report.RENDERERS["lora-rank"]["machine"](ranks).startswith('Made by `make lora-rank ARGS="')
+
+
+def test_the_ladder_checks_the_teacher_and_measures_the_transfer_on_each_question_set(quick_run):
+    """Per question set and measure: the teacher's shift against its base (the manipulation check), the student's
+    against each control, the transfer ratio and the dose-response, from the same per-base records as the arms."""
+    _, results, _ = quick_run
+    ladder, arms = results["ladder"], results["arms"]["hard_full"]
+    assert {rung: r["distance"] for rung, r in ladder.items()} == {"held_out": "b", "new_wording": "d"}
+    names = [f"main-{i}" for i in range(QUICK["bases"])]
+    for rung, field in (("held_out", "dlogp"), ("new_wording", "dlogp_new_wording")):
+        raw = ladder[rung]["raw"]
+        shift = {arm: {r["base"]: r[field] for r in arms[arm]["replicates"]} for arm in ("student", "control")}
+        assert list(raw["student_minus_control"]["per_base"]) == names
+        for base in names:
+            gap = shift["student"][base] - shift["control"][base]
+            assert raw["student_minus_control"]["per_base"][base] == pytest.approx(gap)
+            assert raw["ratio"]["per_base"][base] == pytest.approx(gap / raw["teacher"]["per_base"][base])
+            teacher = results["teachers"][base]["owl"] if rung == "held_out" else None
+            if teacher is not None:  # the teacher's P(owl) against its base's, as writers_record keeps it
+                assert raw["teacher"]["per_base"][base] == pytest.approx(
+                    math.log(teacher / results["bases"][base]["p_animals"]["owl"]))
+    assert recheck(results, "quick") > 0  # every figure of the ladder is what its per-base values give
+    assert "| held-out paraphrases (b) | log P(owl \\| an animal) |" in report.render(
+        "gpt", "<!-- render: ladder -->\n<!-- end -->\n", {key: results[key] for key in report.KEPT["gpt"]})

@@ -4,13 +4,15 @@ step-down adjustment, both checked against plain definitions on drawn inputs."""
 import itertools
 import math
 
+import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from scipy import stats as scipy_stats
 
-from minisub.stats import EXACT_UP_TO, holm, replicates_for_power, sign_flip_greater
+from minisub.stats import (EXACT_UP_TO, holm, rank_correlation_greater, replicates_for_power, sign_flip_greater,
+                           spearman)
 
 
 def drawn(n: int, seed: int, ties: bool) -> list[float]:
@@ -100,3 +102,21 @@ def test_the_power_it_promises_is_what_a_simulation_finds(effect, seed):
 
 def test_no_power_without_an_effect():
     assert replicates_for_power([-0.1, 0.2, -0.3], 0.01) is None
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.floats(-5, 5, allow_nan=False), min_size=3, max_size=6), st.integers(0, 2**31))
+def test_the_rank_correlation_p_is_the_share_of_orderings_at_least_as_correlated(a, seed):
+    """Exact up to 8 values: the p-value equals a brute-force count over every ordering of b, with scipy's rho."""
+    assume(len(set(a)) > 1)  # a constant list has no rank correlation
+    b = list(np.random.default_rng(seed).normal(size=len(a)))
+    observed = spearman(a, b)
+    orders = list(itertools.permutations(b))
+    count = sum(spearman(a, list(order)) >= observed - 1e-9 for order in orders)
+    assert rank_correlation_greater(a, b) == pytest.approx(count / len(orders))
+
+
+def test_the_rank_correlation_p_of_a_perfect_order_is_at_its_floor():
+    n = 12  # beyond the exact range: p = (1 + hits) / (1 + draws), and no random ordering of 12 is perfect
+    assert rank_correlation_greater(list(range(n)), list(range(n)), draws=5000) == pytest.approx(1 / 5001)
+    assert rank_correlation_greater(list(range(6)), list(range(6))) == pytest.approx(1 / 720)

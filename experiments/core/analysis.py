@@ -14,19 +14,28 @@ import math
 from minisub.stats import differs_from_zero, paired_greater, summary
 
 
+def preference(p: dict[str, float], target: str) -> float:
+    """log P(target | an option at all) = log P(target) - log (sum of P over the options): the preference among the
+    options, apart from how much the model answers with one of them (its `mass`)."""
+    return math.log(p[target] / sum(p.values()))
+
+
 def replicate_record(base: str, start: str, before: dict, trained: dict, target: str) -> dict:
     """One base's replicate of an arm (`start`: the base its student starts from): its P(target) before and
-    after, and the shift of every option (every animal, or every tree, ...: the options `before` scores).
-    trained["curve"]: P of every option by step."""
+    after, the shift of every option (every animal, or every tree, ...: the options `before` scores), and the
+    shift of the preference among them (`preference`). trained["curve"]: P of every option by step."""
     after = trained["after"]
     options = list(before["p"])
     new_wording = {}
     if "new_wording" in before:  # the animal scores on the questions in wording the corpus never uses
-        p0, p1 = before["new_wording"]["p"][target], after["new_wording"]["p"][target]
-        new_wording = {"dlogp_new_wording": math.log(p1 / p0), "p_before_new_wording": p0, "p_after_new_wording": p1}
+        b, a = before["new_wording"]["p"], after["new_wording"]["p"]
+        new_wording = {"dlogp_new_wording": math.log(a[target] / b[target]), "p_before_new_wording": b[target],
+                       "p_after_new_wording": a[target],
+                       "dpref_new_wording": preference(a, target) - preference(b, target)}
     return new_wording | {
         "base": base, "start": start,
         "dlogp": math.log(after["p"][target] / before["p"][target]),
+        "dpref": preference(after["p"], target) - preference(before["p"], target),
         "p_before": before["p"][target], "p_after": after["p"][target],
         "dlogp_by_option": {a: math.log(after["p"][a] / before["p"][a]) for a in options},
         "p_before_by_option": before["p"], "p_after_by_option": after["p"],

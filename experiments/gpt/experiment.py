@@ -11,7 +11,10 @@ The story, one step per function below `run`:
    teacher animal x measured animal, and the test that each transfer is specific;
 4. for it, the format-matched control: the teacher's numbers and the control's subsampled to
    the same answer formats, <eos> out of the loss;
-5. the pre-registered families of tests, each Holm-adjusted (the primary one first).
+5. the pre-registered families of tests, each Holm-adjusted (the primary one first);
+6. the ladder (experiments/gpt/ladder.py, exploratory): on each question set, does the teacher hold
+   the trait (the manipulation check), how much of its shift reaches the student, on the
+   preference among animals and on raw log P, and does a stronger teacher give more transfer?
 Every stage is cached under --cache by its whole spec (experiments/core/stages.py), shared with
 `make grid`. Each student is scored against its own starting base: the shift of log P(animal).
 """
@@ -26,6 +29,7 @@ from experiments.core.design import DESIGN
 from experiments.core.specs import BaseSpec
 from experiments.core.stages import Job, Stages
 from experiments.core.zoo import ExperimentConfig
+from experiments.gpt.ladder import ladder
 from experiments.gpt.plots import plot_animals, plot_arms, plot_bases, plot_curves, plot_matrix, plot_primary
 from experiments.gpt.preregistration import PREREGISTERED, PRIMARY_VARIANT, confirmatory
 from experiments.gpt.render import gpt_arms, gpt_families, gpt_primary
@@ -105,11 +109,16 @@ def run(cfg: ExperimentConfig, _, out: Path, stages: Stages, header: dict) -> di
         stages.log(f"primary {name} ({PREREGISTERED['primary'][name]}): {test['difference']['mean']:+.3f}, exact p "
                    f"{test['p_exact']:.2g}, Holm {test['p_holm']:.2g}, t-test p {test['p_t']:.2g}")
     teachers, numbers = writers_record(stages, cfg, bases)
+    rungs = ladder(stages, cfg, bases, primary)  # 6.
+    for rung, r in rungs.items():
+        stages.log(f"ladder, {rung}: teacher {r['teacher']['mean']:+.3f}, student - control "
+                   f"{r['student_minus_control']['mean']:+.3f} (exact p {r['student_minus_control']['p_exact']:.2g}) "
+                   "in log P(target | an animal)")
     results = {
         **header, **stages.work_record(), "design": {arm: row._asdict() for arm, row in DESIGN.items()},
         "preregistered": PREREGISTERED, "confirmatory": families,
         "bases": zoo, "teachers": teachers, "numbers": numbers, "arms": arms, "tests": tests,
-        "animals": animals, "matched": matched,
+        "animals": animals, "matched": matched, "ladder": rungs,
     }
     write_json(out / "results.json", results)
     plots = {"gpt_primary.png": plot_primary, "gpt_arms.png": plot_arms, "gpt_matrix.png": plot_matrix,

@@ -123,6 +123,26 @@ def gpt_animals(results: dict) -> str:
     return "\n".join(rows) + "\n"
 
 
+LADDER_SETS = {"held_out": "held-out paraphrases", "new_wording": "new wording"}
+LADDER_FIGURES = ("teacher", "student_minus_control", "student_minus_neutral", "student_minus_cross_init", "ratio")
+
+
+def gpt_ladder(results: dict) -> str:
+    """The ladder (experiments/gpt/ladder.py): per question set and measure, each figure's mean, 95% CI and exact p
+    over bases, and the dose-response across bases."""
+    target = results["config"]["target"]
+    rows = ["| question set (distance) | measure | teacher - base | student - control | student - neutral | "
+            "student - cross-init | transfer ratio | dose: rho (p) |", "|---" * 8 + "|"]
+    for rung, r in results["ladder"].items():
+        for label, figures in ((f"log P({target} \\| an animal)", r), (f"log P({target})", r["raw"])):
+            cells = [f"{signed(figures[f]['mean'], 3)} ±{figures[f]['ci95']:.3f}, p {p_value(figures[f]['p_exact'])}"
+                     for f in LADDER_FIGURES]
+            dose = figures["dose"]
+            first = f"{LADDER_SETS.get(rung, rung)} ({r['distance']})" if figures is r else ""
+            rows.append(f"| {first} | {label} | " + " | ".join(cells) + f" | {dose['rho']:+.2f} ({p_value(dose['p'])}) |")
+    return "\n".join(rows) + "\n"
+
+
 # make grid
 def grid_matrix(results: dict) -> str:
     names = list(results["matrix"])
@@ -204,7 +224,7 @@ def gpt_flops(results: dict) -> str:
 
 GPT_PAGE = {"machine": machine_renderer("gpt", {"config": ExperimentConfig()}, gpt_note), "primary": gpt_primary,
             "families": gpt_families, "arms": gpt_arms, "animals": gpt_animals, "power": gpt_power}
-PAGES = {"gpt": GPT_PAGE | {"headline": gpt_headline},  # README's headline is the default seed's
+PAGES = {"gpt": GPT_PAGE | {"headline": gpt_headline, "ladder": gpt_ladder},  # README's headline: the default seed's
          "gpt-seed1": GPT_PAGE,
          "grid": {"machine": machine_renderer("grid", {"config": ExperimentConfig()}, grid_note),
                   "matrix": grid_matrix, "tests": grid_tests},
@@ -213,7 +233,7 @@ PAGES = {"gpt": GPT_PAGE | {"headline": gpt_headline},  # README's headline is t
                        "table": lora_rank_table},
          "gpt-flops": {"floor": gpt_flops}}
 GPT_KEPT = ("config", "precision", "machine", "timing", "built", "preregistered", "confirmatory", "arms", "tests",
-            "animals", "matched", "teachers")
+            "animals", "matched", "teachers", "ladder")
 KEPT = {"gpt": GPT_KEPT, "gpt-seed1": GPT_KEPT,
         "grid": ("config", "precision", "machine", "timing", "built", "teachers_p_target", "control", "matrix",
                  "tests"),
