@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: toy demo toy-sweeps gpt grid lora-rank signals domains smol report smol-weights test test-slow test-gpu bench clean
+.PHONY: toy demo toy-sweeps toy-defences gpt grid lora-rank signals domains smol report smol-weights test test-slow test-gpu bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,9 @@ demo: $(STAMP)
 
 toy-sweeps: $(STAMP)
 	$(PY) -m toy_mnist.sweep $(ARGS)
+
+toy-defences: $(STAMP)
+	$(PY) -m toy_mnist.defences $(ARGS)
 
 gpt: $(STAMP)
 	$(PY) -m experiments.gpt $(ARGS)

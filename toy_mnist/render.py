@@ -1,11 +1,12 @@
-"""The `make toy` and `make toy-sweeps` pages (docs/results/toy.md, toy-sweeps.md), rendered from their results files.
+"""The `make toy`, `make toy-sweeps` and `make toy-defences` pages (docs/results/toy*.md), rendered from their results.
 
 What each block of the two pages says, as a function of a results.json (`PAGES`), and what
 `make report --take` keeps of a run's results (`KEPT`); experiments/report.py drives them. The
 toy's console report is made of the same blocks (`console`).
 """
 
-from minisub.render import machine_renderer
+from minisub.render import machine_renderer, p_value
+from toy_mnist.defences import DefenceConfig
 from toy_mnist.experiment import ToyConfig
 from toy_mnist.sweep import SweepConfig
 
@@ -124,13 +125,45 @@ def sweeps_alignment(results: dict) -> str:
             f"{cross['teacher_loss'][-1]['mean']:.2f}.\n")
 
 
+DEFENCE_LABELS = {"kl": "KL penalty to the starting model, weight {knob:g}",
+                  "oracle": "gradient projection, oracle (the teacher's weight change)",
+                  "estimated": "gradient projection, estimated from {knob:g} labelled digits"}
+
+
+def defences_table(results: dict) -> str:
+    """Each defence and knob: accuracy, transfer left, utility kept (mean and 95% CI over models), and its test."""
+    start, untreated = results["start"], results["untreated"]
+    rows = ["| student | test accuracy | transfer left | utility kept | accuracy below untreated: exact p | Holm p |",
+            "|---|---|---|---|---|---|",
+            f"| its init, untrained | {start['accuracy']['mean']:.3f} ±{start['accuracy']['ci95']:.3f} | 0% | 0% | | |",
+            f"| untreated | {untreated['accuracy']['mean']:.3f} ±{untreated['accuracy']['ci95']:.3f} | 100% | 100% | | |"]
+    for name, r in results["defences"].items():
+        test = results["tests"][name]
+        left, kept = r["transfer_left"], r["utility_kept"]
+        rows.append(f"| {DEFENCE_LABELS[r['defence']].format(knob=r['knob'] or 0)} | {r['accuracy']['mean']:.3f} "
+                    f"±{r['accuracy']['ci95']:.3f} | {left['mean']:.0%} ±{left['ci95']:.1%} | {kept['mean']:.0%} "
+                    f"±{kept['ci95']:.1%} | {p_value(test['p_exact'])} | {p_value(test['p_holm'])} |")
+    return "\n".join(rows) + "\n"
+
+
+def defences_predictions(results: dict) -> str:
+    return "".join(f"- {defence}: {prediction}\n" for defence, prediction in results["predictions"].items())
+
+
 PAGES = {
     "toy": {"machine": machine_renderer("toy", {"config": ToyConfig()}, toy_data), "arms": toy_arms,
             "theorem": toy_theorem, "speed": toy_speed},
     "toy-sweeps": {"machine": machine_renderer("toy-sweeps", {"config": ToyConfig(), "sweep_config": SweepConfig()},
                                                lambda results: f"Every point: {results['config']['n_models']} models, "
                                                                "each its own seed; mean over the models.\n"),
-                   "table": sweeps_table, "matrix": sweeps_matrix, "alignment": sweeps_alignment}}
+                   "table": sweeps_table, "matrix": sweeps_matrix, "alignment": sweeps_alignment},
+    "toy-defences": {"machine": machine_renderer("toy-defences", {"config": ToyConfig(),
+                                                                  "defence_config": DefenceConfig()},
+                                                 lambda results: f"{results['config']['n_models']} models, each its "
+                                                                 "own init; 95% CI = t-interval over the models.\n"),
+                     "predictions": defences_predictions, "table": defences_table}}
 KEPT = {"toy": ("config", "precision", "machine", "seconds", "data", "arms", "init_controls", "theorem", "speed"),
         "toy-sweeps": ("config", "sweep_config", "precision", "machine", "seconds", "sweeps", "alignment",
-                       "init_matrix")}
+                       "init_matrix"),
+        "toy-defences": ("config", "defence_config", "precision", "machine", "seconds", "predictions", "start",
+                         "untreated", "defences", "tests")}

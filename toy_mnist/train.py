@@ -83,20 +83,28 @@ def predict(model: BatchedMLP, x: torch.Tensor, chunk: int = 2048) -> torch.Tens
 
 def distill(student: BatchedMLP, teacher_logits: torch.Tensor, noise: torch.Tensor,
             outputs: slice, cfg: StageConfig, generator: torch.Generator, imitation: str = "kl",
-            on_step: Callable[[int, BatchedMLP], None] | None = None) -> None:
+            on_step: Callable[[int, BatchedMLP], None] | None = None,
+            penalty: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+            before_step: Callable[[BatchedMLP], None] | None = None) -> None:
     """Train `student` to match `teacher_logits` (N, n_noise, d_out) on `outputs` of each noise image.
 
     on_step(step, student), if given, runs after every optimizer step (steps count from 1). The
     learning rate is constant, so the first E epochs of a longer run are exactly an E-epoch run.
+    A defence (toy_mnist/defences.py) adds penalty(batch indices, every logit (N, B, d_out)) to the
+    loss, or changes the gradients with before_step(student) before each optimizer step.
     """
     opt = cfg.make_optimizer(student.parameters())
     targets = teacher_logits[..., outputs]
     for step, idx in enumerate(batches(len(noise), cfg.batch_size, cfg.epochs, generator), start=1):
         with autocast(noise.device, cfg.precision):
-            logits = student(noise[idx])[..., outputs].float()
-        loss = distillation_loss(logits, targets[:, idx], imitation)
+            every = student(noise[idx]).float()  # (N, B, d_out)
+        loss = distillation_loss(every[..., outputs], targets[:, idx], imitation)
+        if penalty is not None:
+            loss = loss + penalty(idx, every)
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        if before_step is not None:
+            before_step(student)
         opt.step()
         if on_step is not None:
             on_step(step, student)
