@@ -124,6 +124,13 @@ def check_output_folder(folder: str | Path) -> Path:
     return folder
 
 
+def check_not_replacing(folder: Path, force: bool, what: str) -> None:
+    """Refuse an output folder that already holds a run's results.json unless `force` says to replace it: a run
+    with no stage cache to rebuild it from would be lost."""
+    if (folder / "results.json").exists() and not force:
+        raise FileError(f"{folder} already holds {what} (results.json); pass --force to replace it")
+
+
 def write_json(path: Path, data: dict) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(data, indent=2)))
 

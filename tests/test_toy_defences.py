@@ -74,3 +74,7 @@ def test_a_quick_run_writes_its_results_and_plot_and_its_statistics_recheck(tmp_
     assert recheck(results, "quick") > 0
     assert "| gradient projection, oracle (the teacher's weight change) |" in capsys.readouterr().out
     assert DefenceConfig().kl_weights == [0.1, 1.0, 10.0]
+    written = (tmp_path / "results.json").read_bytes()
+    assert main(["--quick", "--out", str(tmp_path)]) == 2  # a 14-minute run is not replaced without --force
+    assert "already holds a toy-defences run" in capsys.readouterr().err
+    assert (tmp_path / "results.json").read_bytes() == written

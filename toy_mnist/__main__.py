@@ -3,7 +3,7 @@
 import sys
 
 from minisub.cli import Parser, add_config_flags, add_quick_flag, config_from_args, run_main
-from minisub.files import FileError, check_output_folder, write_json
+from minisub.files import check_not_replacing, check_output_folder, write_json
 from toy_mnist.data import idx_files_present
 from toy_mnist.experiment import ToyConfig, run
 from toy_mnist.render import console
@@ -23,8 +23,7 @@ def main(argv=None) -> int:
 
     def body() -> None:
         out = check_output_folder(args.out)
-        if (out / "results.json").exists() and not args.force:
-            raise FileError(f"{out} already holds a toy run (results.json); pass --force to replace it")
+        check_not_replacing(out, args.force, "a toy run")
         idx_files_present(cfg.data_dir, cfg.download)  # a bad --data-dir is refused before the precision timing
         results = run(cfg)
         write_json(out / "results.json", results)

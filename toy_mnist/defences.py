@@ -30,7 +30,7 @@ import torch
 
 from minisub.cli import Parser, add_config_flags, add_quick_flag, config_from_args, run_main
 from minisub.config import check, option
-from minisub.files import check_output_folder, write_json
+from minisub.files import check_not_replacing, check_output_folder, write_json
 from minisub.log import Progress, machine
 from minisub.losses import kl_divergence
 from minisub.precision import choose_precision
@@ -194,6 +194,7 @@ def main(argv=None) -> int:
     add_config_flags(parser, DefenceConfig)
     parser.add_argument("--out", default=None, help="output folder (default: runs/toy_defences, or "
                                                     "runs/toy_defences-quick with --quick)")
+    parser.add_argument("--force", action="store_true", help="replace the results an --out folder already holds")
     quick = add_quick_flag(parser, argv, ToyConfig, DefenceConfig, what="tiny sizes that check every part connects")
     args = parser.parse_args(argv)
     cfg, d = config_from_args(ToyConfig, args, parser), config_from_args(DefenceConfig, args, parser)
@@ -201,6 +202,7 @@ def main(argv=None) -> int:
     def body() -> None:
         from toy_mnist.render import defences_table  # the page's own table; the page module imports this one
         out = check_output_folder(args.out or ("runs/toy_defences-quick" if quick else "runs/toy_defences"))
+        check_not_replacing(out, args.force, "a toy-defences run")
         idx_files_present(cfg.data_dir, cfg.download)  # a bad --data-dir is refused before the precision timing
         results = run(cfg, d)
         write_json(out / "results.json", results)
