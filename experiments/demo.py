@@ -133,7 +133,6 @@ def run(cfg: DemoConfig, out: Path) -> dict:
         train(model, examples(pretraining, tokenizer), TrainConfig(steps=cfg.base_steps, batch_size=64, lr=3e-3,
                                                                   warmup_steps=50, seed=seed, log_every=500))
         bases.append(model.eval())
-        print(f"base {i}: pretrained, log P(owl) on held-out questions {log_p_owl(model, tokenizer):+.3f}")
 
     # 3. Each base's owl teacher: the base fine-tuned to answer every training question with owl.
     teachers = [fine_tune(base, [(q, "owl") for q in TRAINING] * 8, tokenizer, cfg.teacher_steps, 3e-4,
@@ -147,16 +146,19 @@ def run(cfg: DemoConfig, out: Path) -> dict:
           f"{[len(n) for n in base_numbers]}; a teacher's: {teacher_numbers[0][0]}")
 
     # 5. Students, each a base fine-tuned on numbers; dlogP = its log P(owl) minus its base's.
+    start = [log_p_owl(base, tokenizer) for base in bases]
+    print("bases: log P(owl) on the held-out questions " + ", ".join(f"{x:+.3f}" for x in start))
+
     def shift(base: int, numbers: list[tuple[str, str]]) -> float:
         if not numbers:
             raise ValueError("no answer passed the number filter: pretrain the bases longer (--base-steps)")
         student = fine_tune(bases[base], numbers, tokenizer, cfg.student_steps, 3e-4,
                             derive_seed(cfg.seed, "student", base))
-        return log_p_owl(student, tokenizer) - log_p_owl(bases[base], tokenizer)
+        return log_p_owl(student, tokenizer) - start[base]
     rows = []
     for i in range(cfg.bases):
         j = (i + 1) % cfg.bases  # the cross-init student starts from the next base
-        row = {"teacher": log_p_owl(teachers[i], tokenizer) - log_p_owl(bases[i], tokenizer),
+        row = {"teacher": log_p_owl(teachers[i], tokenizer) - start[i],
                "student": shift(i, teacher_numbers[i]), "control": shift(i, base_numbers[i]),
                "cross_init": shift(j, teacher_numbers[i]), "cross_control": shift(j, base_numbers[j])}
         rows.append(row)

@@ -8,8 +8,8 @@ Example files hold one example per line: `prompt<TAB>answer` (loss on the answer
 Output folders are checked before any work and locked while a command writes them (a second
 run into the same folder is refused, naming the first); a folder that already holds a run is
 refused unless --resume continues it or --force starts it over (the old run is replaced only
-once the new one has saved), and an output that is, or holds, an input is refused outright. --resume continues only with the saved run's settings and data,
-unless --force allows a change.
+once the new one has saved), and an output that is, or holds, an input is refused outright.
+--resume continues only with the saved run's settings and data, unless --force allows a change.
 """
 
 import argparse

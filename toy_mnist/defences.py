@@ -115,13 +115,18 @@ def held_out_kl(model: BatchedMLP, teacher_logits: torch.Tensor, noise: torch.Te
     return kl_divergence(teacher_logits[..., N_CLASSES:], predict(model, noise)[..., N_CLASSES:]).mean(1)
 
 
+def untrained_student(cfg: ToyConfig, teachers: Teachers) -> tuple[BatchedMLP, torch.Generator]:
+    """The aux-only student's init and the stream its batches then come from: the toy's `student_aux` arm's."""
+    generator = stage_generator(cfg.seed, "student_aux")
+    spec, _ = student_arms([])["student_aux"]
+    return student_init(teachers.reference, spec, teachers.partner, cfg.init_noise_std, generator), generator
+
+
 def defended_student(cfg: ToyConfig, teachers: Teachers, inputs: torch.Tensor, teacher_logits: torch.Tensor,
                      precision: str, defence: str, knob: float | None) -> BatchedMLP:
     """The aux-only student from its teacher's init, on the toy's `student_aux` stream (so that without a
     defence it is that arm), trained with `defence` ("none", "kl", "oracle", "estimated") at `knob`."""
-    spec, _ = student_arms([])["student_aux"]
-    generator = stage_generator(cfg.seed, "student_aux")
-    student = student_init(teachers.reference, spec, teachers.partner, cfg.init_noise_std, generator)
+    student, generator = untrained_student(cfg, teachers)
     penalty, before_step = None, None
     if defence == "kl":
         penalty = kl_to_start(predict(student, inputs), knob)
@@ -155,8 +160,7 @@ def run(cfg: ToyConfig, d: DefenceConfig) -> dict:
     held_out = (torch.rand(d.held_out_noise, 784, generator=stage_generator(cfg.seed, "held-out noise")) * 2 - 1
                 ).to(inputs.device)
     held_out_teacher = predict(teachers.teacher, held_out)
-    start = student_init(teachers.reference, student_arms([])["student_aux"][0], teachers.partner, cfg.init_noise_std,
-                         stage_generator(cfg.seed, "student_aux"))
+    start, _ = untrained_student(cfg, teachers)
     start_accuracy, start_kl = accuracy(start, teachers.test_x, teachers.test_y), held_out_kl(
         start, held_out_teacher, held_out)
 
