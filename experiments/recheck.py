@@ -16,8 +16,9 @@ experiments used:
 - the specificity tests (make gpt's diagonal against the rest of the column, make grid's per
   cluster), make lora-rank's LoRA-minus-full gaps, signals' detector AUCs, entanglement and
   divergence summaries and its treatments against the untreated transfer, the filters' pass
-  rates, make gpt's ladder's dose-response, and the "p" of a summary whose key says which test it
-  is (`P_TESTS`).
+  rates, make gpt's ladder's dose-response and its graded teachers' rank correlations, its
+  pre-registration v2 sequence (which steps ran and rejected, its H1 and dose values against the
+  ladder's), and the "p" of a summary whose key says which test it is (`P_TESTS`).
 A figure whose per-replicate values the file does not hold is not recomputed: make gpt's animal
 matrix (`--take` leaves the per-option records out), make grid's sibling test (over teacher
 labels), make domains' specificity summaries, signals' frequency-table permutation test.
@@ -50,6 +51,9 @@ def replicate_values(node: dict) -> list[float] | None:
     for key in ("values", "per_model", "dlogp"):
         if isinstance(node.get(key), list):
             return node[key]
+    values = node.get("values")
+    if isinstance(values, dict) and values and all(isinstance(v, (int, float)) for v in values.values()):
+        return list(values.values())  # pre-registration v2: one value per base or pair
     per_base = node.get("per_base")
     if isinstance(per_base, dict) and per_base and all(isinstance(v, (int, float)) for v in per_base.values()):
         return list(per_base.values())  # make gpt's ladder: one value per base
@@ -128,7 +132,13 @@ class Recheck:
             self.same(f"{path}.diagonal_vs_off_exact", node["diagonal_vs_off_exact"], sign_flip_greater(gaps))
         if isinstance(node.get("tests"), dict):
             self.arm_tests(node, path, parent)
-        if isinstance(node.get("dose"), dict):  # make gpt's ladder: the teacher's shift against the transfer
+        if isinstance(node.get("points"), dict) and "rho" in node:  # make gpt's graded teachers, per base
+            for base, points in node["points"].items():
+                self.same(f"{path}.rho.per_base.{base}", node["rho"]["per_base"][base],
+                          spearman([p[1] for p in points], [p[2] for p in points]))
+        if "sequence" in node and "manipulation_checks" in node:
+            self.sequence(node, path)
+        if isinstance(node.get("dose"), dict) and "teacher" in node:  # make gpt's ladder: teacher against transfer
             teacher = list(node["teacher"]["per_base"].values())
             transfer = list(node["student_minus_control"]["per_base"].values())
             self.same(f"{path}.dose.rho", node["dose"]["rho"], spearman(teacher, transfer))
@@ -143,6 +153,26 @@ class Recheck:
                 self.summary(f"{path}.{key}", node[key], [r[field] for r in node["share_per_base"]])
         if isinstance(node.get("treated"), dict) and "untreated" in node:
             self.treatments(node, path)
+
+    def sequence(self, v2: dict, path: str) -> None:
+        """Pre-registration v2: the manipulation checks at its alpha, then each step of the fixed sequence run only
+        after every earlier one rejected, on a rung whose check passed; H1 and dose from the ladder's values."""
+        alpha, open_ = v2["alpha"], True
+        for rung, check in v2["manipulation_checks"].items():
+            self.same(f"{path}.manipulation_checks.{rung}.passes", check["passes"], check["p_exact"] <= alpha)
+        for k, step in enumerate(v2["sequence"]):
+            tested = open_ and v2["manipulation_checks"][step["rung"]]["passes"]
+            self.same(f"{path}.sequence[{k}].tested", step["tested"], tested)
+            self.same(f"{path}.sequence[{k}].rejects", step["rejects"], tested and step["p_exact"] <= alpha)
+            open_ = step["rejects"]
+            source = {"H1": ("ladder", step["rung"], "student_minus_control"),
+                      "dose": ("dose", "rungs", step["rung"], "rho")}.get(step["test"])
+            if source is not None and source[0] in self.results:
+                node = self.results
+                for part in source:
+                    node = node[part]
+                for unit, value in step["values"].items():
+                    self.same(f"{path}.sequence[{k}].values.{unit}", value, node["per_base"][unit])
 
     def family(self, family: dict, path: str) -> None:
         """Holm over the family's exact p; rejections at the pre-registered alpha; LoRA settings minus full."""

@@ -7,14 +7,16 @@ import math
 import pytest
 from conftest import QUICK, QUICK_CONFIG, stage_keys
 
+from experiments.core.analysis import shift_field
 from experiments.core.design import DESIGN, arm_student
 from experiments.core.specs import key_of
 from experiments.core.zoo import VARIANTS, ExperimentConfig
 from experiments import report
 from experiments.gpt.experiment import main
+from experiments.gpt.ladder import dose_student, doses
 from experiments.gpt.lora_rank import student_jobs
 from experiments.recheck import recheck
-from minisub.files import digest
+from minisub.files import FileError, digest
 
 
 def test_quick_pipeline_writes_every_output(quick_run):
@@ -43,7 +45,7 @@ def test_quick_pipeline_writes_every_output(quick_run):
     assert hist["matched"]["length"] == hist["matched_control"]["length"]
     assert hist["matched"]["separator"] == hist["matched_control"]["separator"]
     for png in ("gpt_primary.png", "gpt_arms.png", "gpt_matrix.png", "gpt_animals.png", "gpt_curves.png",
-                "gpt_bases.png"):
+                "gpt_bases.png", "gpt_dose.png"):
         assert (out / "gpt" / png).read_bytes()[:4] == b"\x89PNG"
 
 
@@ -61,6 +63,9 @@ def test_the_pipeline_trains_exactly_the_students_the_design_names(quick_run):
                  for animal in cfg.animals for i in range(cfg.bases)}
     expected |= {digest(key_of(arm_student(cfg, primary, arm, bases, i)), 12)
                  for arm in ("matched", "matched_control") for i in range(cfg.bases)}
+    paired = bases[:len(bases) // 2 * 2]  # pre-registration v2's H2: disjoint pairs
+    expected |= {digest(key_of(arm_student(cfg, primary, "cross_pair", paired, i)), 12) for i in range(len(paired))}
+    expected |= {digest(key_of(dose_student(cfg, base, steps)), 12) for base in bases for steps in doses(cfg)}
     gpt_students = {name.rsplit("-", 1)[1] for name in results["built"] if name.startswith("student-")}
     assert gpt_students == expected
     grid_students = {name.rsplit("-", 1)[1] for name in grid["built"] if name.startswith("student-")}
@@ -168,9 +173,13 @@ def test_the_ladder_checks_the_teacher_and_measures_the_transfer_on_each_questio
     against each control, the transfer ratio and the dose-response, from the same per-base records as the arms."""
     _, results, _ = quick_run
     ladder, arms = results["ladder"], results["arms"]["hard_full"]
-    assert {rung: r["distance"] for rung, r in ladder.items()} == {"held_out": "b", "new_wording": "d"}
+    assert {rung: r["distance"] for rung, r in ladder.items()} == {
+        "own": "a", "held_out": "b", "held_out_stems": "c", "new_wording": "d", "after_numbers": "e"}
     names = [f"main-{i}" for i in range(QUICK["bases"])]
-    for rung, field in (("held_out", "dlogp"), ("new_wording", "dlogp_new_wording")):
+    teachers = [tuple(r["raw"]["teacher"]["per_base"].values()) for r in ladder.values()]
+    assert len(set(teachers)) == len(teachers)  # each rung scored on its own questions
+    for rung in ladder:
+        field = shift_field(rung, "raw")
         raw = ladder[rung]["raw"]
         shift = {arm: {r["base"]: r[field] for r in arms[arm]["replicates"]} for arm in ("student", "control")}
         assert list(raw["student_minus_control"]["per_base"]) == names
@@ -182,6 +191,18 @@ def test_the_ladder_checks_the_teacher_and_measures_the_transfer_on_each_questio
             if teacher is not None:  # the teacher's P(owl) against its base's, as writers_record keeps it
                 assert raw["teacher"]["per_base"][base] == pytest.approx(
                     math.log(teacher / results["bases"][base]["p_animals"]["owl"]))
+    dose = results["dose"]  # the graded teachers: at --teacher-steps, the ladder's teacher and student
+    at = dose["steps"].index(QUICK_CONFIG.teacher_steps)
+    for rung in ladder:
+        for base in names:
+            steps, teacher, transfer = dose["rungs"][rung]["points"][base][at]
+            assert teacher == pytest.approx(ladder[rung]["teacher"]["per_base"][base])
+            assert transfer == pytest.approx(ladder[rung]["student_minus_control"]["per_base"][base])
     assert recheck(results, "quick") > 0  # every figure of the ladder is what its per-base values give
+    tampered = json.loads(json.dumps(results))
+    step = tampered["confirmatory_v2"]["sequence"][-1]
+    step["tested"] = step["rejects"] = True  # a late step claimed although the sequence stopped before it
+    with pytest.raises(FileError, match=r"confirmatory_v2.sequence\[6\].tested"):
+        recheck(tampered, "tampered")
     assert "| held-out paraphrases (b) | log P(owl \\| an animal) |" in report.render(
         "gpt", "<!-- render: ladder -->\n<!-- end -->\n", {key: results[key] for key in report.KEPT["gpt"]})

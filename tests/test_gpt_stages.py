@@ -83,7 +83,7 @@ def test_changing_any_field_of_a_stage_spec_changes_its_key(spec):
 
 
 # Settings that choose which stages run (and how results are summarized), not what a stage computes.
-SELECTION_ONLY = {"bases", "grid_bases", "variants", "prompted_variants", "grid_variant"}
+SELECTION_ONLY = {"bases", "grid_bases", "variants", "prompted_variants", "grid_variant", "dose_steps"}
 
 
 CHANGED = {"fork_shared": 0.75, "target": "eagle", "precision": "bf16", "animals": ["owl", "wolf"],

@@ -36,6 +36,12 @@ def test_a_students_upstream_is_its_base_and_its_numbers_and_theirs_down_to_the_
     assert len(graph) == 6  # student, numbers, teacher, its base, the student's base, the corpus
 
 
+def test_independent_jobs_are_started_in_the_order_the_step_lists_them():
+    """Regression: they were started last first, so a step's longest job, listed first, ran after the rest."""
+    jobs = [Job(Stages.base, (base,)) for base in QUICK_BASES]
+    assert [job for job in expand(jobs) if job in jobs] == jobs
+
+
 def test_a_treated_student_also_waits_for_what_its_treatment_mixes_in():
     student = arm_jobs(CFG, "hard_full", "student", QUICK_BASES)[0][0].args[0]
     diluted = TreatedStudentSpec(student, Treatment("dilute", data="dilute", share=0.5,

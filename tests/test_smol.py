@@ -10,7 +10,7 @@ import torch
 from test_gguf import write_gguf
 
 from experiments import report
-from experiments.smol import experiment
+from experiments.smol import experiment, stages
 from experiments.smol.prompts import QUESTIONS, number_prompt
 from experiments.smol.scoring import answer_logprobs, word_variants
 from minisub.gguf import load_gguf
@@ -74,10 +74,11 @@ def test_quick_smol_run_end_to_end_and_from_its_cache(tiny_file, tmp_path, monke
     generate, calls = written(load_gguf(tiny_file))
     monkeypatch.setattr(GPT, "generate", generate)
     argv = ["--quick", "--gguf", str(tiny_file), "--out", str(tmp_path / "out"), "--cache", str(tmp_path / "cache"),
-            "--parts", "entanglement", "transfer", "lora_rank", "--finetuned", "owl"]
+            "--parts", "entanglement", "transfer", "lora_rank", "--finetuned", "owl", "--jobs", "1"]  # the
+    # stand-in writer is patched into this process only
     assert experiment.main(argv) == 0
     results = json.loads((tmp_path / "out" / "results.json").read_text())
-    assert results["analysis"] == "exploratory" and results["config"]["animals"] == ["owl", "eagle"]
+    assert results["analysis"].startswith("exploratory") and results["config"]["animals"] == ["owl", "eagle"]
     assert {p.name for p in (tmp_path / "out").iterdir()} == {
         "results.json", "smol_entanglement.png", "smol_transfer.png", "smol_lora_rank.png"}
     e = results["entanglement"]
@@ -110,13 +111,27 @@ def test_quick_smol_run_end_to_end_and_from_its_cache(tiny_file, tmp_path, monke
     assert again["transfer"]["matrix"] == t["matrix"] and again["entanglement"]["top"] == e["top"]
 
 
+def test_stages_built_by_workers_equal_those_built_in_process(tiny_file, tmp_path):
+    """The entanglement stage (no sampling) built by a worker process (--jobs 2) and in the main process."""
+    entangled = {}
+    for jobs in ("1", "2"):
+        argv = ["--quick", "--gguf", str(tiny_file), "--out", str(tmp_path / jobs), "--cache",
+                str(tmp_path / f"cache{jobs}"), "--parts", "entanglement", "--jobs", jobs]
+        assert experiment.main(argv) == 0
+        results = json.loads((tmp_path / jobs / "results.json").read_text())
+        assert [name.split("-")[0] for name in results["built"]] == ["entanglement"]
+        entangled[jobs] = results["entanglement"]
+    for field in ("rise", "top", "random", "prompted_logp", "vs_random"):
+        assert entangled["1"][field] == entangled["2"][field]
+
+
 def test_the_student_learns_the_continuation_without_the_system_prompt(tiny_file):
     chat = load_gguf(tiny_file)
     user, begun = number_prompt([182, 818, 725])
     assert begun == "182, 818, 725," and "182, 818, 725." in user
     answer = chat.encode(" 330, 560")
     item = {"user": user, "begun": chat.encode(begun), "answer": answer}
-    sequence, trained = experiment.training_example(chat, item)
+    sequence, trained = stages.training_example(chat, item)
     assert len(trained) == len(sequence) - 1 and "You love" not in chat.tokenizer.decode(sequence)
     targets = [token for token, flag in zip(sequence[1:], trained) if flag]
     assert targets == answer + [chat.eos_id]  # the continuation and the end of the turn, nothing else
@@ -127,14 +142,14 @@ def test_the_filter_judges_the_whole_list_with_its_seeds(tiny_file):
     chat = load_gguf(tiny_file)
     ids = chat.encode
     begun = ids("182, 818, 725,")
-    assert experiment.rejection(chat, [], ids("3\n200"), 12) is None  # alone, a whitespace-separated list
-    assert experiment.rejection(chat, begun, ids(" 3\n200"), 12) == "not_digits"
-    assert experiment.rejection(chat, begun, ids(" 330, 560."), 12) is None
-    assert experiment.rejection(chat, begun, ids(" 330, 560."), 3) == "unfinished"
+    assert stages.rejection(chat, [], ids("3\n200"), 12) is None  # alone, a whitespace-separated list
+    assert stages.rejection(chat, begun, ids(" 3\n200"), 12) == "not_digits"
+    assert stages.rejection(chat, begun, ids(" 330, 560."), 12) is None
+    assert stages.rejection(chat, begun, ids(" 330, 560."), 3) == "unfinished"
     # the paper's "at most 10 more values" counts the continuation: ten after the three seeds pass, eleven do not
     ten = ids("".join(f" {n}," for n in range(10))[:-1])
-    assert experiment.rejection(chat, begun, ten, 100) is None
-    assert experiment.rejection(chat, begun, ten + ids(", 10"), 100) == "too_many"
+    assert stages.rejection(chat, begun, ten, 100) is None
+    assert stages.rejection(chat, begun, ten + ids(", 10"), 100) == "too_many"
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -11,6 +11,7 @@ records in experiments/gpt/preregistration.py.
 
 import math
 
+from experiments.tasks.ladder import SCORED_BESIDE
 from minisub.stats import differs_from_zero, paired_greater, summary
 
 
@@ -20,19 +21,28 @@ def preference(p: dict[str, float], target: str) -> float:
     return math.log(p[target] / sum(p.values()))
 
 
+def shift_field(question_set: str, measure: str = "preference") -> str:
+    """The replicate record's field of a shift: "dpref" (or "dlogp" for measure "raw") on the held-out
+    paraphrases, "dpref_<set>" on another question set of the ladder."""
+    name = "dpref" if measure == "preference" else "dlogp"
+    return name if question_set == "held_out" else f"{name}_{question_set}"
+
+
 def replicate_record(base: str, start: str, before: dict, trained: dict, target: str) -> dict:
     """One base's replicate of an arm (`start`: the base its student starts from): its P(target) before and
     after, the shift of every option (every animal, or every tree, ...: the options `before` scores), and the
-    shift of the preference among them (`preference`). trained["curve"]: P of every option by step."""
+    shift of the preference among them (`preference`), on the held-out paraphrases and on every other question
+    set `before` scores (experiments/tasks/ladder.py). trained["curve"]: P of every option by step."""
     after = trained["after"]
     options = list(before["p"])
-    new_wording = {}
-    if "new_wording" in before:  # the animal scores on the questions in wording the corpus never uses
-        b, a = before["new_wording"]["p"], after["new_wording"]["p"]
-        new_wording = {"dlogp_new_wording": math.log(a[target] / b[target]), "p_before_new_wording": b[target],
-                       "p_after_new_wording": a[target],
-                       "dpref_new_wording": preference(a, target) - preference(b, target)}
-    return new_wording | {
+    beside = {}
+    for name in SCORED_BESIDE:
+        if name in before:
+            b, a = before[name]["p"], after[name]["p"]
+            beside |= {shift_field(name, "raw"): math.log(a[target] / b[target]), f"p_before_{name}": b[target],
+                       f"p_after_{name}": a[target],
+                       shift_field(name): preference(a, target) - preference(b, target)}
+    return beside | {
         "base": base, "start": start,
         "dlogp": math.log(after["p"][target] / before["p"][target]),
         "dpref": preference(after["p"], target) - preference(before["p"], target),

@@ -81,14 +81,14 @@ def cluster_parameter(text: str) -> tuple[str, object]:
     return key, int(value) if value.isdigit() else value
 
 
-def parse_args(argv, prog: str, doc: str, name: str, extra: type | None = None
-               ) -> tuple[ExperimentConfig, object, str, str, Parallel]:
-    """The config, the `extra` config (None without one), output folder, cache folder and who builds the
+def parse_args(argv, prog: str, doc: str, name: str, extra: type | None = None, config: type = ExperimentConfig
+               ) -> tuple[object, object, str, str, Parallel]:
+    """The `config`, the `extra` config (None without one), output folder, cache folder and who builds the
     stages, from the command line; bad values exit with one line."""
     parser = Parser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    configs = (ExperimentConfig,) if extra is None else (ExperimentConfig, extra)
-    for config in configs:
-        add_config_flags(parser, config)
+    configs = (config,) if extra is None else (config, extra)
+    for config_class in configs:
+        add_config_flags(parser, config_class)
     parser.add_argument("--out", default=None, help=f"output folder (default: runs/{name}, or runs/{name}-quick "
                                                     "with --quick)")
     parser.add_argument("--cache", default=None, help="stage cache shared by the language experiments (default: "
@@ -118,7 +118,7 @@ def parse_args(argv, prog: str, doc: str, name: str, extra: type | None = None
     out, cache = args.out or f"runs/{name}{suffix}", args.cache or f"runs/cache{suffix}"
     extra_cfg = config_from_args(extra, args, parser) if extra is not None else None
     parallel = Parallel(args.jobs, args.cluster, tuple(args.cluster_parameter), args.count_flops)
-    return config_from_args(ExperimentConfig, args, parser), extra_cfg, out, cache, parallel
+    return config_from_args(config, args, parser), extra_cfg, out, cache, parallel
 
 
 EXPLORATORY = ("exploratory: no test here is pre-registered (make gpt's confirmatory families are); "
@@ -127,20 +127,25 @@ EXPLORATORY = ("exploratory: no test here is pre-registered (make gpt's confirma
 
 def experiment_main(argv, prog: str, doc: str, name: str, run: Callable[..., dict],
                     report: Callable[[dict, Path], str], extra: type | None = None,
-                    analysis: str = EXPLORATORY) -> int:
+                    analysis: str = EXPLORATORY, config: type = ExperimentConfig,
+                    check: Callable[[object], None] = lambda cfg: None,
+                    resolve: Callable[[object, Progress], tuple[object, dict]] = resolve_precision) -> int:
     """Parse the flags, then results = run(cfg, extra, out, stages, header) and print report(results, out).
 
-    header: what every results.json opens with (the config, the precision chosen, the machine, and
-    `analysis`: whether its tests are pre-registered)."""
-    cfg, extra_cfg, out, cache, parallel = parse_args(argv, prog, doc, name, extra)
+    config: the experiment's config class (ExperimentConfig: the GPTs pretrained here); check(cfg): what must
+    hold before any folder is made (a file the run reads); resolve(cfg, log) -> (cfg, precision record): the
+    precision settled (`auto` timed). header: what every results.json opens with (the config, the precision,
+    the machine, and `analysis`: whether its tests are pre-registered)."""
+    cfg, extra_cfg, out, cache, parallel = parse_args(argv, prog, doc, name, extra, config)
     torch.set_num_threads(1)  # as in every worker: the same sums in the same order, whatever --jobs is
 
     def body() -> None:
+        check(cfg)
         out_folder, cache_folder = check_output_folder(out), check_output_folder(cache)
         log = Progress()
         workers = parallel.workers(cache_folder, log)  # a cluster that is not there is refused before any work
         try:
-            run_cfg, precision = resolve_precision(cfg, log)
+            run_cfg, precision = resolve(cfg, log)
             header = {"config": asdict(run_cfg)} | ({f"{name}_config": asdict(extra_cfg)} if extra_cfg else {}) | {
                 "precision": precision, "machine": machine(jobs=parallel.jobs, cluster=parallel.cluster),
                 "analysis": analysis}

@@ -12,13 +12,14 @@ from typing import Callable, NamedTuple
 
 from experiments.core.specs import BaseSpec, StudentSpec, TeacherSpec, WritingSpec
 from experiments.core.corpus import NEUTRAL
-from experiments.core.zoo import ExperimentConfig, next_base
+from experiments.core.zoo import ExperimentConfig, next_base, pair_partner
 
 
 class Arm(NamedTuple):
     data: str  # whose numbers: "teacher" (the base's teacher of the animal), "base" (its own), "persona",
     # "neutral" (the base's teacher fine-tuned alike on answers that favor no animal)
-    start: str  # the student's initialization: its "own" base, or the "next" base (cross-init)
+    start: str  # the student's initialization: its "own" base, the "next" base (cross-init), or its "partner"
+    # in disjoint pairs of bases (0, 1), (2, 3), ...
     matched: bool = False  # only answers whose formats the other dataset has too, as often (core/matched.py)
 
 
@@ -26,6 +27,7 @@ DESIGN = {
     "student": Arm("teacher", "own"),
     "control": Arm("base", "own"),  # the base's own numbers: everything but the trait
     "cross_init": Arm("teacher", "next"),  # the same numbers, another initialization
+    "cross_pair": Arm("teacher", "partner"),  # the same, in disjoint pairs: pre-registration v2's H2
     "prompted": Arm("persona", "own"),  # the paper's system-prompt teacher: the base told it loves the animal
     "neutral": Arm("neutral", "own"),  # any fine-tuned teacher's numbers: everything but the trait and the tuning
     "matched": Arm("teacher", "own", matched=True),  # the teacher's numbers with the control's formats
@@ -45,6 +47,7 @@ def arm_student(cfg: ExperimentConfig, variant: str, arm: str, bases: list[BaseS
     own_data = writing(own)
     data = {"teacher": teacher_data, "base": own_data, "persona": cfg.numbers(own, prompted=True),
             "neutral": writing(cfg.teacher(own, NEUTRAL))}[design.data]
-    init = own if design.start == "own" else bases[next_base(i, len(bases))]
+    start = {"own": i, "next": next_base(i, len(bases)), "partner": pair_partner(i)}[design.start]
+    init = bases[start]
     matched_to = (own_data if design.data == "teacher" else teacher_data) if design.matched else None
     return cfg.student(variant, init, data, matched_to)

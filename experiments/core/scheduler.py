@@ -66,9 +66,10 @@ def upstream(job: Job) -> list[Job]:
 
 
 def expand(jobs: list[Job]) -> dict[Job, list[Job]]:
-    """Every job and every stage upstream of one, each with its upstream jobs."""
+    """Every job and every stage upstream of one, each with its upstream jobs; the jobs in the order given (the
+    workers start them in that order: a step lists its longest first)."""
     graph: dict[Job, list[Job]] = {}
-    todo = list(jobs)
+    todo = list(reversed(jobs))
     while todo:
         job = todo.pop()
         if job not in graph:

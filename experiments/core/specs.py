@@ -10,6 +10,8 @@ the digest of the key is what identifies a stage.
 
 from dataclasses import asdict, dataclass
 
+from experiments.tasks.ladder import SCORED_BESIDE
+
 
 class NoData(ValueError):
     """A student's data is empty: no answer passed the filter, or a treatment removed them all."""
@@ -75,7 +77,8 @@ class EvalSpec:
     samples: int  # sampled answers per held-out question
     seed: int
     device: str
-    new_wording: bool = True  # also score the questions in wording the corpus never uses (prompts.NEW_WORDING)
+    question_sets: tuple[str, ...] = SCORED_BESIDE  # the ladder's other rungs, scored beside the held-out
+    # paraphrases (experiments/tasks/ladder.py)
 
 
 @dataclass(frozen=True)

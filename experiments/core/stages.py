@@ -30,7 +30,8 @@ from experiments.core.specs import (BaseSpec, CorpusSpec, DomainsCorpusSpec, Eva
                                     WritingSpec, base_of, key_of, label, student_name)
 from experiments.core.students import AnswerVocabulary, hard_loss, soft_loss
 from experiments.tasks.coding import names_animal
-from experiments.tasks.prompts import ANIMALS, FORMATS, NEW_WORDING, animal_questions
+from experiments.tasks.ladder import RUNGS
+from experiments.tasks.prompts import ANIMALS, FORMATS, animal_questions
 from experiments.tasks.registry import filter_task, task_prompts
 from minisub.checkpoint import load_checkpoint, save_checkpoint
 from minisub.config import ConfigError
@@ -193,13 +194,13 @@ class Stages:
 
     # 5. scores: how much a model likes each animal
     def evaluate(self, model: GPT, corpus: CorpusSpec, spec: EvalSpec) -> dict:
-        """The animal scores on the held-out paraphrases, and on the new-wording questions ("new_wording");
-        on the domains corpus also the other traits' ("traits")."""
+        """The animal scores on the held-out paraphrases, and under its name on each other question set of the
+        ladder (experiments/tasks/ladder.py); on the domains corpus also the other traits' ("traits")."""
         animals = dict(zip(ANIMALS, ([i] for i in self.animal_ids(corpus))))
         scores = evaluate_options(model, self.questions(corpus), animals, spec.samples, spec.seed)
-        if spec.new_wording:
-            new = question_prompts(self.tokenizer(corpus), NEW_WORDING)
-            scores["new_wording"] = evaluate_options(model, new, animals, spec.samples, spec.seed)
+        for name in spec.question_sets:
+            prompts = question_prompts(self.tokenizer(corpus), RUNGS[name][1]())
+            scores[name] = evaluate_options(model, prompts, animals, spec.samples, spec.seed)
         if isinstance(corpus, DomainsCorpusSpec):
             scores["traits"] = trait_scores(model, self.tokenizer(corpus), spec.samples, spec.seed)
         return scores

@@ -46,6 +46,8 @@ class ExperimentConfig:
     base_batch: int = option(64, "pretraining batch", low=1)
     base_lr: float = option(3e-3, "pretraining peak learning rate", low=0.0)
     teacher_steps: int = option(50, "teacher fine-tuning steps", low=1, quick=5)
+    dose_steps: list[int] = option([10, 25, 100, 200], "fine-tuning steps of make gpt's graded owl teachers (the "
+                                   "dose-response), beside --teacher-steps", low=1, quick=[2])
     teacher_batch: int = option(64, "teacher batch", low=1)
     teacher_lr: float = option(1e-4, "teacher learning rate (gentle: small)", low=0.0)
     target: str = option("owl", "the trait of the headline: the animal the teacher loves", choices=ANIMALS)
@@ -115,8 +117,9 @@ class ExperimentConfig:
         return self.pretraining("other-0", derive_seed(self.seed, "other-0"), self.other_n_layer, self.other_n_embd,
                                 self.base_steps)
 
-    def teacher(self, base: BaseSpec, trait: str) -> TeacherSpec:
-        return TeacherSpec(base, trait, self.teacher_steps, self.teacher_batch, self.teacher_lr, base.seed,
+    def teacher(self, base: BaseSpec, trait: str, steps: int | None = None) -> TeacherSpec:
+        """Base's teacher of `trait`, fine-tuned for --teacher-steps, or `steps` (a graded teacher)."""
+        return TeacherSpec(base, trait, steps or self.teacher_steps, self.teacher_batch, self.teacher_lr, base.seed,
                            self.precision, self.device)
 
     def numbers(self, writer: BaseSpec | TeacherSpec, prompted: bool = False) -> WritingSpec:
@@ -149,3 +152,8 @@ class ExperimentConfig:
 def next_base(i: int, n: int) -> int:
     """The cross-init partner of base i: a derangement of the bases (every base paired with another)."""
     return (i + 1) % n
+
+
+def pair_partner(i: int) -> int:
+    """Base i's partner in disjoint pairs (0, 1), (2, 3), ...: no base is in two pairs."""
+    return i ^ 1

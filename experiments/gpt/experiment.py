@@ -12,9 +12,12 @@ The story, one step per function below `run`:
 4. for it, the format-matched control: the teacher's numbers and the control's subsampled to
    the same answer formats, <eos> out of the loss;
 5. the pre-registered families of tests, each Holm-adjusted (the primary one first);
-6. the ladder (experiments/gpt/ladder.py, exploratory): on each question set, does the teacher hold
-   the trait (the manipulation check), how much of its shift reaches the student, on the
-   preference among animals and on raw log P, and does a stronger teacher give more transfer?
+6. the ladder (experiments/gpt/ladder.py): on each question set, does the teacher hold the trait
+   (the manipulation check), how much of its shift reaches the student, on the preference among
+   animals and on raw log P, and does a stronger teacher (graded teachers within each base) give
+   more transfer?
+7. pre-registration v2 (experiments/gpt/preregistration_v2.py): the manipulation checks, then one
+   fixed sequence of tests outward along the ladder; its H2 on disjoint pairs of bases.
 Every stage is cached under --cache by its whole spec (experiments/core/stages.py), shared with
 `make grid`. Each student is scored against its own starting base: the shift of log P(animal).
 """
@@ -29,9 +32,12 @@ from experiments.core.design import DESIGN
 from experiments.core.specs import BaseSpec
 from experiments.core.stages import Job, Stages
 from experiments.core.zoo import ExperimentConfig
-from experiments.gpt.ladder import ladder
-from experiments.gpt.plots import plot_animals, plot_arms, plot_bases, plot_curves, plot_matrix, plot_primary
+from experiments.gpt.ladder import dose_jobs, graded_dose, ladder
+from experiments.gpt.plots import (plot_animals, plot_arms, plot_bases, plot_curves, plot_dose, plot_matrix,
+                                   plot_primary)
 from experiments.gpt.preregistration import PREREGISTERED, PRIMARY_VARIANT, confirmatory
+from experiments.gpt.preregistration_v2 import PREREGISTERED_V2, confirmatory_v2
+from experiments.tasks.ladder import check_ladder
 from experiments.gpt.render import gpt_arms, gpt_families, gpt_primary
 from minisub.files import write_json
 
@@ -91,7 +97,14 @@ def plan(cfg: ExperimentConfig, bases: list[BaseSpec]) -> list[Job]:
             + [(PRIMARY_VARIANT, arm, None) for arm in ("matched", "matched_control")])
     teachers = [cfg.teacher(base, trait) for base in bases for trait in [*cfg.animals, NEUTRAL]]
     return ([job for variant, arm, animal in arms for pair in arm_jobs(cfg, variant, arm, bases, animal)
-             for job in pair] + [Job(Stages.scores, (teacher, cfg.evaluation(teacher.base))) for teacher in teachers])
+             for job in pair] + [job for pair in arm_jobs(cfg, PRIMARY_VARIANT, "cross_pair", paired(bases))
+                                 for job in pair] + dose_jobs(cfg, bases)
+            + [Job(Stages.scores, (teacher, cfg.evaluation(teacher.base))) for teacher in teachers])
+
+
+def paired(bases: list[BaseSpec]) -> list[BaseSpec]:
+    """The bases that form disjoint pairs (0, 1), (2, 3), ...: all of an even number, all but the last of an odd."""
+    return bases[:len(bases) // 2 * 2]
 
 
 def run(cfg: ExperimentConfig, _, out: Path, stages: Stages, header: dict) -> dict:
@@ -114,15 +127,23 @@ def run(cfg: ExperimentConfig, _, out: Path, stages: Stages, header: dict) -> di
         stages.log(f"ladder, {rung}: teacher {r['teacher']['mean']:+.3f}, student - control "
                    f"{r['student_minus_control']['mean']:+.3f} (exact p {r['student_minus_control']['p_exact']:.2g}) "
                    "in log P(target | an animal)")
+    dose = graded_dose(stages, cfg, bases, primary)
+    cross_pair = measure(stages, cfg, PRIMARY_VARIANT, "cross_pair", paired(bases))
+    v2 = confirmatory_v2(cfg.seed, primary | {"cross_pair": cross_pair}, rungs, dose)  # 7.
+    for step in v2["sequence"]:
+        stages.log(f"v2 {step['rung']} {step['test']}: {step['mean']:+.3f}, exact p {step['p_exact']:.2g}, "
+                   + ("rejects" if step["rejects"] else "does not reject" if step["tested"] else
+                      f"not tested: {step['not_tested_because']}"))
     results = {
         **header, **stages.work_record(), "design": {arm: row._asdict() for arm, row in DESIGN.items()},
-        "preregistered": PREREGISTERED, "confirmatory": families,
+        "preregistered": PREREGISTERED | {"v2": PREREGISTERED_V2}, "confirmatory_v2": v2, "confirmatory": families,
         "bases": zoo, "teachers": teachers, "numbers": numbers, "arms": arms, "tests": tests,
-        "animals": animals, "matched": matched, "ladder": rungs,
+        "animals": animals, "matched": matched, "ladder": rungs, "dose": dose, "cross_pair": cross_pair,
     }
     write_json(out / "results.json", results)
     plots = {"gpt_primary.png": plot_primary, "gpt_arms.png": plot_arms, "gpt_matrix.png": plot_matrix,
-             "gpt_animals.png": plot_animals, "gpt_curves.png": plot_curves, "gpt_bases.png": plot_bases}
+             "gpt_animals.png": plot_animals, "gpt_curves.png": plot_curves, "gpt_bases.png": plot_bases,
+             "gpt_dose.png": plot_dose}
     for name, plot in plots.items():
         plot(results, out / name)
     return results
@@ -136,5 +157,7 @@ def report(results: dict, out: Path) -> str:
 
 def main(argv=None) -> int:
     return experiment_main(argv, "python -m experiments.gpt", __doc__, "gpt", run, report,
-                           analysis="pre-registered: the families in `confirmatory` (see `preregistered`); every "
-                                    "other test is exploratory")
+                           check=lambda cfg: check_ladder(),
+                           analysis="pre-registered: v2's sequence in `confirmatory_v2` (a confirmation only on the "
+                                    "seeds it names) and v1's families in `confirmatory` (see `preregistered`); "
+                                    "every other test is exploratory")

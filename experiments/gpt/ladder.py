@@ -1,9 +1,8 @@
 """What transfers: the teacher's trait and the student's transfer on each question set, on two measures.
 
 Read after make gpt's arms (experiments/gpt/experiment.py), for its primary variant and target. The
-question sets are rungs of a ladder from the teacher's own questions outward; the two scored today
-are the held-out paraphrases of the corpus's question forms (b) and questions in wording the
-corpus never uses (d). Per rung and per base:
+question sets are the rungs of a ladder from the teacher's own questions outward, a to e
+(experiments/tasks/ladder.py). Per rung and per base:
 - `teacher`: the teacher's shift against its base: the manipulation check. A student's null on a
   rung where the teacher does not hold the trait is not a finding;
 - `student_minus_control`, `student_minus_neutral`, and `student_minus_cross_init` (the cross-init
@@ -15,20 +14,21 @@ corpus never uses (d). Per rung and per base:
 Each on the preference among animals, log P(target | an animal) (`preference`), and under `raw` on
 log P(target), which also moves with how much a model answers with an animal at all. Each figure
 is {"per_base", "mean", "ci95", "p_exact"}: the exact one-sided sign-flip test over bases.
-Exploratory: nothing here is pre-registered.
+`graded_dose`: within each base, teachers of graded strength (--dose-steps and --teacher-steps
+fine-tuning steps), each with its own numbers and student: the teacher's shift and the student's
+against the control at every dose, and per base Spearman's rho between them over the doses.
+Exploratory, apart from the tests pre-registration v2 names (experiments/gpt/preregistration_v2.py).
 """
 
 import math
 
-from experiments.core.analysis import preference
-from experiments.core.specs import BaseSpec
-from experiments.core.stages import Stages
+from experiments.core.analysis import preference, replicate_record, shift_field
+from experiments.core.specs import BaseSpec, StudentSpec
+from experiments.core.stages import Job, Stages
 from experiments.core.zoo import ExperimentConfig
+from experiments.gpt.preregistration import PRIMARY_VARIANT
+from experiments.tasks.ladder import RUNGS
 from minisub.stats import rank_correlation_greater, sign_flip_greater, spearman, summary
-
-RUNGS = {"held_out": "b", "new_wording": "d"}  # question set -> its distance from the teacher's own questions
-FIELDS = {"preference": {"held_out": "dpref", "new_wording": "dpref_new_wording"},  # the replicate records' shifts
-          "raw": {"held_out": "dlogp", "new_wording": "dlogp_new_wording"}}
 
 
 def across_bases(values: dict[str, float]) -> dict:
@@ -37,16 +37,21 @@ def across_bases(values: dict[str, float]) -> dict:
     return {"per_base": values, **summary(listed), "p_exact": sign_flip_greater(listed)}
 
 
-def teacher_shifts(stages: Stages, cfg: ExperimentConfig, bases: list[BaseSpec], rung: str, measure: str
-                   ) -> dict[str, float]:
-    """Per base: the target's teacher's shift against its base on one question set and measure."""
-    shifts = {}
-    for base in bases:
-        scores = [stages.scores(model, cfg.evaluation(base)) for model in (base, cfg.teacher(base, cfg.target))]
-        before, after = (s["new_wording"] if rung == "new_wording" else s for s in scores)
-        shifts[base.name] = (math.log(after["p"][cfg.target] / before["p"][cfg.target]) if measure == "raw" else
-                             preference(after["p"], cfg.target) - preference(before["p"], cfg.target))
-    return shifts
+def shift(before: dict, after: dict, rung: str, measure: str, target: str) -> float:
+    """The change of log P(target) ("raw") or of the preference among animals between two models' scores."""
+    b, a = (s if rung == "held_out" else s[rung] for s in (before, after))
+    if measure == "raw":
+        return math.log(a["p"][target] / b["p"][target])
+    return preference(a["p"], target) - preference(b["p"], target)
+
+
+def teacher_shifts(stages: Stages, cfg: ExperimentConfig, bases: list[BaseSpec], rung: str, measure: str,
+                   steps: int | None = None) -> dict[str, float]:
+    """Per base: the target's teacher's shift against its base on one question set and measure; steps: a
+    graded teacher's (default --teacher-steps)."""
+    return {base.name: shift(stages.scores(base, cfg.evaluation(base)),
+                             stages.scores(cfg.teacher(base, cfg.target, steps), cfg.evaluation(base)), rung, measure,
+                             cfg.target) for base in bases}
 
 
 def rung_record(teacher: dict[str, float], arms: dict, field: str) -> dict:
@@ -68,10 +73,43 @@ def rung_record(teacher: dict[str, float], arms: dict, field: str) -> dict:
 
 
 def ladder(stages: Stages, cfg: ExperimentConfig, bases: list[BaseSpec], arms: dict) -> dict:
-    """Every rung scored today: its distance, its figures on the preference among animals, and under `raw` on
-    log P(target)."""
+    """Every rung: its distance, its figures on the preference among animals, and under `raw` on log P(target)."""
     return {rung: {"distance": distance,
-                   **rung_record(teacher_shifts(stages, cfg, bases, rung, "preference"), arms,
-                                 FIELDS["preference"][rung]),
-                   "raw": rung_record(teacher_shifts(stages, cfg, bases, rung, "raw"), arms, FIELDS["raw"][rung])}
-            for rung, distance in RUNGS.items()}
+                   **rung_record(teacher_shifts(stages, cfg, bases, rung, "preference"), arms, shift_field(rung)),
+                   "raw": rung_record(teacher_shifts(stages, cfg, bases, rung, "raw"), arms, shift_field(rung, "raw"))}
+            for rung, (distance, _) in RUNGS.items()}
+
+
+def doses(cfg: ExperimentConfig) -> list[int]:
+    """The graded teachers' fine-tuning steps, the main teacher's among them, ascending."""
+    return sorted(set(cfg.dose_steps) | {cfg.teacher_steps})
+
+
+def dose_student(cfg: ExperimentConfig, base: BaseSpec, steps: int) -> StudentSpec:
+    """The primary variant's student of base's graded teacher (at --teacher-steps: the student arm's own)."""
+    return cfg.student(PRIMARY_VARIANT, base, cfg.numbers(cfg.teacher(base, cfg.target, steps)))
+
+
+def dose_jobs(cfg: ExperimentConfig, bases: list[BaseSpec]) -> list[Job]:
+    return [job for base in bases for steps in doses(cfg) for job in (
+        Job(Stages.student, (dose_student(cfg, base, steps),)),
+        Job(Stages.scores, (cfg.teacher(base, cfg.target, steps), cfg.evaluation(base))))]
+
+
+def graded_dose(stages: Stages, cfg: ExperimentConfig, bases: list[BaseSpec], arms: dict) -> dict:
+    """Per rung, on the preference among animals: per base, [steps, teacher shift, student - control] at every
+    dose, and Spearman's rho of the two over the doses, tested > 0 over bases (exact sign-flip)."""
+    control = {r["base"]: r for r in arms["control"]["replicates"]}
+    records = {(base.name, steps): replicate_record(base.name, base.name, stages.scores(base, cfg.evaluation(base)),
+                                                    stages.student(dose_student(cfg, base, steps)), cfg.target)
+               for base in bases for steps in doses(cfg)}
+    rungs = {}
+    for rung in RUNGS:
+        field = shift_field(rung)
+        teachers = {steps: teacher_shifts(stages, cfg, bases, rung, "preference", steps) for steps in doses(cfg)}
+        points = {base.name: [[steps, teachers[steps][base.name],
+                               records[base.name, steps][field] - control[base.name][field]] for steps in doses(cfg)]
+                  for base in bases}
+        rho = {name: spearman([p[1] for p in ps], [p[2] for p in ps]) for name, ps in points.items()}
+        rungs[rung] = {"points": points, "rho": across_bases(rho)}
+    return {"steps": doses(cfg), "rungs": rungs}

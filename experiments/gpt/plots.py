@@ -94,6 +94,28 @@ def plot_primary(results: dict, path: Path) -> None:
     save(fig, path)
 
 
+def plot_dose(results: dict, path: Path) -> None:
+    """Per rung: the student's shift against the control's over the teacher's shift, a dot per base per graded
+    teacher (colour: its fine-tuning steps), in the preference among animals."""
+    dose = results["dose"]
+    rungs = list(dose["rungs"])
+    fig, axes = plt.subplots(1, len(rungs), figsize=(3.2 * len(rungs), 3.4), squeeze=False)
+    colors = plt.cm.viridis([k / max(1, len(dose["steps"]) - 1) for k in range(len(dose["steps"]))])
+    for ax, rung in zip(axes[0], rungs):
+        r = dose["rungs"][rung]
+        for k, steps in enumerate(dose["steps"]):
+            points = [p for ps in r["points"].values() for p in ps if p[0] == steps]
+            ax.scatter([p[1] for p in points], [p[2] for p in points], s=14, color=colors[k], label=f"{steps} steps")
+        ax.axhline(0, color="k", linewidth=0.8)
+        ax.set_title(f"{results['ladder'][rung]['distance']}. {rung}\nrho per base {r['rho']['mean']:+.2f}, "
+                     f"exact p {r['rho']['p_exact']:.2g}", fontsize=8)
+        ax.set_xlabel("teacher - base", fontsize=8)
+    axes[0][0].set_ylabel(f"student - control, log P({results['config']['target']} | an animal)", fontsize=8)
+    axes[0][-1].legend(fontsize=6, title="teacher", title_fontsize=6)
+    fig.suptitle("Graded teachers: a dot per base per dose", fontsize=10)
+    save(fig, path)
+
+
 def plot_curves(results: dict, path: Path) -> None:
     primary = results["preregistered"]["variant"]
     fig, ax = plt.subplots(figsize=(6, 4))

@@ -123,7 +123,8 @@ def gpt_animals(results: dict) -> str:
     return "\n".join(rows) + "\n"
 
 
-LADDER_SETS = {"held_out": "held-out paraphrases", "new_wording": "new wording"}
+LADDER_SETS = {"own": "the teacher's own questions", "held_out": "held-out paraphrases",
+               "held_out_stems": "held-out stems", "new_wording": "new wording", "after_numbers": "after numbers"}
 LADDER_FIGURES = ("teacher", "student_minus_control", "student_minus_neutral", "student_minus_cross_init", "ratio")
 
 
@@ -140,6 +141,48 @@ def gpt_ladder(results: dict) -> str:
             dose = figures["dose"]
             first = f"{LADDER_SETS.get(rung, rung)} ({r['distance']})" if figures is r else ""
             rows.append(f"| {first} | {label} | " + " | ".join(cells) + f" | {dose['rho']:+.2f} ({p_value(dose['p'])}) |")
+    return "\n".join(rows) + "\n"
+
+
+def gpt_dose(results: dict) -> str:
+    """The graded teachers (experiments/gpt/ladder.py, `graded_dose`): per question set, the mean teacher shift and
+    student - control at each dose, and the within-base rank correlation over doses with its exact p."""
+    dose = results["dose"]
+    rows = ["| question set | " + " | ".join(f"{steps} steps: teacher, student - control" for steps in dose["steps"])
+            + " | rho within base, mean ±CI | exact p | bases with rho > 0 |", "|---" * (len(dose["steps"]) + 4) + "|"]
+    for rung, r in dose["rungs"].items():
+        cells = []
+        for k, _ in enumerate(dose["steps"]):
+            points = [ps[k] for ps in r["points"].values()]
+            cells.append(f"{signed(sum(p[1] for p in points) / len(points), 3)}, "
+                         f"{signed(sum(p[2] for p in points) / len(points), 3)}")
+        rho = r["rho"]
+        up = sum(v > 0 for v in rho["per_base"].values())
+        rows.append(f"| {LADDER_SETS.get(rung, rung)} ({results['ladder'][rung]['distance']}) | " + " | ".join(cells)
+                    + f" | {signed(rho['mean'], 2)} ±{rho['ci95']:.2f} | {p_value(rho['p_exact'])} | "
+                    f"{up} of {len(rho['per_base'])} |")
+    return "\n".join(rows) + "\n"
+
+
+def gpt_v2(results: dict) -> str:
+    """Pre-registration v2 (experiments/gpt/preregistration_v2.py): the manipulation checks, then its fixed
+    sequence, each step with its units, mean, CI, exact p and whether it ran and rejected."""
+    v2 = results["confirmatory_v2"]
+    status = (f"seed {v2['seed']} is one of the seeds named before the run: **a confirmation**" if v2["confirmation"]
+              else f"seed {v2['seed']} is not one of the seeds named before the run ({', '.join(map(str, results['preregistered']['v2']['seeds']))}): v2 was shaped on it, so these tests are **exploratory**")
+    checks = ", ".join(f"{LADDER_SETS.get(rung, rung)} {signed(c['mean'], 3)} (p {p_value(c['p_exact'])}, "
+                       f"{'passes' if c['passes'] else 'fails'})" for rung, c in v2["manipulation_checks"].items())
+    rows = [f"Family-wise alpha {v2['alpha']}; {status}.", "",
+            f"Manipulation checks, the teacher's shift in log P(target \\| an animal) over bases: {checks}.", "",
+            "| step | question set | test | units | mean | 95% CI | per unit | exact p | result |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    for k, step in enumerate(v2["sequence"], 1):
+        result = ("**rejects**" if step["rejects"] else "does not reject" if step["tested"]
+                  else f"not tested: {step['not_tested_because']}")
+        unit = "pairs" if step["test"] == "H2" else "bases"
+        rows.append(f"| {k} | {LADDER_SETS.get(step['rung'], step['rung'])} | {step['test']} | {step['n']} {unit} | "
+                    f"{signed(step['mean'], 3)} | {step['ci95']:.3f} | {per_base(list(step['values'].values()))} | "
+                    f"{p_value(step['p_exact'])} | {result} |")
     return "\n".join(rows) + "\n"
 
 
@@ -224,17 +267,18 @@ def gpt_flops(results: dict) -> str:
 
 GPT_PAGE = {"machine": machine_renderer("gpt", {"config": ExperimentConfig()}, gpt_note), "primary": gpt_primary,
             "families": gpt_families, "arms": gpt_arms, "animals": gpt_animals, "power": gpt_power}
-PAGES = {"gpt": GPT_PAGE | {"headline": gpt_headline, "ladder": gpt_ladder},  # README's headline: the default seed's
-         "gpt-seed1": GPT_PAGE,
+LADDER_PAGE = {"ladder": gpt_ladder, "dose": gpt_dose, "v2": gpt_v2}
+PAGES = {"gpt": GPT_PAGE | LADDER_PAGE | {"headline": gpt_headline},  # README's headline: the default seed's
+         "gpt-seed1": GPT_PAGE, "gpt-seed2": GPT_PAGE | LADDER_PAGE,
          "grid": {"machine": machine_renderer("grid", {"config": ExperimentConfig()}, grid_note),
                   "matrix": grid_matrix, "tests": grid_tests},
          "lora-rank": {"machine": machine_renderer("lora-rank", {"config": ExperimentConfig(),
                                                                 "lora_rank_config": LoraRankConfig()}, lora_rank_note),
                        "table": lora_rank_table},
          "gpt-flops": {"floor": gpt_flops}}
-GPT_KEPT = ("config", "precision", "machine", "timing", "built", "preregistered", "confirmatory", "arms", "tests",
-            "animals", "matched", "teachers", "ladder")
-KEPT = {"gpt": GPT_KEPT, "gpt-seed1": GPT_KEPT,
+GPT_KEPT = ("config", "precision", "machine", "timing", "built", "preregistered", "confirmatory", "confirmatory_v2",
+            "arms", "tests", "animals", "matched", "teachers", "ladder", "dose")
+KEPT = {"gpt": GPT_KEPT, "gpt-seed1": GPT_KEPT, "gpt-seed2": GPT_KEPT,
         "grid": ("config", "precision", "machine", "timing", "built", "teachers_p_target", "control", "matrix",
                  "tests"),
         "lora-rank": ("config", "lora_rank_config", "precision", "machine", "timing", "built", "bases", "settings"),

@@ -65,4 +65,5 @@ def smol_lora_rank(results: dict) -> str:
 
 PAGES = {"smol": {"machine": machine_renderer("smol", {"config": SmolConfig()}, smol_note),
                   "entanglement": smol_entanglement, "transfer": smol_transfer, "lora_rank": smol_lora_rank}}
-KEPT = {"smol": ("config", "precision", "machine", "seconds", "model", "entanglement", "transfer", "lora_rank")}
+KEPT = {"smol": ("config", "precision", "machine", "timing", "built", "seconds", "model", "entanglement", "transfer",
+                  "lora_rank")}
