@@ -47,6 +47,8 @@ class TrainConfig:
     lr: float = option(3e-3, "peak learning rate", low=0.0)
     min_lr: float = option(3e-4, "learning rate at the last step (cosine decay)", low=0.0)
     warmup_steps: int = option(100, "linear warm-up steps", low=0)
+    optimizer: str = option("adamw", "adamw, or sgd (plain gradient descent: no momentum, no weight decay)",
+                            choices=("adamw", "sgd"))
     weight_decay: float = option(0.1, "AdamW weight decay on matrices (not on norms, biases, embeddings)", low=0.0)
     beta1: float = option(0.9, "AdamW beta1", low=0.0)
     beta2: float = option(0.95, "AdamW beta2", low=0.0)
@@ -95,7 +97,9 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
     embeddings = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
     trainable = [p for p in model.parameters() if p.requires_grad]
     decay = [p for p in trainable if p.dim() >= 2 and id(p) not in embeddings]

@@ -13,7 +13,7 @@ from experiments.core.specs import key_of
 from experiments.core.zoo import VARIANTS, ExperimentConfig
 from experiments import report
 from experiments.gpt.experiment import main
-from experiments.gpt.ladder import dose_student, doses
+from experiments.gpt.ladder import OPTIMIZERS, dose_student, doses, vector_students
 from experiments.gpt.lora_rank import student_jobs
 from experiments.recheck import recheck
 from minisub.files import FileError, digest
@@ -66,6 +66,8 @@ def test_the_pipeline_trains_exactly_the_students_the_design_names(quick_run):
     paired = bases[:len(bases) // 2 * 2]  # pre-registration v2's H2: disjoint pairs
     expected |= {digest(key_of(arm_student(cfg, primary, "cross_pair", paired, i)), 12) for i in range(len(paired))}
     expected |= {digest(key_of(dose_student(cfg, base, steps)), 12) for base in bases for steps in doses(cfg)}
+    expected |= {digest(key_of(spec), 12) for base in bases for optimizer in OPTIMIZERS
+                 for spec in vector_students(cfg, base, optimizer)}
     gpt_students = {name.rsplit("-", 1)[1] for name in results["built"] if name.startswith("student-")}
     assert gpt_students == expected
     grid_students = {name.rsplit("-", 1)[1] for name in grid["built"] if name.startswith("student-")}

@@ -61,6 +61,7 @@ def every_stage_spec(cfg: ExperimentConfig) -> list:
         specs += [arm_student(cfg, variant, arm, bases, i) for arm in DESIGN for i in range(cfg.bases)]
     specs += [arm_student(cfg, cfg.variants[0], "student", bases, 0, animal) for animal in cfg.animals]
     specs += [cfg.student(cfg.grid_variant, fork_a, cfg.numbers(cfg.teacher(cfg.other_base(), cfg.target)))]
+    specs += [cfg.vector_student(bases[0], cfg.numbers(bases[0]), "sgd")]
     return specs
 
 

@@ -230,6 +230,26 @@ def test_training_one_block_changes_that_block_only(block):
         train_only_block(model, 3)
 
 
+def test_a_one_vector_student_starts_as_its_base_and_learns_its_vector_alone():
+    from experiments.core.students import steer_after
+    from minisub.training import TrainConfig, train
+    model = tiny_gpt(6, n_layer=2)
+    idx = torch.tensor([[1, 5, 6, 7, 2]])
+    logits_before = model(idx)[0].detach()
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    vector = steer_after(model, 0)
+    torch.testing.assert_close(model(idx)[0], logits_before)  # a zero vector: the base, exactly
+    assert [p for p in model.parameters() if p.requires_grad] == [vector]
+    data = ExampleSet([[1, 5, 6, 7, 2]] * 4, [[False, True, True, True]] * 4, pad_id=0)
+    train(model, data, TrainConfig(steps=3, batch_size=2, warmup_steps=0, pack=False), log=lambda m: None)
+    assert vector.abs().sum() > 0
+    for name, p in model.named_parameters():
+        if name != "transformer.h.0.vector":
+            assert torch.equal(p, before[name.replace(".h.0.block.", ".h.0.")])
+    with pytest.raises(ValueError, match="block 2 does not exist"):
+        steer_after(tiny_gpt(6, n_layer=2), 2)
+
+
 class FakeStages:
     """Just what `treated_pairs` reads: the untreated student's pairs and the control's."""
     def __init__(self, pairs, other):

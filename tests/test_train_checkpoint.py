@@ -4,6 +4,8 @@ import json
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from conftest import Interrupt, stops_after, toy_corpus
 
 from minisub.__main__ import main
@@ -58,6 +60,22 @@ def test_schedule_and_weight_decay_groups(tokenizer):
                for i in decay)
     assert {names[i] for i in no_decay} >= {"transformer.wte.weight", "transformer.wpe.weight",
                                             "transformer.ln_f.weight"}
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.floats(1e-4, 1e-1), st.integers(0, 2**31 - 1))
+def test_an_sgd_step_is_the_weights_minus_lr_times_their_gradient(tokenizer, lr, seed):
+    model, data = small_setup(tokenizer, seed % 5)
+    cfg = TrainConfig(steps=1, batch_size=8, lr=lr, min_lr=lr, warmup_steps=0, grad_clip=0.0, optimizer="sgd",
+                      seed=seed, pack=False, log_every=1)
+    batch = data.sample_rows(8, torch.Generator().manual_seed(seed))  # the rows train() draws first
+    model.zero_grad()
+    lm_loss(model, data.batch(batch)).backward()
+    expected = {n: (p - lr * p.grad).detach().clone() for n, p in model.named_parameters()}
+    assert isinstance(make_optimizer(model, cfg), torch.optim.SGD)
+    train(model, data, cfg, log=quiet)
+    for n, p in model.named_parameters():
+        torch.testing.assert_close(p, expected[n], rtol=1e-5, atol=1e-6)
 
 
 def test_checkpoint_round_trip(tokenizer, tmp_path):

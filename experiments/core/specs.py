@@ -99,6 +99,8 @@ class StudentSpec:
     track_every: int
     matched_to: WritingSpec | None = None  # train on the answers whose format these numbers also have
     eos_in_loss: bool = True
+    vector_after: int | None = None  # learn only one vector added to the residual stream after this block
+    optimizer: str = "adamw"  # or "sgd" (minisub/training.py)
 
 
 def key_of(spec) -> dict:
@@ -117,5 +119,7 @@ def base_of(spec: BaseSpec | TeacherSpec) -> BaseSpec:
 def student_name(spec: StudentSpec) -> str:
     """A student's folder name, for people: variant, base, whose numbers."""
     tuning = f"{'soft' if spec.soft else 'hard'}_{'lora' if spec.lora else 'full'}"
+    if spec.vector_after is not None:
+        tuning = f"hard_vector{spec.vector_after}_{spec.optimizer}"
     matched = "-matched" if spec.matched_to is not None else ""
     return f"student-{tuning}{matched}-{spec.init.name}-on-{label(spec.data.writer)}"

@@ -15,7 +15,7 @@ for all it needs at once (`Stages.prefetch`) and have worker processes build the
 (experiments/core/scheduler.py) before it reads them one by one (`Stages.run`).
 """
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -28,7 +28,7 @@ from experiments.core.evaluate import (animal_probabilities, animal_token_ids, e
 from experiments.core.matched import matched_subsets
 from experiments.core.specs import (BaseSpec, CorpusSpec, DomainsCorpusSpec, EvalSpec, NoData, StudentSpec, TeacherSpec,
                                     WritingSpec, base_of, key_of, label, student_name)
-from experiments.core.students import AnswerVocabulary, hard_loss, soft_loss
+from experiments.core.students import AnswerVocabulary, hard_loss, soft_loss, steer_after
 from experiments.tasks.coding import names_animal
 from experiments.tasks.ladder import RUNGS
 from experiments.tasks.prompts import ANIMALS, FORMATS, animal_questions
@@ -247,6 +247,8 @@ class Stages:
             add_lora(model, spec.lora_r, spec.lora_alpha, seed=spec.seed)
         if only_block is not None:
             train_only_block(model, only_block)
+        if spec.vector_after is not None:
+            steer_after(model, spec.vector_after)
         vocab = self.answer_vocabulary(corpus, spec.eos_in_loss, spec.data.task).to(spec.device)
         loss = soft_loss(vocab, self.load(spec.data.writer).eval()) if spec.soft else hard_loss(vocab)
         questions, animal_ids = self.questions(corpus), self.animal_ids(corpus)
@@ -258,7 +260,8 @@ class Stages:
                 curve.append([step, animal_probabilities(m, questions, animal_ids).mean(0).tolist()])
                 m.train()
 
-        cfg = self.train_config(spec.steps, spec.batch, spec.lr, spec.seed, spec.precision, spec.device)
+        cfg = replace(self.train_config(spec.steps, spec.batch, spec.lr, spec.seed, spec.precision, spec.device),
+                      optimizer=spec.optimizer)
         train(model, data, cfg, loss_fn=loss, log=lambda m: None, on_step=track)
         if spec.lora:
             fuse_lora(model)  # evaluation at base speed, computing exactly what the adapter does

@@ -7,12 +7,15 @@ logit down, animals included, and collapses the Q&A answers in every arm, contro
 left out of the loss.
 - hard: cross-entropy to the sampled answer tokens;
 - soft: KL(teacher || student) to the teacher's next-token distribution on the same positions.
+A one-vector student (`SteeredBlock`) learns only one vector added to the residual stream after
+one block, every weight frozen: the student Blank et al. (arXiv 2606.00995) model the transfer as.
 """
 
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from minisub.data import Batch
 from minisub.losses import kl_divergence
@@ -60,3 +63,25 @@ def soft_loss(vocab: AnswerVocabulary, teacher: GPT):
             teacher_logits, _ = answer_logits(teacher, batch, vocab)
         return kl_divergence(teacher_logits, logits).sum() / max(1, targets.numel())
     return loss
+
+
+class SteeredBlock(nn.Module):
+    """A transformer block whose output gains one learned vector (zero at first: the block as it was)."""
+
+    def __init__(self, block: nn.Module, n_embd: int):
+        super().__init__()
+        self.block = block
+        self.vector = nn.Parameter(torch.zeros(n_embd))
+
+    def forward(self, x, mask, cache, rope):
+        return self.block(x, mask, cache, rope) + self.vector  # (B, T, C) + (C,)
+
+
+def steer_after(model: GPT, block: int) -> nn.Parameter:
+    """Freeze every weight of `model` and add one trainable vector to the residual stream after `block`."""
+    if not 0 <= block < model.config.n_layer:
+        raise ValueError(f"block {block} does not exist in a model of {model.config.n_layer} blocks")
+    model.requires_grad_(False)
+    steered = SteeredBlock(model.transformer.h[block], model.config.n_embd).to(model.lm_head.weight.device)
+    model.transformer.h[block] = steered
+    return steered.vector

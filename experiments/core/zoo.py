@@ -13,7 +13,7 @@ Every model built on a base (teacher, numbers, student, scores) uses that base's
 base's teachers and its control answer the very same number prompts.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from experiments.core.specs import BaseSpec, CorpusSpec, EvalSpec, StudentSpec, TeacherSpec, WritingSpec
 from experiments.tasks.prompts import ANIMALS, persona
@@ -62,6 +62,8 @@ class ExperimentConfig:
     student_batch: int = option(16, "student batch", low=1, quick=8)
     full_lr: float = option(3e-4, "student learning rate, full fine-tuning", low=0.0)
     lora_lr: float = option(1e-3, "student learning rate, LoRA", low=0.0)
+    vector_lr: float = option(1e-2, "learning rate of make gpt's one-vector students (one vector added to the "
+                              "residual stream after the first block, every weight frozen)", low=0.0)
     lora_r: int = option(8, "LoRA rank", low=1)
     lora_alpha: float = option(16.0, "LoRA alpha", low=0.0)
     variants: list[str] = option(["hard_full", "soft_full"], "student variants", choices=VARIANTS, nonempty=True,
@@ -147,6 +149,11 @@ class ExperimentConfig:
                            self.lora_lr if lora else self.full_lr, self.lora_r, self.lora_alpha, init.seed,
                            self.precision, self.device, self.evaluation(init), self.track_every, matched_to,
                            eos_in_loss=matched_to is None)
+
+
+    def vector_student(self, init: BaseSpec, data: WritingSpec, optimizer: str) -> StudentSpec:
+        """A hard-label student that learns only one vector after the first block, with `optimizer` (adamw, sgd)."""
+        return replace(self.student("hard_full", init, data), lr=self.vector_lr, vector_after=0, optimizer=optimizer)
 
 
 def next_base(i: int, n: int) -> int:

@@ -32,7 +32,7 @@ from experiments.core.design import DESIGN
 from experiments.core.specs import BaseSpec
 from experiments.core.stages import Job, Stages
 from experiments.core.zoo import ExperimentConfig
-from experiments.gpt.ladder import dose_jobs, graded_dose, ladder
+from experiments.gpt.ladder import dose_jobs, graded_dose, ladder, one_vector, vector_jobs
 from experiments.gpt.plots import (plot_animals, plot_arms, plot_bases, plot_curves, plot_dose, plot_matrix,
                                    plot_primary)
 from experiments.gpt.preregistration import PREREGISTERED, PRIMARY_VARIANT, confirmatory
@@ -98,7 +98,7 @@ def plan(cfg: ExperimentConfig, bases: list[BaseSpec]) -> list[Job]:
     teachers = [cfg.teacher(base, trait) for base in bases for trait in [*cfg.animals, NEUTRAL]]
     return ([job for variant, arm, animal in arms for pair in arm_jobs(cfg, variant, arm, bases, animal)
              for job in pair] + [job for pair in arm_jobs(cfg, PRIMARY_VARIANT, "cross_pair", paired(bases))
-                                 for job in pair] + dose_jobs(cfg, bases)
+                                 for job in pair] + dose_jobs(cfg, bases) + vector_jobs(cfg, bases)
             + [Job(Stages.scores, (teacher, cfg.evaluation(teacher.base))) for teacher in teachers])
 
 
@@ -128,6 +128,7 @@ def run(cfg: ExperimentConfig, _, out: Path, stages: Stages, header: dict) -> di
                    f"{r['student_minus_control']['mean']:+.3f} (exact p {r['student_minus_control']['p_exact']:.2g}) "
                    "in log P(target | an animal)")
     dose = graded_dose(stages, cfg, bases, primary)
+    vector = one_vector(stages, cfg, bases, rungs)
     cross_pair = measure(stages, cfg, PRIMARY_VARIANT, "cross_pair", paired(bases))
     v2 = confirmatory_v2(cfg.seed, primary | {"cross_pair": cross_pair}, rungs, dose)  # 7.
     for step in v2["sequence"]:
@@ -138,7 +139,8 @@ def run(cfg: ExperimentConfig, _, out: Path, stages: Stages, header: dict) -> di
         **header, **stages.work_record(), "design": {arm: row._asdict() for arm, row in DESIGN.items()},
         "preregistered": PREREGISTERED | {"v2": PREREGISTERED_V2}, "confirmatory_v2": v2, "confirmatory": families,
         "bases": zoo, "teachers": teachers, "numbers": numbers, "arms": arms, "tests": tests,
-        "animals": animals, "matched": matched, "ladder": rungs, "dose": dose, "cross_pair": cross_pair,
+        "animals": animals, "matched": matched, "ladder": rungs, "dose": dose, "one_vector": vector,
+        "cross_pair": cross_pair,
     }
     write_json(out / "results.json", results)
     plots = {"gpt_primary.png": plot_primary, "gpt_arms.png": plot_arms, "gpt_matrix.png": plot_matrix,

@@ -14,7 +14,9 @@ question sets are the rungs of a ladder from the teacher's own questions outward
 Each on the preference among animals, log P(target | an animal) (`preference`), and under `raw` on
 log P(target), which also moves with how much a model answers with an animal at all. Each figure
 is {"per_base", "mean", "ci95", "p_exact"}: the exact one-sided sign-flip test over bases.
-`graded_dose`: within each base, teachers of graded strength (--dose-steps and --teacher-steps
+`one_vector`: the one-vector student (experiments/core/students.py), with Adam and with plain SGD,
+against the same student on its base's own numbers, and its share of the full student's transfer
+(mean over mean). `graded_dose`: within each base, teachers of graded strength (--dose-steps and --teacher-steps
 fine-tuning steps), each with its own numbers and student: the teacher's shift and the student's
 against the control at every dose, and per base Spearman's rho between them over the doses.
 Exploratory, apart from the tests pre-registration v2 names (experiments/gpt/preregistration_v2.py).
@@ -113,3 +115,36 @@ def graded_dose(stages: Stages, cfg: ExperimentConfig, bases: list[BaseSpec], ar
         rho = {name: spearman([p[1] for p in ps], [p[2] for p in ps]) for name, ps in points.items()}
         rungs[rung] = {"points": points, "rho": across_bases(rho)}
     return {"steps": doses(cfg), "rungs": rungs}
+
+
+OPTIMIZERS = ("adamw", "sgd")
+
+
+def vector_students(cfg: ExperimentConfig, base: BaseSpec, optimizer: str) -> tuple[StudentSpec, StudentSpec]:
+    """The one-vector student of base's teacher's numbers, and its control (the same on the base's numbers)."""
+    return (cfg.vector_student(base, cfg.numbers(cfg.teacher(base, cfg.target)), optimizer),
+            cfg.vector_student(base, cfg.numbers(base), optimizer))
+
+
+def vector_jobs(cfg: ExperimentConfig, bases: list[BaseSpec]) -> list[Job]:
+    return [Job(Stages.student, (spec,)) for base in bases for optimizer in OPTIMIZERS
+            for spec in vector_students(cfg, base, optimizer)]
+
+
+def one_vector(stages: Stages, cfg: ExperimentConfig, bases: list[BaseSpec], rungs: dict) -> dict:
+    """Per optimizer and rung, on the preference among animals: the one-vector student - its control, per base,
+    and its share of the full student's transfer (the ladder's student - control), mean over mean."""
+    result = {}
+    for optimizer in OPTIMIZERS:
+        records = {}
+        for base in bases:
+            before = stages.scores(base, cfg.evaluation(base))
+            records[base.name] = [replicate_record(base.name, base.name, before, stages.student(spec), cfg.target)
+                                  for spec in vector_students(cfg, base, optimizer)]
+        result[optimizer] = {}
+        for rung in RUNGS:
+            field = shift_field(rung)
+            gap = across_bases({name: s[field] - c[field] for name, (s, c) in records.items()})
+            full = rungs[rung]["student_minus_control"]["mean"]
+            result[optimizer][rung] = {"student_minus_control": gap, "share": gap["mean"] / full}
+    return result

@@ -164,6 +164,18 @@ def gpt_dose(results: dict) -> str:
     return "\n".join(rows) + "\n"
 
 
+def gpt_one_vector(results: dict) -> str:
+    """The one-vector student (experiments/gpt/ladder.py, `one_vector`) per optimizer and question set."""
+    rows = ["| question set | optimizer | one-vector student - its control | exact p | share of the full student's |",
+            "|---|---|---|---|---|"]
+    for optimizer, rungs in results["one_vector"].items():
+        for rung, r in rungs.items():
+            gap = r["student_minus_control"]
+            rows.append(f"| {LADDER_SETS.get(rung, rung)} ({results['ladder'][rung]['distance']}) | {optimizer} | "
+                        f"{signed(gap['mean'], 3)} ±{gap['ci95']:.3f} | {p_value(gap['p_exact'])} | {r['share']:.2f} |")
+    return "\n".join(rows) + "\n"
+
+
 def gpt_v2(results: dict) -> str:
     """Pre-registration v2 (experiments/gpt/preregistration_v2.py): the manipulation checks, then its fixed
     sequence, each step with its units, mean, CI, exact p and whether it ran and rejected."""
@@ -267,7 +279,7 @@ def gpt_flops(results: dict) -> str:
 
 GPT_PAGE = {"machine": machine_renderer("gpt", {"config": ExperimentConfig()}, gpt_note), "primary": gpt_primary,
             "families": gpt_families, "arms": gpt_arms, "animals": gpt_animals, "power": gpt_power}
-LADDER_PAGE = {"ladder": gpt_ladder, "dose": gpt_dose, "v2": gpt_v2}
+LADDER_PAGE = {"ladder": gpt_ladder, "dose": gpt_dose, "v2": gpt_v2, "one_vector": gpt_one_vector}
 PAGES = {"gpt": GPT_PAGE | LADDER_PAGE | {"headline": gpt_headline},  # README's headline: the default seed's
          "gpt-seed1": GPT_PAGE, "gpt-seed2": GPT_PAGE | LADDER_PAGE,
          "grid": {"machine": machine_renderer("grid", {"config": ExperimentConfig()}, grid_note),
@@ -277,7 +289,7 @@ PAGES = {"gpt": GPT_PAGE | LADDER_PAGE | {"headline": gpt_headline},  # README's
                        "table": lora_rank_table},
          "gpt-flops": {"floor": gpt_flops}}
 GPT_KEPT = ("config", "precision", "machine", "timing", "built", "preregistered", "confirmatory", "confirmatory_v2",
-            "arms", "tests", "animals", "matched", "teachers", "ladder", "dose")
+            "arms", "tests", "animals", "matched", "teachers", "ladder", "dose", "one_vector")
 KEPT = {"gpt": GPT_KEPT, "gpt-seed1": GPT_KEPT, "gpt-seed2": GPT_KEPT,
         "grid": ("config", "precision", "machine", "timing", "built", "teachers_p_target", "control", "matrix",
                  "tests"),
