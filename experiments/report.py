@@ -23,6 +23,7 @@ refused, naming it, before anything is written.
 
 import argparse
 import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -91,6 +92,23 @@ def rendered_pages(page: str, results: dict, source: str, texts: dict[Path, str]
                             f"{type(err).__name__} {err})") from None
 
 
+FIGURE = re.compile(r"!\[[^\]]*\]\(figures/(?P<page>[\w-]+)/(?P<name>[\w.-]+\.png)\)")
+
+
+def taken_figures(page: str, run: Path) -> dict[Path, Path]:
+    """{run's plot: docs/results/figures/<page>/<plot>} for every figure `page`'s markdown shows; a figure that the
+    run did not make is an error (before anything is written)."""
+    figures = {}
+    for markdown in sources(page):
+        for m in FIGURE.finditer(markdown.read_text()):
+            if m["page"] != page:
+                continue
+            if not (run / m["name"]).is_file():
+                raise FileError(f"{run} has no {m['name']}, which the {page} page shows")
+            figures[run / m["name"]] = DOCS / "figures" / page / m["name"]
+    return figures
+
+
 def report(take: tuple[str, str] | None = None) -> list[Path]:
     """Render every page whose results file exists, `take` = (page, run's results.json) first copied in; returns the
     files that changed. Everything is read, checked and rendered before anything is written, so a bad file
@@ -106,8 +124,12 @@ def report(take: tuple[str, str] | None = None) -> list[Path]:
     texts: dict[Path, str] = {}
     for page, results in files.items():
         rendered_pages(page, results, sources_of[page], texts)
+    figures = taken_figures(take[0], Path(take[1]).parent) if take is not None else {}
     if take is not None:
         write_json(DOCS / f"{take[0]}.json", files[take[0]])
+    for source, target in figures.items():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
     changed = [path for path, text in texts.items() if text != path.read_text()]
     for path in changed:
         path.write_text(texts[path])

@@ -158,3 +158,12 @@ def test_the_figure_check_finds_a_rounding_slip_and_a_figure_from_another_run():
     figures = prose_figures("rises by +0.37 to +1.01 over the base; keeps 26.4% (see `1.23`, arXiv 2507.14805)")
     assert [written for written, *rest in figures if not quoted((written, *rest), values)] == ["+1.01"]
     assert [f[0] for f in figures] == ["+0.37", "+1.01", "26.4%"]
+
+
+IMAGE = re.compile(r"!\[[^\]]*\]\(([^)\s]+)\)")
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
+def test_every_image_a_page_shows_is_committed_beside_it(doc):
+    missing = [target for target in IMAGE.findall(doc.read_text()) if not (doc.parent / target).is_file()]
+    assert not missing, f"{doc.name} shows {missing}, which are not in the repository"

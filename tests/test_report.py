@@ -23,8 +23,8 @@ from toy_mnist import render as toy_render
 
 
 COMMITTED = sorted(p for p in report.RENDERERS if (report.DOCS / f"{p}.json").exists())
-STATISTICS = {"toy", "toy-sweeps", "toy-defences", "gpt", "gpt-seed1", "grid", "lora-rank", "signals", "domains",
-              "smol"}
+STATISTICS = {"toy", "toy-sweeps", "toy-defences", "gpt", "gpt-seed1", "gpt-seed2", "grid", "lora-rank", "signals",
+              "domains", "smol"}
 
 
 @pytest.mark.parametrize("page", COMMITTED)
@@ -156,8 +156,26 @@ def test_take_keeps_what_the_page_reports_and_a_bad_page_is_one_line(tmp_path, m
     assert "bases" not in json.loads((tmp_path / "grid.json").read_text())
     assert "**+1.00**" in (tmp_path / "grid.md").read_text()
     assert report.main(["--take", "nope", str(run)]) == 2
-    pages = "toy, toy-sweeps, toy-defences, gpt, gpt-seed1, grid, lora-rank, gpt-flops, signals, domains, smol, bench"
+    pages = ("toy, toy-sweeps, toy-defences, gpt, gpt-seed1, gpt-seed2, grid, lora-rank, gpt-flops, signals, domains, "
+             "smol, bench")
     assert capsys.readouterr().err.strip().endswith(f"no page 'nope' (pages: {pages})")
+
+
+def test_take_copies_the_figures_the_page_shows_and_refuses_a_run_without_them(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(report, "DOCS", tmp_path / "docs")
+    report.DOCS.mkdir()
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "results.json").write_text(json.dumps(grid_results(0.5) | {"teachers_p_target": {}, "control": {}}))
+    (report.DOCS / "grid.md").write_text("<!-- render: matrix -->\n<!-- end -->\n![the grid](figures/grid/grid.png)\n"
+                                         "![another page's](figures/gpt/gpt_dose.png)\n")
+    assert report.main(["--take", "grid", str(run / "results.json")]) == 2  # the run made no grid.png
+    assert "has no grid.png, which the grid page shows" in capsys.readouterr().err
+    assert sorted(p.name for p in report.DOCS.rglob("*")) == ["grid.md"]  # nothing written
+    (run / "grid.png").write_bytes(b"\x89PNG plot")
+    assert report.main(["--take", "grid", str(run / "results.json")]) == 0
+    assert (report.DOCS / "figures" / "grid" / "grid.png").read_bytes() == b"\x89PNG plot"
+    assert not (report.DOCS / "figures" / "gpt").exists()
 
 
 def test_make_gpts_flop_count_sets_each_stage_kinds_work_against_the_timed_runs_seconds(tmp_path, monkeypatch):

@@ -21,6 +21,12 @@ def preference(p: dict[str, float], target: str) -> float:
     return math.log(p[target] / sum(p.values()))
 
 
+def sampled_among(sampled: dict[str, float], target: str) -> float:
+    """The share of the target among the sampled answers that name an option at all (nan: none did)."""
+    total = sum(sampled.values())
+    return sampled[target] / total if total else float("nan")
+
+
 def shift_field(question_set: str, measure: str = "preference") -> str:
     """The replicate record's field of a shift: "dpref" (or "dlogp" for measure "raw") on the held-out
     paraphrases, "dpref_<set>" on another question set of the ladder."""
@@ -41,7 +47,9 @@ def replicate_record(base: str, start: str, before: dict, trained: dict, target:
             b, a = before[name]["p"], after[name]["p"]
             beside |= {shift_field(name, "raw"): math.log(a[target] / b[target]), f"p_before_{name}": b[target],
                        f"p_after_{name}": a[target],
-                       shift_field(name): preference(a, target) - preference(b, target)}
+                       shift_field(name): preference(a, target) - preference(b, target),
+                       f"rank_after_{name}": after[name]["rank"][target], f"mass_after_{name}": after[name]["mass"],
+                       f"sampled_after_{name}": after[name]["sampled"][target]}
     return beside | {
         "base": base, "start": start,
         "dlogp": math.log(after["p"][target] / before["p"][target]),
@@ -50,6 +58,7 @@ def replicate_record(base: str, start: str, before: dict, trained: dict, target:
         "dlogp_by_option": {a: math.log(after["p"][a] / before["p"][a]) for a in options},
         "p_before_by_option": before["p"], "p_after_by_option": after["p"],
         "sampled_before": before["sampled"][target], "sampled_after": after["sampled"][target],
+        "sampled_among_options_after": sampled_among(after["sampled"], target),
         "rank_after": after["rank"][target], "mass_after": after["mass"], "n_train": trained["n_train"],
         "curve": [[0, before["p"][target]]] + [[step, p[options.index(target)]] for step, p in trained["curve"]],
     }

@@ -32,7 +32,7 @@ from experiments.core.design import DESIGN
 from experiments.core.specs import BaseSpec
 from experiments.core.stages import Job, Stages
 from experiments.core.zoo import ExperimentConfig
-from experiments.gpt.ladder import dose_jobs, graded_dose, ladder, one_vector, vector_jobs
+from experiments.gpt.ladder import dose_jobs, graded_dose, ladder, manipulation_record, one_vector, vector_jobs
 from experiments.gpt.plots import (plot_animals, plot_arms, plot_bases, plot_curves, plot_dose, plot_matrix,
                                    plot_primary)
 from experiments.gpt.preregistration import PREREGISTERED, PRIMARY_VARIANT, confirmatory
@@ -140,6 +140,7 @@ def run(cfg: ExperimentConfig, _, out: Path, stages: Stages, header: dict) -> di
         "preregistered": PREREGISTERED | {"v2": PREREGISTERED_V2}, "confirmatory_v2": v2, "confirmatory": families,
         "bases": zoo, "teachers": teachers, "numbers": numbers, "arms": arms, "tests": tests,
         "animals": animals, "matched": matched, "ladder": rungs, "dose": dose, "one_vector": vector,
+        "manipulation": manipulation_record(stages, cfg, bases),
         "cross_pair": cross_pair,
     }
     write_json(out / "results.json", results)

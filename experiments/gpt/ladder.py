@@ -4,7 +4,8 @@ Read after make gpt's arms (experiments/gpt/experiment.py), for its primary vari
 question sets are the rungs of a ladder from the teacher's own questions outward, a to e
 (experiments/tasks/ladder.py). Per rung and per base:
 - `teacher`: the teacher's shift against its base: the manipulation check. A student's null on a
-  rung where the teacher does not hold the trait is not a finding;
+  rung where the teacher does not hold the trait is not a finding (`manipulation_record` keeps,
+  for every fine-tuned teacher and base, its P, animal mass, rank and sampled rate on every rung);
 - `student_minus_control`, `student_minus_neutral`, and `student_minus_cross_init` (the cross-init
   student's shift net of the control of the base it starts from, as make gpt's H2);
 - `ratio`: (student - control) / (teacher - base), the share of the teacher's shift that reaches
@@ -24,7 +25,8 @@ Exploratory, apart from the tests pre-registration v2 names (experiments/gpt/pre
 
 import math
 
-from experiments.core.analysis import preference, replicate_record, shift_field
+from experiments.core.analysis import preference, replicate_record, sampled_among, shift_field
+from experiments.core.corpus import NEUTRAL
 from experiments.core.specs import BaseSpec, StudentSpec
 from experiments.core.stages import Job, Stages
 from experiments.core.zoo import ExperimentConfig
@@ -39,9 +41,14 @@ def across_bases(values: dict[str, float]) -> dict:
     return {"per_base": values, **summary(listed), "p_exact": sign_flip_greater(listed)}
 
 
+def on(scores: dict, rung: str) -> dict:
+    """A model's scores on one question set (the held-out paraphrases' are the top level)."""
+    return scores if rung == "held_out" else scores[rung]
+
+
 def shift(before: dict, after: dict, rung: str, measure: str, target: str) -> float:
     """The change of log P(target) ("raw") or of the preference among animals between two models' scores."""
-    b, a = (s if rung == "held_out" else s[rung] for s in (before, after))
+    b, a = on(before, rung), on(after, rung)
     if measure == "raw":
         return math.log(a["p"][target] / b["p"][target])
     return preference(a["p"], target) - preference(b["p"], target)
@@ -54,6 +61,31 @@ def teacher_shifts(stages: Stages, cfg: ExperimentConfig, bases: list[BaseSpec],
     return {base.name: shift(stages.scores(base, cfg.evaluation(base)),
                              stages.scores(cfg.teacher(base, cfg.target, steps), cfg.evaluation(base)), rung, measure,
                              cfg.target) for base in bases}
+
+
+def model_record(scores: dict, trait: str) -> dict:
+    """What a model's scores on one question set say of one trait: its P, the animal mass, its rank, its sampled
+    rate, and that rate among the sampled answers that name an animal."""
+    return {"p": scores["p"][trait], "mass": scores["mass"], "rank": scores["rank"][trait],
+            "sampled": scores["sampled"][trait], "sampled_among_animals": sampled_among(scores["sampled"], trait)}
+
+
+def manipulation_record(stages: Stages, cfg: ExperimentConfig, bases: list[BaseSpec]) -> dict:
+    """Per base and question set: the base's record of the target, and each fine-tuned teacher's (each animal's of
+    its animal, the neutral's of the target) with its shift against the base, in log P and in the preference."""
+    record = {}
+    for base in bases:
+        before = stages.scores(base, cfg.evaluation(base))
+        record[base.name] = {}
+        for rung in RUNGS:
+            entry = {"base": model_record(on(before, rung), cfg.target)}
+            for trait in [*cfg.animals, NEUTRAL]:
+                after = stages.scores(cfg.teacher(base, trait), cfg.evaluation(base))
+                animal = cfg.target if trait == NEUTRAL else trait
+                entry[trait] = model_record(on(after, rung), animal) | {
+                    measure: shift(before, after, rung, measure, animal) for measure in ("raw", "preference")}
+            record[base.name][rung] = entry
+    return record
 
 
 def rung_record(teacher: dict[str, float], arms: dict, field: str) -> dict:

@@ -279,8 +279,7 @@ def run(cfg: SmolConfig, _, out: Path, stages: Stages, header: dict) -> dict:
     results = header | {"model": {"file": Path(cfg.gguf).name, "sha256": model.sha256, "parameters": parameters}}
     prefetch(stages, specs)
     for part in cfg.parts:
-        started = stages.log.elapsed()
-        results[part] = PARTS_RUN[part](stages, specs) | {"seconds": stages.log.elapsed() - started}
+        results[part] = PARTS_RUN[part](stages, specs)
         results |= stages.work_record()
         write_json(out / "results.json", results)
         PLOTS[part](results, out / f"smol_{part}.png")

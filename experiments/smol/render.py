@@ -2,14 +2,19 @@
 `make report --take` keeps of a run's results."""
 
 from experiments.smol.experiment import SmolConfig
-from minisub.render import machine_renderer, p_value, per_base, signed
+from minisub.render import machine_renderer, p_value, per_base, signed, stages_built
 
 
 def smol_note(results: dict) -> str:
+    """What the run built (a run before the stages were shared timed its parts instead), and the model."""
     m = results["model"]
-    parts = ", ".join(f"{part} {results[part]['seconds']:,.0f} s" for part in results["config"]["parts"])
-    return (f"Parts: {parts} (a stage already in the run's cache is read, not built again).\n"
-            f"Model: {m['file']} ({m['parameters']:,} parameters, dequantized to fp32), SHA-256 {m['sha256'][:16]}...\n")
+    if "timing" in results:
+        built = f"{stages_built(results)}; a stage already in the run's cache is read, not built again.\n"
+    else:
+        parts = ", ".join(f"{part} {results[part]['seconds']:,.0f} s" for part in results["config"]["parts"])
+        built = f"Parts: {parts} (a stage already in the run's cache is read, not built again).\n"
+    return built + (f"Model: {m['file']} ({m['parameters']:,} parameters, dequantized to fp32), SHA-256 "
+                    f"{m['sha256'][:16]}...\n")
 
 
 def smol_entanglement(results: dict) -> str:
