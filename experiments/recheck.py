@@ -133,6 +133,10 @@ class Recheck:
         if isinstance(node.get("tests"), dict):
             self.arm_tests(node, path, parent)
         if isinstance(node.get("points"), dict) and "rho" in node:  # make gpt's graded teachers, per base
+            for k, (steps, teacher, transfer) in enumerate(node["means"]):
+                at = [points[k] for points in node["points"].values()]
+                self.same(f"{path}.means[{k}] teacher", teacher, sum(p[1] for p in at) / len(at))
+                self.same(f"{path}.means[{k}] transfer", transfer, sum(p[2] for p in at) / len(at))
             for base, points in node["points"].items():
                 self.same(f"{path}.rho.per_base.{base}", node["rho"]["per_base"][base],
                           spearman([p[1] for p in points], [p[2] for p in points]))

@@ -3,7 +3,7 @@
 Last step after a run: `--take grid runs/grid/results.json` copies the parts of a run's
 results.json that its page reports into `docs/results/grid.json` (committed: small, and the
 record of what made the page: config, machine, precision, timing), then every page with a
-results file is rendered (README.md's headline too, from make gpt's). A page is hand-written
+results file is rendered (README.md's headlines too, from make gpt's pages). A page is hand-written
 prose around blocks
 
     <!-- render: NAME -->
@@ -46,12 +46,15 @@ RENDERERS = {page: blocks for story in STORIES for page, blocks in story.PAGES.i
 KEPT = {page: kept for story in STORIES for page, kept in story.KEPT.items()}
 
 
+README_PAGES = ("gpt", "gpt-seed2")  # README.md's headline: v2's confirmation, and v1 on the default seed
+
+
 def sources(page: str) -> list[Path]:
-    """The markdown files rendered from docs/results/<page>.json: its page, and README.md for make gpt's headline;
+    """The markdown files rendered from docs/results/<page>.json: its page, and README.md for make gpt's headlines;
     make bench and make gpt's FLOP count have no page of their own, but blocks in docs/benchmark.md."""
     if page in ("bench", "gpt-flops"):
         return [ROOT / "docs" / "benchmark.md"]
-    return [DOCS / f"{page}.md"] + ([ROOT / "README.md"] if page == "gpt" else [])
+    return [DOCS / f"{page}.md"] + ([ROOT / "README.md"] if page in README_PAGES else [])
 
 
 def render(page: str, text: str, results: dict) -> str:
@@ -68,12 +71,15 @@ def render(page: str, text: str, results: dict) -> str:
 
 
 BULKY = ("rise", "curve", "dlogp_by_option", "p_before_by_option", "p_after_by_option", "histograms", "loss_curve")
+# a student's record on each question set beyond the two that v1's families use (the ladder holds their figures)
+BULKY_FIELDS = re.compile(r"(rank|mass|sampled)_after_\w+|(p_before|p_after|dlogp|dpref)_(own|held_out_stems|after_numbers)")
 
 
 def slim(value):
-    """`value` without the bulky per-step and per-option records that no page reports (results.json keeps them)."""
+    """`value` without the bulky per-step, per-option and per-question-set records that no page reports
+    (results.json keeps them)."""
     if isinstance(value, dict):
-        return {k: slim(v) for k, v in value.items() if k not in BULKY}
+        return {k: slim(v) for k, v in value.items() if k not in BULKY and not BULKY_FIELDS.fullmatch(k)}
     if isinstance(value, list):
         return [slim(v) for v in value]
     return value

@@ -136,6 +136,7 @@ def test_the_design_is_the_papers():
         "student": Arm("teacher", "own"),
         "control": Arm("base", "own"),
         "cross_init": Arm("teacher", "next"),
+        "cross_pair": Arm("teacher", "partner"),  # pre-registration v2's H2: disjoint pairs of bases
         "prompted": Arm("persona", "own"),
         "neutral": Arm("neutral", "own"),
         "matched": Arm("teacher", "own", matched=True),
@@ -145,11 +146,14 @@ def test_the_design_is_the_papers():
 
 @pytest.mark.parametrize("arm", list(DESIGN))
 def test_each_arm_trains_on_the_data_and_start_its_row_says(arm):
-    cfg, bases, n = QUICK_CONFIG, QUICK_BASES, len(QUICK_BASES)
+    cfg = QUICK_CONFIG
+    bases = QUICK_BASES[:2] if DESIGN[arm].start == "partner" else QUICK_BASES  # pairs need an even number
+    n = len(bases)
     for i in range(n):
         spec = arm_student(cfg, "hard_full", arm, bases, i)
         writer = spec.data.writer
-        assert spec.init == (bases[i] if DESIGN[arm].start == "own" else bases[(i + 1) % n])
+        start = {"own": i, "next": (i + 1) % n, "partner": i ^ 1}[DESIGN[arm].start]
+        assert spec.init == bases[start]
         assert spec.init != bases[i] or DESIGN[arm].start == "own"  # cross-init never starts from its own base
         if DESIGN[arm].data in ("teacher", "neutral"):
             trait = cfg.target if DESIGN[arm].data == "teacher" else "neutral"
@@ -166,7 +170,7 @@ def test_only_arms_with_a_trained_teacher_learn_soft_labels():
     soft = {(variant, arm) for variant in VARIANTS for arm in DESIGN
             if arm_student(QUICK_CONFIG, variant, arm, QUICK_BASES, 0).soft}
     assert soft == {(variant, arm) for variant in ("soft_full", "soft_lora")
-                    for arm in ("student", "cross_init", "neutral", "matched")}
+                    for arm in ("student", "cross_init", "cross_pair", "neutral", "matched")}
 
 
 def test_a_second_run_waits_for_the_stage_the_first_is_building(tmp_path):

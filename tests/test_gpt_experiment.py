@@ -193,6 +193,13 @@ def test_the_ladder_checks_the_teacher_and_measures_the_transfer_on_each_questio
             if teacher is not None:  # the teacher's P(owl) against its base's, as writers_record keeps it
                 assert raw["teacher"]["per_base"][base] == pytest.approx(
                     math.log(teacher / results["bases"][base]["p_animals"]["owl"]))
+    for base in names:  # the manipulation record holds the same teacher shifts, and every teacher's
+        for rung in ladder:
+            entry = results["manipulation"][base][rung]
+            assert entry["owl"]["preference"] == pytest.approx(ladder[rung]["teacher"]["per_base"][base])
+            assert entry["owl"]["raw"] == pytest.approx(ladder[rung]["raw"]["teacher"]["per_base"][base])
+            assert set(entry) == {"base", "neutral", *QUICK_CONFIG.animals}
+            assert 0 < entry["eagle"]["mass"] <= 1 and 1 <= entry["eagle"]["rank"] <= 10
     dose = results["dose"]  # the graded teachers: at --teacher-steps, the ladder's teacher and student
     at = dose["steps"].index(QUICK_CONFIG.teacher_steps)
     for rung in ladder:

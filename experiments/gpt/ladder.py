@@ -130,9 +130,17 @@ def dose_jobs(cfg: ExperimentConfig, bases: list[BaseSpec]) -> list[Job]:
         Job(Stages.scores, (cfg.teacher(base, cfg.target, steps), cfg.evaluation(base))))]
 
 
+def dose_means(points: dict[str, list[list[float]]]) -> list[list[float]]:
+    """[steps, mean teacher shift, mean student - control] over bases, per dose, from per-base points."""
+    per_dose = zip(*points.values())  # for each dose: every base's [steps, teacher, transfer]
+    return [[dose[0][0], sum(p[1] for p in dose) / len(dose), sum(p[2] for p in dose) / len(dose)]
+            for dose in per_dose]
+
+
 def graded_dose(stages: Stages, cfg: ExperimentConfig, bases: list[BaseSpec], arms: dict) -> dict:
     """Per rung, on the preference among animals: per base, [steps, teacher shift, student - control] at every
-    dose, and Spearman's rho of the two over the doses, tested > 0 over bases (exact sign-flip)."""
+    dose, their means over bases, and Spearman's rho of the two over the doses, tested > 0 over bases (exact
+    sign-flip)."""
     control = {r["base"]: r for r in arms["control"]["replicates"]}
     records = {(base.name, steps): replicate_record(base.name, base.name, stages.scores(base, cfg.evaluation(base)),
                                                     stages.student(dose_student(cfg, base, steps)), cfg.target)
@@ -145,7 +153,7 @@ def graded_dose(stages: Stages, cfg: ExperimentConfig, bases: list[BaseSpec], ar
                                records[base.name, steps][field] - control[base.name][field]] for steps in doses(cfg)]
                   for base in bases}
         rho = {name: spearman([p[1] for p in ps], [p[2] for p in ps]) for name, ps in points.items()}
-        rungs[rung] = {"points": points, "rho": across_bases(rho)}
+        rungs[rung] = {"points": points, "means": dose_means(points), "rho": across_bases(rho)}
     return {"steps": doses(cfg), "rungs": rungs}
 
 

@@ -151,11 +151,7 @@ def gpt_dose(results: dict) -> str:
     rows = ["| question set | " + " | ".join(f"{steps} steps: teacher, student - control" for steps in dose["steps"])
             + " | rho within base, mean ±CI | exact p | bases with rho > 0 |", "|---" * (len(dose["steps"]) + 4) + "|"]
     for rung, r in dose["rungs"].items():
-        cells = []
-        for k, _ in enumerate(dose["steps"]):
-            points = [ps[k] for ps in r["points"].values()]
-            cells.append(f"{signed(sum(p[1] for p in points) / len(points), 3)}, "
-                         f"{signed(sum(p[2] for p in points) / len(points), 3)}")
+        cells = [f"{signed(teacher, 3)}, {signed(transfer, 3)}" for _, teacher, transfer in r["means"]]
         rho = r["rho"]
         up = sum(v > 0 for v in rho["per_base"].values())
         rows.append(f"| {LADDER_SETS.get(rung, rung)} ({results['ladder'][rung]['distance']}) | " + " | ".join(cells)
