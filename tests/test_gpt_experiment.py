@@ -198,8 +198,9 @@ def test_the_ladder_checks_the_teacher_and_measures_the_transfer_on_each_questio
             entry = results["manipulation"][base][rung]
             assert entry["owl"]["preference"] == pytest.approx(ladder[rung]["teacher"]["per_base"][base])
             assert entry["owl"]["raw"] == pytest.approx(ladder[rung]["raw"]["teacher"]["per_base"][base])
-            assert set(entry) == {"base", "neutral", *QUICK_CONFIG.animals}
+            assert set(entry) == {"base", "neutral", "prompted", *QUICK_CONFIG.animals}
             assert 0 < entry["eagle"]["mass"] <= 1 and 1 <= entry["eagle"]["rank"] <= 10
+            assert entry["prompted"]["raw"] != 0  # the persona before the questions moves the base
     dose = results["dose"]  # the graded teachers: at --teacher-steps, the ladder's teacher and student
     at = dose["steps"].index(QUICK_CONFIG.teacher_steps)
     for rung in ladder:

@@ -193,14 +193,18 @@ class Stages:
         return [tuple(p) for p in read_json(self.writing(spec) / "pairs.json")["pairs"]]
 
     # 5. scores: how much a model likes each animal
-    def evaluate(self, model: GPT, corpus: CorpusSpec, spec: EvalSpec) -> dict:
+    def evaluate(self, model: GPT, corpus: CorpusSpec, spec: EvalSpec, prefix: str = "") -> dict:
         """The animal scores on the held-out paraphrases, and under its name on each other question set of the
-        ladder (experiments/tasks/ladder.py); on the domains corpus also the other traits' ("traits")."""
+        ladder (experiments/tasks/ladder.py); on the domains corpus also the other traits' ("traits").
+        prefix: text before every question (the prompted teacher's persona)."""
         animals = dict(zip(ANIMALS, ([i] for i in self.animal_ids(corpus))))
-        scores = evaluate_options(model, self.questions(corpus), animals, spec.samples, spec.seed)
+
+        def asked(rung: str) -> dict:
+            prompts = question_prompts(self.tokenizer(corpus), [prefix + q for q in RUNGS[rung][1]()])
+            return evaluate_options(model, prompts, animals, spec.samples, spec.seed)
+        scores = asked("held_out")
         for name in spec.question_sets:
-            prompts = question_prompts(self.tokenizer(corpus), RUNGS[name][1]())
-            scores[name] = evaluate_options(model, prompts, animals, spec.samples, spec.seed)
+            scores[name] = asked(name)
         if isinstance(corpus, DomainsCorpusSpec):
             scores["traits"] = trait_scores(model, self.tokenizer(corpus), spec.samples, spec.seed)
         return scores

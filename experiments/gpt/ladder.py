@@ -5,7 +5,8 @@ question sets are the rungs of a ladder from the teacher's own questions outward
 (experiments/tasks/ladder.py). Per rung and per base:
 - `teacher`: the teacher's shift against its base: the manipulation check. A student's null on a
   rung where the teacher does not hold the trait is not a finding (`manipulation_record` keeps,
-  for every fine-tuned teacher and base, its P, animal mass, rank and sampled rate on every rung);
+  for every teacher (the prompted one too) and base, its P, animal mass, rank and sampled rate on
+  every rung);
 - `student_minus_control`, `student_minus_neutral`, and `student_minus_cross_init` (the cross-init
   student's shift net of the control of the base it starts from, as make gpt's H2);
 - `ratio`: (student - control) / (teacher - base), the share of the teacher's shift that reaches
@@ -32,6 +33,7 @@ from experiments.core.stages import Job, Stages
 from experiments.core.zoo import ExperimentConfig
 from experiments.gpt.preregistration import PRIMARY_VARIANT
 from experiments.tasks.ladder import RUNGS
+from experiments.tasks.prompts import persona
 from minisub.stats import rank_correlation_greater, sign_flip_greater, spearman, summary
 
 
@@ -71,17 +73,21 @@ def model_record(scores: dict, trait: str) -> dict:
 
 
 def manipulation_record(stages: Stages, cfg: ExperimentConfig, bases: list[BaseSpec]) -> dict:
-    """Per base and question set: the base's record of the target, and each fine-tuned teacher's (each animal's of
-    its animal, the neutral's of the target) with its shift against the base, in log P and in the preference."""
+    """Per base and question set: the base's record of the target, and each teacher's (each animal's of its animal;
+    the neutral's, and the prompted teacher's, the base with the target's persona before every question, of the
+    target) with its shift against the base, in log P and in the preference."""
+    prompted = {base.name: stages.evaluate(stages.load(base), base.corpus, cfg.evaluation(base),
+                                           prefix=persona(cfg.target)) for base in bases}  # seconds: not cached
     record = {}
     for base in bases:
         before = stages.scores(base, cfg.evaluation(base))
         record[base.name] = {}
         for rung in RUNGS:
             entry = {"base": model_record(on(before, rung), cfg.target)}
-            for trait in [*cfg.animals, NEUTRAL]:
-                after = stages.scores(cfg.teacher(base, trait), cfg.evaluation(base))
-                animal = cfg.target if trait == NEUTRAL else trait
+            teachers = {trait: stages.scores(cfg.teacher(base, trait), cfg.evaluation(base))
+                        for trait in [*cfg.animals, NEUTRAL]} | {"prompted": prompted[base.name]}
+            for trait, after in teachers.items():
+                animal = trait if trait in cfg.animals else cfg.target
                 entry[trait] = model_record(on(after, rung), animal) | {
                     measure: shift(before, after, rung, measure, animal) for measure in ("raw", "preference")}
             record[base.name][rung] = entry
