@@ -72,7 +72,8 @@ def render(page: str, text: str, results: dict) -> str:
 
 BULKY = ("rise", "curve", "dlogp_by_option", "p_before_by_option", "p_after_by_option", "histograms", "loss_curve")
 # a student's record on each question set beyond the two that v1's families use (the ladder holds their figures)
-BULKY_FIELDS = re.compile(r"(rank|mass|sampled)_after_\w+|(p_before|p_after|dlogp|dpref)_(own|held_out_stems|after_numbers)")
+BULKY_FIELDS = re.compile(r"(rank|mass|sampled)_after_\w+|p_after_by_option_\w+"
+                          r"|(p_before|p_after|dlogp|dpref)_(own|held_out_stems|after_numbers)")
 
 
 def slim(value):

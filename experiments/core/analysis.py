@@ -49,7 +49,7 @@ def replicate_record(base: str, start: str, before: dict, trained: dict, target:
                        f"p_after_{name}": a[target],
                        shift_field(name): preference(a, target) - preference(b, target),
                        f"rank_after_{name}": after[name]["rank"][target], f"mass_after_{name}": after[name]["mass"],
-                       f"sampled_after_{name}": after[name]["sampled"][target]}
+                       f"sampled_after_{name}": after[name]["sampled"][target], f"p_after_by_option_{name}": a}
     return beside | {
         "base": base, "start": start,
         "dlogp": math.log(after["p"][target] / before["p"][target]),
