@@ -106,8 +106,7 @@ def parse_args(argv, prog: str, doc: str, name: str, extra: type | None = None, 
     parser.add_argument("--count-flops", action="store_true",
                         help="also count the matmul FLOPs of every stage built (torch's FlopCounterMode; the run "
                              "takes ~25%% longer): results.json gains GFLOP per stage kind beside its seconds")
-    quick = add_quick_flag(parser, argv, *configs, what="a tiny budget (under 2 minutes) that checks the stages "
-                                                        "connect")
+    quick = add_quick_flag(parser, argv, *configs, what="a tiny budget that checks the stages connect")
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error(f"argument --jobs: must be at least 1, not {args.jobs}")
