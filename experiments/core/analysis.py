@@ -12,13 +12,20 @@ records in experiments/gpt/preregistration.py.
 import math
 
 from experiments.tasks.ladder import SCORED_BESIDE
-from minisub.stats import differs_from_zero, paired_greater, summary
+from minisub.stats import differs_from_zero, paired_greater, sign_flip_greater, summary
 
 
 def preference(p: dict[str, float], target: str) -> float:
     """log P(target | an option at all) = log P(target) - log (sum of P over the options): the preference among the
     options, apart from how much the model answers with one of them (its `mass`)."""
     return math.log(p[target] / sum(p.values()))
+
+
+def over_units(values: dict[str, float]) -> dict:
+    """Unit (base, or pair of bases) -> value: the mean, its 95% CI and n over the units, and the exact one-sided
+    sign-flip p of mean > 0."""
+    listed = list(values.values())
+    return {**summary(listed), "p_exact": sign_flip_greater(listed)}
 
 
 def sampled_among(sampled: dict[str, float], target: str) -> float:

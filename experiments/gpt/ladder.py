@@ -26,7 +26,7 @@ Exploratory, apart from the tests pre-registration v2 names (experiments/gpt/pre
 
 import math
 
-from experiments.core.analysis import preference, replicate_record, sampled_among, shift_field
+from experiments.core.analysis import over_units, preference, replicate_record, sampled_among, shift_field
 from experiments.core.corpus import NEUTRAL
 from experiments.core.specs import BaseSpec, StudentSpec
 from experiments.core.stages import Job, Stages
@@ -34,13 +34,12 @@ from experiments.core.zoo import ExperimentConfig
 from experiments.gpt.preregistration import PRIMARY_VARIANT
 from experiments.tasks.ladder import RUNGS
 from experiments.tasks.prompts import persona
-from minisub.stats import rank_correlation_greater, sign_flip_greater, spearman, summary
+from minisub.stats import rank_correlation_greater, spearman
 
 
 def across_bases(values: dict[str, float]) -> dict:
     """A per-base figure, its mean and 95% CI over bases, and its exact one-sided p (> 0)."""
-    listed = list(values.values())
-    return {"per_base": values, **summary(listed), "p_exact": sign_flip_greater(listed)}
+    return {"per_base": values, **over_units(values)}
 
 
 def on(scores: dict, rung: str) -> dict:

@@ -39,8 +39,7 @@ are computed the same way and labelled exploratory.
 Every test is the exact one-sided sign-flip test over its units.
 """
 
-from experiments.core.analysis import shift_field
-from minisub.stats import sign_flip_greater, summary
+from experiments.core.analysis import over_units, shift_field
 
 ALPHA = 0.05
 SEEDS = (2,)  # the confirmatory seeds, named before any run on them
@@ -57,12 +56,6 @@ PREREGISTERED_V2 = {
     "seeds": list(SEEDS),
     "exploratory": "rungs own and after_numbers, raw log P, the across-bases dose correlation, v1's families",
 }
-
-
-def test_record(values: dict[str, float]) -> dict:
-    """Units -> value: its summary and the exact one-sided sign-flip p of mean > 0."""
-    listed = list(values.values())
-    return {"values": values, **summary(listed), "p_exact": sign_flip_greater(listed)}
 
 
 def h1(arms: dict, rung: str) -> dict[str, float]:
@@ -93,7 +86,7 @@ def confirmatory_v2(seed: int, arms: dict, ladder: dict, dose: dict) -> dict:
     for rung, name in SEQUENCE:
         values = {"H1": lambda: h1(arms, rung), "H2": lambda: h2_pairs(arms, rung),
                   "dose": lambda: dose["rungs"][rung]["rho"]["per_base"]}[name]()
-        record = {"rung": rung, "test": name, **test_record(values)}
+        record = {"rung": rung, "test": name, "values": values, **over_units(values)}
         reason = None if open_ else "an earlier test did not reject"
         if reason is None and not checks[rung]["passes"]:
             reason = f"the teacher's shift on {rung} did not pass its manipulation check"

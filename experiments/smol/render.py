@@ -6,15 +6,9 @@ from minisub.render import machine_renderer, p_value, per_base, signed, stages_b
 
 
 def smol_note(results: dict) -> str:
-    """What the run built (a run before the stages were shared timed its parts instead), and the model."""
     m = results["model"]
-    if "timing" in results:
-        built = f"{stages_built(results)}; a stage already in the run's cache is read, not built again.\n"
-    else:
-        parts = ", ".join(f"{part} {results[part]['seconds']:,.0f} s" for part in results["config"]["parts"])
-        built = f"Parts: {parts} (a stage already in the run's cache is read, not built again).\n"
-    return built + (f"Model: {m['file']} ({m['parameters']:,} parameters, dequantized to fp32), SHA-256 "
-                    f"{m['sha256'][:16]}...\n")
+    return (f"{stages_built(results)}; a stage already in the run's cache is read, not built again.\n"
+            f"Model: {m['file']} ({m['parameters']:,} parameters, dequantized to fp32), SHA-256 {m['sha256'][:16]}...\n")
 
 
 def smol_entanglement(results: dict) -> str:
@@ -70,5 +64,4 @@ def smol_lora_rank(results: dict) -> str:
 
 PAGES = {"smol": {"machine": machine_renderer("smol", {"config": SmolConfig()}, smol_note),
                   "entanglement": smol_entanglement, "transfer": smol_transfer, "lora_rank": smol_lora_rank}}
-KEPT = {"smol": ("config", "precision", "machine", "timing", "built", "seconds", "model", "entanglement", "transfer",
-                  "lora_rank")}
+KEPT = {"smol": ("config", "precision", "machine", "timing", "built", "model", "entanglement", "transfer", "lora_rank")}
