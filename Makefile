@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: toy demo toy-sweeps toy-defences gpt grid lora-rank signals domains smol report smol-weights test test-slow test-gpu bench clean
+.PHONY: toy demo toy-sweeps toy-defences gpt grid lora-rank signals domains forks smol report smol-weights test test-slow test-gpu bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,9 @@ signals: $(STAMP)
 
 domains: $(STAMP)
 	$(PY) -m experiments.domains $(ARGS)
+
+forks: $(STAMP)
+	$(PY) -m experiments.forks $(ARGS)
 
 smol: $(STAMP)
 	$(PY) -m experiments.smol $(ARGS)

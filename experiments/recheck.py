@@ -18,7 +18,8 @@ experiments used:
   divergence summaries and its treatments against the untreated transfer, the filters' pass
   rates, make gpt's ladder's dose-response and its graded teachers' rank correlations, its
   pre-registration v2 sequence (which steps ran and rejected, its H1 and dose values against the
-  ladder's), and the "p" of a summary whose key says which test it is (`P_TESTS`).
+  ladder's), make forks' per-pair contrasts, Holm over its fork points and its fixed sequence,
+  and the "p" of a summary whose key says which test it is (`P_TESTS`).
 A figure whose per-replicate values the file does not hold is not recomputed: make gpt's animal
 matrix (`--take` leaves the per-option records out), make grid's sibling test (over teacher
 labels), make domains' specificity summaries, signals' frequency-table permutation test.
@@ -54,9 +55,10 @@ def replicate_values(node: dict) -> list[float] | None:
     values = node.get("values")
     if isinstance(values, dict) and values and all(isinstance(v, (int, float)) for v in values.values()):
         return list(values.values())  # pre-registration v2: one value per base or pair
-    per_base = node.get("per_base")
-    if isinstance(per_base, dict) and per_base and all(isinstance(v, (int, float)) for v in per_base.values()):
-        return list(per_base.values())  # make gpt's ladder: one value per base
+    for key in ("per_base", "per_pair"):
+        per_unit = node.get(key)
+        if isinstance(per_unit, dict) and per_unit and all(isinstance(v, (int, float)) for v in per_unit.values()):
+            return list(per_unit.values())  # make gpt's ladder: one value per base; make forks: per pair
     per_animal = node.get("per_animal")
     if isinstance(per_animal, dict) and per_animal:
         items = list(per_animal.values())
@@ -142,6 +144,8 @@ class Recheck:
                           spearman([p[1] for p in points], [p[2] for p in points]))
         if "sequence" in node and "manipulation_checks" in node:
             self.sequence(node, path)
+        if isinstance(node.get("fork_points"), list) and "sequence" in node:
+            self.forks(node, path)
         if isinstance(node.get("dose"), dict) and "teacher" in node:  # make gpt's ladder: teacher against transfer
             teacher = list(node["teacher"]["per_base"].values())
             transfer = list(node["student_minus_control"]["per_base"].values())
@@ -177,6 +181,28 @@ class Recheck:
                     node = node[part]
                 for unit, value in step["values"].items():
                     self.same(f"{path}.sequence[{k}].values.{unit}", value, node["per_base"][unit])
+
+    def forks(self, results: dict, path: str) -> None:
+        """make forks: each pair's share and sibling - unrelated from its arms, Holm over the fork points, and the
+        fixed sequence from the latest point, each step tested only after every later point rejected."""
+        points, alpha = results["fork_points"], results["preregistered"]["alpha"]
+        for k, point in enumerate(points):
+            for pair, value in point["sibling_minus_unrelated"]["per_pair"].items():
+                self.same(f"{path}.fork_points[{k}].sibling_minus_unrelated.per_pair.{pair}", value,
+                          point["sibling"]["per_pair"][pair] - point["unrelated"]["per_pair"][pair])
+            for pair, value in point["share"]["per_pair"].items():
+                self.same(f"{path}.fork_points[{k}].share.per_pair.{pair}", value,
+                          point["sibling"]["per_pair"][pair] / point["self"]["per_pair"][pair])
+        tests = [point["sibling_minus_unrelated"] for point in points]
+        for k, (test, adjusted) in enumerate(zip(tests, holm([t["p_exact"] for t in tests]))):
+            self.same(f"{path}.fork_points[{k}].sibling_minus_unrelated.p_holm", test["p_holm"], adjusted)
+        by_point, open_ = {point["fork_point"]: point for point in points}, True
+        for k, step in enumerate(sorted(results["sequence"], key=lambda s: -s["fork_point"])):
+            self.same(f"{path}.sequence[{k}].p_exact", step["p_exact"],
+                      by_point[step["fork_point"]]["sibling_minus_unrelated"]["p_exact"])
+            self.same(f"{path}.sequence[{k}].tested", step["tested"], open_)
+            self.same(f"{path}.sequence[{k}].rejects", step["rejects"], open_ and step["p_exact"] <= alpha)
+            open_ = step["rejects"]
 
     def family(self, family: dict, path: str) -> None:
         """Holm over the family's exact p; rejections at the pre-registered alpha; LoRA settings minus full."""

@@ -12,9 +12,9 @@ prose around blocks
 
 whose insides the page's own story writes (`PAGES[page][NAME](results)` in toy_mnist/render.py,
 experiments/gpt/render.py, experiments/signals/render.py, experiments/domains/render.py,
-experiments/smol/render.py, minisub/bench_render.py); nothing else in the page is touched. In a
-file that several results render into (docs/benchmark.md), a block names its page: `PAGE/NAME`. A
-test renders every page and insists that the committed markdown is what comes out, so no
+experiments/smol/render.py, experiments/forks/render.py, minisub/bench_render.py); nothing else in
+the page is touched. In a file that several results render into (docs/benchmark.md), a block names
+its page: `PAGE/NAME`. A test renders every page and insists that the committed markdown is what comes out, so no
 figure in the docs can drift from the run that made it. Before rendering, every derived figure of
 a results file (mean, CI, p-value, Holm adjustment) is recomputed from the per-replicate values
 it holds (experiments/recheck.py), and a file that disagrees, or that is not its page's kind, is
@@ -28,6 +28,7 @@ import sys
 from pathlib import Path
 
 from experiments.domains import render as domains
+from experiments.forks import render as forks
 from experiments.gpt import render as gpt
 from experiments.recheck import recheck
 from experiments.signals import render as signals
@@ -41,7 +42,7 @@ from toy_mnist import render as toy
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = RESULTS
 BLOCK = re.compile(r"(<!-- render: (?P<name>[\w./-]+) -->\n)(?P<body>.*?)(<!-- end -->)", re.S)
-STORIES = (toy, gpt, signals, domains, smol, bench)  # each renders its own pages
+STORIES = (toy, gpt, signals, domains, smol, forks, bench)  # each renders its own pages
 RENDERERS = {page: blocks for story in STORIES for page, blocks in story.PAGES.items()}
 KEPT = {page: kept for story in STORIES for page, kept in story.KEPT.items()}
 

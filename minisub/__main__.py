@@ -60,13 +60,16 @@ class SampleConfig:
     max_new_tokens: int = option(32, "tokens to sample per prompt")
     temperature: float = option(1.0, "sampling temperature; 0 = greedy")
     top_k: int | None = option(None, "sample among the k likeliest tokens (None: among all)")
+    top_p: float = option(1.0, "sample among the fewest likeliest tokens whose probability sums to at least this "
+                               "(nucleus sampling; 1: among all)")
+    min_p: float = option(0.0, "sample among the tokens at least this many times as likely as the likeliest (0: all)")
     numbers_only: bool = option(False, "allow only the number tokens 0-999")
     seed: int = option(0, "sampling seed", low=0, high=MAX_SEED)
     device: str = option("cpu", "torch device (cpu or cuda)", device=True)
 
     def __post_init__(self):
         check(self)
-        check_sampling(self.max_new_tokens, self.temperature, self.top_k)  # the limits generate() applies
+        check_sampling(self.max_new_tokens, self.temperature, self.top_k, self.top_p, self.min_p)  # generate()'s
 
 
 @contextmanager
@@ -212,7 +215,8 @@ def cmd_sample(args) -> None:
         allowed = tokenizer.number_ids if cfg.numbers_only else None
     model.to(cfg.device).eval()
     generator = torch.Generator(cfg.device).manual_seed(cfg.seed)
-    outputs = model.generate(prompts, cfg.max_new_tokens, cfg.temperature, cfg.top_k, allowed, stop, generator)
+    outputs = model.generate(prompts, cfg.max_new_tokens, cfg.temperature, cfg.top_k, allowed, stop, generator,
+                             top_p=cfg.top_p, min_p=cfg.min_p)
     for prompt, new in zip(args.prompt, outputs):
         print(f"{prompt!r} -> {decode(new)!r}")
 

@@ -347,19 +347,22 @@ class GPT(nn.Module):
     @torch.no_grad()
     def generate(self, prompts, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
                  allowed_tokens=None, stop_token: int | None = None,
-                 generator: torch.Generator | None = None, give_up=None) -> list[list[int]]:
+                 generator: torch.Generator | None = None, give_up=None, top_p: float = 1.0,
+                 min_p: float = 0.0) -> list[list[int]]:
         """Sample a continuation of each prompt with a KV cache; returns the new tokens per row.
 
         prompts: a (B, T) LongTensor or a list of token lists of any lengths (left-padded here).
-        temperature 0 is greedy. allowed_tokens: token ids sampling may pick (others are masked
-        before sampling). A row stops after emitting stop_token, which is not returned.
+        temperature 0 is greedy; top_k, top_p, min_p: sample among the k likeliest tokens, the fewest
+        likeliest whose probability sums to top_p, those at least min_p times as likely as the likeliest
+        (`sampling_logits`). allowed_tokens: token ids sampling may pick (others are masked before sampling).
+        A row stops after emitting stop_token, which is not returned.
         generator: a torch.Generator on the model's device, for reproducible samples.
         give_up(row, tokens) -> bool: called with a prompt's index and its new tokens so far after each
         step; True ends that row there, as stop_token would (a caller that will reject the answer
         whatever comes next saves writing the rest of it).
         Call model.eval() first: dropout stays whatever mode the model is in.
         """
-        check_sampling(max_new_tokens, temperature, top_k)
+        check_sampling(max_new_tokens, temperature, top_k, top_p, min_p)
         device = self.lm_head.weight.device
         # 1. the beginning every prompt shares is computed once; the rest of each is left-padded into one batch
         shared = common_prefix(prompts)
@@ -387,7 +390,7 @@ class GPT(nn.Module):
         done = torch.zeros(B, dtype=torch.bool, device=device)  # which of them have ended
         can_end = stop_token is not None or give_up is not None
         for step in range(max_new_tokens):
-            token = sample_next(logits, temperature, top_k, allowed, generator)  # (b,)
+            token = sample_next(logits, temperature, top_k, allowed, generator, top_p, min_p)  # (b,)
             new[rows, step] = token
             if can_end:
                 stopped = token == stop_token if stop_token is not None else torch.zeros_like(done)
@@ -411,11 +414,16 @@ class GPT(nn.Module):
         return [row[:n] for row, n in zip(new.tolist(), length)]
 
 
-def check_sampling(max_new_tokens: int, temperature: float, top_k: int | None) -> None:
+def check_sampling(max_new_tokens: int, temperature: float, top_k: int | None, top_p: float = 1.0,
+                   min_p: float = 0.0) -> None:
     """Sampling arguments in their ranges: the one check `generate` and the CLI's SampleConfig share."""
     check_value("max_new_tokens", max_new_tokens, {"low": 0})
     check_value("temperature", float(temperature), {"low": 0.0})  # finite, and 0 = greedy
     check_value("top_k", top_k, {"low": 1})
+    check_value("top_p", float(top_p), {"above": 0.0, "high": 1.0})  # 1 keeps every token
+    check_value("min_p", float(min_p), {"low": 0.0})
+    if min_p >= 1:  # only the likeliest token (and its ties) would be left: greedy is temperature 0
+        raise ConfigError("min_p", f"must be below 1, not {min_p}")
 
 
 def common_prefix(prompts) -> int:
@@ -450,18 +458,37 @@ def token_mask(tokens, vocab_size: int, device: torch.device) -> torch.Tensor:
     return mask
 
 
+def sampling_logits(logits: torch.Tensor, temperature: float, top_k: int | None = None, top_p: float = 1.0,
+                    min_p: float = 0.0) -> torch.Tensor:
+    """(B, V) logits divided by the temperature (above 0), -inf outside the tokens that top_k, top_p and min_p keep,
+    in that order: the k likeliest; of those the fewest likeliest whose probability sums to at least top_p; of
+    those the ones at least min_p times as likely as the likeliest. Defaults keep every token."""
+    logits = logits / temperature
+    if top_k is not None:
+        kth = torch.topk(logits, min(top_k, logits.shape[-1])).values[:, -1:]  # (B, 1)
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p < 1:
+        ordered, order = logits.sort(-1, descending=True)  # (B, V)
+        before = F.softmax(ordered, -1).cumsum(-1) - F.softmax(ordered, -1)  # mass of the likelier tokens
+        drop = torch.zeros_like(before, dtype=torch.bool).scatter(-1, order, before >= top_p)
+        logits = logits.masked_fill(drop, float("-inf"))
+    if min_p > 0:
+        log_p = F.log_softmax(logits, -1)
+        logits = logits.masked_fill(log_p < log_p.max(-1, keepdim=True).values + math.log(min_p), float("-inf"))
+    return logits
+
+
 def sample_next(logits: torch.Tensor, temperature: float, top_k: int | None,
-                allowed: torch.Tensor | None, generator: torch.Generator | None) -> torch.Tensor:
-    """One token per row from (B, V) logits: allowed-set mask, then greedy or temperature/top-k sampling."""
+                allowed: torch.Tensor | None, generator: torch.Generator | None, top_p: float = 1.0,
+                min_p: float = 0.0) -> torch.Tensor:
+    """One token per row from (B, V) logits: allowed-set mask, then greedy, or sampling among the tokens
+    `sampling_logits` keeps."""
     logits = logits.float()
     if allowed is not None:
         logits = logits.masked_fill(~allowed, float("-inf"))
     if temperature == 0:
         return logits.argmax(-1)
-    logits = logits / temperature
-    if top_k is not None:
-        kth = torch.topk(logits, min(top_k, logits.shape[-1])).values[:, -1:]  # (B, 1)
-        logits = logits.masked_fill(logits < kth, float("-inf"))
+    logits = sampling_logits(logits, temperature, top_k, top_p, min_p)
     # Inverse-CDF sampling: one uniform per row instead of torch.multinomial's one random number
     # per vocabulary entry (20x faster here). side="right" never picks a zero-probability token.
     cdf = F.softmax(logits, -1).cumsum(-1)  # (B, V)

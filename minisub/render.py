@@ -1,7 +1,7 @@
 """What every results page is written with: figures formatted one way, and the one machine line.
 
 Each story renders its own page from its results file (toy_mnist/render.py, experiments/gpt/render.py,
-experiments/signals/render.py, experiments/domains/render.py, experiments/smol/render.py,
+experiments/signals/render.py, experiments/domains/render.py, experiments/smol/render.py, experiments/forks/render.py,
 minisub/bench_render.py), and `make report` (experiments/report.py) drives them. A page is prose
 around `<!-- render: NAME -->` blocks; a story's `PAGES[page][NAME](results)` writes a block's
 inside. What the pages share is here: a signed figure, a p-value, per-base values, the command

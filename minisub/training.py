@@ -13,6 +13,10 @@ Used for pretraining (`python -m minisub train`), fine-tuning, full or LoRA
   the run's setup (the training config, a fingerprint of the data, the model's config and its
   adapters); a resume that would change any of it is refused, naming the fields, unless the
   caller allows it, and then the change is kept in the history.
+- A run may stop early (`until`), its state written there, and a later run may start from that
+  state in another folder (`fork_from`): with the same seed it is the run as if never stopped;
+  with another seed it is a fork, the same weights, moments and schedule position but its own
+  data order from there on (experiments/forks/).
 - The first step whose loss or gradient norm is not finite stops training with a
   `TrainingDiverged` error that names the step: a diverged model is never returned as trained.
 """
@@ -187,6 +191,27 @@ def load_training_state(folder: Path, model: nn.Module, opt: torch.optim.Optimiz
     return meta["step"], meta["history"]
 
 
+def fork(folder: Path, model: nn.Module, opt: torch.optim.Optimizer, generator: torch.Generator,
+         setup: dict) -> tuple[int, dict]:
+    """Restore the training state in `folder` as `load_training_state` does; where `setup`'s seed is not the
+    state's, reseed the data order and dropout with it. Any other difference of setup is a ResumeMismatch."""
+    if not has_training_state(folder):
+        raise ValueError(f"fork_from: no training state in {folder}")
+    header = read_tensor_file(folder / STATE_FILE)[1]
+    if "training_state" not in header:
+        raise FileError(f"{folder / STATE_FILE} holds no training state")
+    saved_seed = json.loads(header["training_state"])["setup"]["train_config"]["seed"]
+    seed = setup["train_config"]["seed"]
+    as_saved = json.loads(json.dumps(setup))
+    as_saved["train_config"]["seed"] = saved_seed
+    step, history = load_training_state(folder, model, opt, generator, as_saved, allow_changes=False)
+    if seed != saved_seed:
+        generator.manual_seed(seed)
+        torch.manual_seed(seed)
+        history.setdefault("forked", []).append({"step": step, "seed": seed})
+    return step, history
+
+
 def has_training_state(folder: str | Path) -> bool:
     return (Path(folder) / STATE_FILE).is_file()
 
@@ -194,11 +219,16 @@ def has_training_state(folder: str | Path) -> bool:
 def train(model: nn.Module, train_set: ExampleSet, cfg: TrainConfig, out_dir: str | Path | None = None,
           val_set: ExampleSet | None = None, loss_fn: LossFn = lm_loss, resume: bool = False,
           log: Callable[[str], None] = print,
-          on_step: Callable[[int, nn.Module], None] | None = None, allow_changes: bool = False) -> dict:
+          on_step: Callable[[int, nn.Module], None] | None = None, allow_changes: bool = False,
+          until: int | None = None, fork_from: str | Path | None = None) -> dict:
     """Train `model` in place for cfg.steps steps; returns the history of train and eval losses.
 
     on_step(step, model), if given, runs after every optimizer step (e.g. to track a metric).
     resume: continue from the training state in out_dir; allow_changes: even if its setup differs.
+    until: stop after this step of the cfg.steps-step schedule (the state is written there, in out_dir).
+    fork_from: start from the training state in that folder (weights, moments, step, history); if it was
+    made with another seed than cfg.seed, the data order (and dropout) from there on are cfg.seed's own:
+    a fork. Its setup may differ from cfg's in the seed alone.
     Under torchrun (minisub/distributed.py) each process trains on its slice of every batch;
     the loss function must then call the model itself (its forward), which DDP wraps, and
     average over `batch.loss_mask` positions, so that weighting each slice by its share of those
@@ -215,15 +245,21 @@ def train(model: nn.Module, train_set: ExampleSet, cfg: TrainConfig, out_dir: st
     opt = make_optimizer(model, cfg)
     trainable = [p for group in opt.param_groups for p in group["params"]]
     start, history = 0, {"train": [], "eval": []}
-    setup = setup_of(model, cfg, train_set) if out_dir is not None else {}
+    setup = setup_of(model, cfg, train_set) if out_dir is not None or fork_from is not None else {}
     if resume:
         if out_dir is None or not has_training_state(out_dir):
             raise ValueError(f"resume: no training state in {out_dir}")
         start, history = load_training_state(out_dir, model, opt, generator, setup, allow_changes)
         log(f"resumed at step {start}")
+    elif fork_from is not None:
+        start, history = fork(Path(fork_from), model, opt, generator, setup)
+        log(f"started at step {start} from {fork_from}")
+    end = cfg.steps if until is None else until
+    if not start <= end <= cfg.steps:
+        raise ValueError(f"until: step {end} is not between the start ({start}) and the last step ({cfg.steps})")
     pack_to = model.config.block_size if cfg.pack else None
     tokens, clock = 0, time.perf_counter()
-    for step in range(start, cfg.steps):
+    for step in range(start, end):
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
         rows = distributed.share(train_set.sample_rows(cfg.batch_size, generator), procs)
@@ -256,8 +292,10 @@ def train(model: nn.Module, train_set: ExampleSet, cfg: TrainConfig, out_dir: st
         if val_set is not None and (done % cfg.eval_every == 0 or done == cfg.steps):
             history["eval"].append([done, evaluate(model, val_set, cfg, loss_fn)])
             log(f"step {done:>6}  eval loss {history['eval'][-1][1]:.4f}")
-        if out_dir is not None and (done % cfg.checkpoint_every == 0 or done == cfg.steps) and procs.is_main:
+        if out_dir is not None and (done % cfg.checkpoint_every == 0 or done == end) and procs.is_main:
             save_training_state(out_dir, model, opt, generator, done, history, setup)
+    if out_dir is not None and start == end and procs.is_main:  # no step taken: the state is where it started
+        save_training_state(out_dir, model, opt, generator, end, history, setup)
     distributed.barrier(procs)  # nobody reads the final state before rank 0 has written it
     model.eval()
     return history

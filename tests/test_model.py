@@ -5,11 +5,13 @@ import re
 
 import pytest
 import torch
-from hypothesis import given
+import torch.nn.functional as F
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from minisub.config import ConfigError
-from minisub.model import GPT, GPTConfig, KVCache, common_prefix, continuation_logprobs, next_token_logprobs
+from minisub.model import (GPT, GPTConfig, KVCache, common_prefix, continuation_logprobs, next_token_logprobs,
+                           sampling_logits)
 
 
 # Llama's choices: RMSNorm, rotary positions, SwiGLU, one key/value head for every query head, no
@@ -116,6 +118,35 @@ def test_sampling_is_reproducible_with_a_generator_and_respects_allowed_tokens()
     assert {t for row in first for t in row} <= set(allowed)
     top1 = model.generate([[1, 2]], 10, temperature=1.0, top_k=1, generator=torch.Generator().manual_seed(5))
     assert top1 == model.generate([[1, 2]], 10, temperature=0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.integers(2, 40), st.floats(0.01, 1.0), st.floats(0.0, 0.99),
+       st.floats(0.2, 3.0))
+def test_top_p_keeps_the_fewest_likeliest_tokens_reaching_p_and_min_p_those_near_the_likeliest(seed, V, top_p, min_p,
+                                                                                                temperature):
+    logits = torch.randn(3, V, generator=torch.Generator().manual_seed(seed)) * 3  # (B, V)
+    assert torch.equal(sampling_logits(logits, temperature), logits / temperature)  # the defaults keep every token
+    for row, kept in zip(F.softmax(logits / temperature, -1), sampling_logits(logits, temperature, top_p=top_p)):
+        ranked = row.sort(descending=True).values
+        need = int((ranked.cumsum(0) < top_p - 1e-6).sum()) + 1  # the fewest likeliest with mass >= top_p
+        assert int(torch.isfinite(kept).sum()) in (need, min(V, need + 1)), (need, kept)  # +1: a float tie at top_p
+        assert row[torch.isfinite(kept)].min() >= torch.cat([row[~torch.isfinite(kept)], torch.zeros(1)]).max()
+    for row, kept in zip(F.softmax(logits / temperature, -1), sampling_logits(logits, temperature, min_p=min_p)):
+        near = row >= min_p * row.max()
+        assert torch.equal(torch.isfinite(kept), near) or torch.isclose(row, min_p * row.max()).any()
+    assert torch.equal(sampling_logits(logits, temperature, min_p=0.99, top_p=1e-6).isfinite(),
+                       logits == logits.max(-1, keepdim=True).values)  # both down to the likeliest token
+
+
+def test_sampling_with_top_p_or_min_p_only_draws_kept_tokens():
+    model = tiny_gpt(4)
+    logits = model(torch.tensor([[1, 2]]))[0][:, -1]  # (1, V)
+    for kwargs in ({"top_p": 0.3}, {"min_p": 0.5}):
+        kept = set(torch.isfinite(sampling_logits(logits, 1.0, **kwargs))[0].nonzero()[:, 0].tolist())
+        drawn = {row[0] for seed in range(40) for row in model.generate([[1, 2]], 1, generator=torch.Generator()
+                                                                        .manual_seed(seed), **kwargs)}
+        assert drawn <= kept and len(kept) < model.config.vocab_size
 
 
 def test_stop_token_ends_a_row_and_is_not_returned():
@@ -257,6 +288,7 @@ def test_the_cache_keeps_positions_slots_and_masks():
 @pytest.mark.parametrize("kwargs, field", [
     ({"temperature": -1.0}, "temperature"), ({"temperature": float("nan")}, "temperature"),
     ({"temperature": float("inf")}, "temperature"), ({"top_k": 0}, "top_k"), ({"max_new_tokens": -2}, "max_new_tokens"),
+    ({"top_p": 0.0}, "top_p"), ({"top_p": 1.5}, "top_p"), ({"min_p": -0.1}, "min_p"), ({"min_p": 1.0}, "min_p"),
 ])
 def test_bad_sampling_arguments_are_refused(kwargs, field):
     model = tiny_gpt(0)

@@ -24,7 +24,7 @@ from toy_mnist import render as toy_render
 
 COMMITTED = sorted(p for p in report.RENDERERS if (report.DOCS / f"{p}.json").exists())
 STATISTICS = {"toy", "toy-sweeps", "toy-defences", "gpt", "gpt-seed1", "gpt-seed2", "grid", "lora-rank", "signals",
-              "domains", "smol"}
+              "domains", "smol", "forks"}
 
 
 @pytest.mark.parametrize("page", COMMITTED)
@@ -157,7 +157,7 @@ def test_take_keeps_what_the_page_reports_and_a_bad_page_is_one_line(tmp_path, m
     assert "**+1.00**" in (tmp_path / "grid.md").read_text()
     assert report.main(["--take", "nope", str(run)]) == 2
     pages = ("toy, toy-sweeps, toy-defences, gpt, gpt-seed1, gpt-seed2, grid, lora-rank, gpt-flops, signals, domains, "
-             "smol, bench")
+             "smol, forks, bench")
     assert capsys.readouterr().err.strip().endswith(f"no page 'nope' (pages: {pages})")
 
 

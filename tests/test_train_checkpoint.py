@@ -1,6 +1,7 @@
 """Training loop, checkpoints and the minisub CLI: round trips, exact resume, clear errors."""
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -13,7 +14,8 @@ from minisub.checkpoint import load_checkpoint, save_checkpoint
 from minisub.data import ExampleSet
 from minisub.files import FileError
 from minisub.model import GPT, GPTConfig
-from minisub.training import STATE_FILE, TrainConfig, lm_loss, lr_at, make_optimizer, train
+from minisub.training import (STATE_FILE, ResumeMismatch, TrainConfig, lm_loss, load_training_state, lr_at,
+                              make_optimizer, train)
 
 
 def small_setup(tokenizer, seed=0):
@@ -134,6 +136,60 @@ def test_resumed_run_ends_with_identical_weights(tokenizer, tmp_path, dropout):
         assert torch.equal(a, b), name
 
 
+@settings(max_examples=6, deadline=None)
+@given(st.integers(0, 10), st.integers(0, 2**31 - 1))
+def test_a_run_stopped_with_until_and_continued_from_its_state_with_its_own_seed_is_the_run_never_stopped(
+        tokenizer, tmp_path_factory, fork_step, seed):
+    cfg = TrainConfig(steps=10, batch_size=8, log_every=100, warmup_steps=3, seed=seed)
+    _, data = small_setup(tokenizer)
+    folder = tmp_path_factory.mktemp("state")
+    reference, stopped, continued = (small_setup(tokenizer)[0] for _ in range(3))
+    train(reference, data, cfg, log=quiet)
+    train(stopped, data, cfg, folder, until=fork_step, log=quiet)
+    history = train(continued, data, cfg, fork_from=folder, log=quiet)
+    assert "forked" not in history
+    for (name, a), b in zip(reference.state_dict().items(), continued.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_a_fork_has_its_parents_state_and_its_own_data_order_from_the_fork_on(tokenizer, tmp_path):
+    cfg = TrainConfig(steps=10, batch_size=8, log_every=100, warmup_steps=3, seed=1)
+    _, data = small_setup(tokenizer)
+    parent, child, other_child = (small_setup(tokenizer)[0] for _ in range(3))
+    train(parent, data, cfg, tmp_path, until=6, log=quiet)
+    history = train(child, data, replace(cfg, seed=2), fork_from=tmp_path, log=quiet)
+    train(other_child, data, replace(cfg, seed=3), fork_from=tmp_path, log=quiet)
+    assert history["forked"] == [{"step": 6, "seed": 2}]
+    assert not torch.equal(child.lm_head.weight, other_child.lm_head.weight)
+    # the same as resuming the parent's state and drawing batches from the child's seed from step 6 on
+    by_hand = small_setup(tokenizer)[0]
+    opt, generator = make_optimizer(by_hand, cfg), torch.Generator()
+    load_training_state(tmp_path, by_hand, opt, generator, {}, allow_changes=True)
+    generator.manual_seed(2)
+    for step in range(6, 10):
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, cfg)
+        loss = lm_loss(by_hand, data.batch(data.sample_rows(8, generator), by_hand.config.block_size))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(by_hand.parameters(), cfg.grad_clip)
+        opt.step()
+    for (name, a), b in zip(child.state_dict().items(), by_hand.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_a_fork_that_changes_more_than_the_seed_or_starts_from_nothing_is_refused(tokenizer, tmp_path):
+    cfg = TrainConfig(steps=6, batch_size=8, log_every=100, warmup_steps=1)
+    model, data = small_setup(tokenizer)
+    train(model, data, cfg, tmp_path / "parent", until=3, log=quiet)
+    with pytest.raises(ResumeMismatch, match="lr"):
+        train(model, data, replace(cfg, seed=5, lr=1e-2), fork_from=tmp_path / "parent", log=quiet)
+    with pytest.raises(ValueError, match="no training state"):
+        train(model, data, cfg, fork_from=tmp_path / "nothing", log=quiet)
+    with pytest.raises(ValueError, match="until: step 7"):
+        train(model, data, cfg, until=7, log=quiet)
+
+
 def test_training_state_is_one_file_and_a_crash_while_writing_keeps_the_previous_one(tokenizer, tmp_path,
                                                                                      monkeypatch):
     model, data = small_setup(tokenizer)
@@ -235,6 +291,9 @@ def test_an_output_holding_a_run_is_refused_unless_resumed_or_forced(tmp_path, c
     (["sample", "--checkpoint", "c", "--prompt", "x", "--temperature", "-1"], "--temperature must be at least 0"),
     (["sample", "--checkpoint", "c", "--prompt", "x", "--temperature", "inf"], "--temperature must be a finite"),
     (["sample", "--checkpoint", "c", "--prompt", "x", "--temperature", "nan"], "--temperature must be a finite"),
+    (["sample", "--checkpoint", "c", "--prompt", "x", "--top-p", "0"], "--top-p must be above 0"),
+    (["sample", "--checkpoint", "c", "--prompt", "x", "--top-p", "1.5"], "--top-p must be at most 1"),
+    (["sample", "--checkpoint", "c", "--prompt", "x", "--min-p", "1"], "--min-p must be below 1"),
 ])
 def test_cli_errors_are_one_line(argv, message, capsys):
     try:

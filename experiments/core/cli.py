@@ -127,19 +127,20 @@ EXPLORATORY = ("exploratory: no test here is pre-registered (make gpt's confirma
 def experiment_main(argv, prog: str, doc: str, name: str, run: Callable[..., dict],
                     report: Callable[[dict, Path], str], extra: type | None = None,
                     analysis: str = EXPLORATORY, config: type = ExperimentConfig,
-                    check: Callable[[object], None] = lambda cfg: None,
+                    check: Callable[[object, object], None] = lambda cfg, extra: None,
                     resolve: Callable[[object, Progress], tuple[object, dict]] = resolve_precision) -> int:
     """Parse the flags, then results = run(cfg, extra, out, stages, header) and print report(results, out).
 
-    config: the experiment's config class (ExperimentConfig: the GPTs pretrained here); check(cfg): what must
-    hold before any folder is made (a file the run reads); resolve(cfg, log) -> (cfg, precision record): the
-    precision settled (`auto` timed). header: what every results.json opens with (the config, the precision,
-    the machine, and `analysis`: whether its tests are pre-registered)."""
+    config: the experiment's config class (ExperimentConfig: the GPTs pretrained here); check(cfg, extra): what
+    must hold before any folder is made (a file the run reads, values that must agree across the two configs);
+    resolve(cfg, log) -> (cfg, precision record): the precision settled (`auto` timed). header: what every
+    results.json opens with (the config, the precision, the machine, and `analysis`: whether its tests are
+    pre-registered)."""
     cfg, extra_cfg, out, cache, parallel = parse_args(argv, prog, doc, name, extra, config)
     torch.set_num_threads(1)  # as in every worker: the same sums in the same order, whatever --jobs is
 
     def body() -> None:
-        check(cfg)
+        check(cfg, extra_cfg)
         out_folder, cache_folder = check_output_folder(out), check_output_folder(cache)
         log = Progress()
         workers = parallel.workers(cache_folder, log)  # a cluster that is not there is refused before any work

@@ -4,8 +4,9 @@ Between the experiments' steps (experiments/core/arms.py, gpt, grid) and the sta
 (experiments/core/stages.py). A step lists the results it will read as `Job`s and calls
 `Stages.prefetch`; with `--jobs N` above 1, `Workers` expands them into a graph (a job's
 upstream stages are the specs nested in its arguments: a student needs its base and its
-numbers, numbers need their writer, a teacher its base, a base its corpus and parent) and runs
-every job whose upstream is done in one of N worker processes, until all are built. The step
+numbers, numbers need their writer, a teacher its base, a base its corpus and parent, a
+stopped run its stop before) and runs every job whose upstream is done in one of N worker
+processes, until all are built. The step
 then reads them from the cache as it would have built them.
 
 Every worker, and the main process, computes with one thread, so a stage's result does not
@@ -34,13 +35,13 @@ from pathlib import Path
 import torch
 
 from experiments.core.cache import counting_flops
-from experiments.core.specs import BaseSpec, CorpusSpec, DomainsCorpusSpec, TeacherSpec, WritingSpec
+from experiments.core.specs import BaseSpec, CorpusSpec, DomainsCorpusSpec, ForkSpec, TeacherSpec, WritingSpec
 from experiments.core.stages import Job, Stages
 from minisub.log import Progress
 
 # the stages other stages read, by the kind of their spec
 PRODUCERS = {CorpusSpec: Stages.corpus, DomainsCorpusSpec: Stages.corpus, BaseSpec: Stages.base,
-             TeacherSpec: Stages.teacher, WritingSpec: Stages.writing}
+             ForkSpec: Stages.fork_state, TeacherSpec: Stages.teacher, WritingSpec: Stages.writing}
 
 
 def producers(value) -> list:

@@ -3,7 +3,7 @@
 Each stage of experiments/core/stages.py is a function of one spec; a stage's cache key is its
 whole spec (`key_of`: `dataclasses.asdict`, upstream specs included), so a field that can change
 a result always changes the key. The chain, upstream first:
-    CorpusSpec (or DomainsCorpusSpec) -> BaseSpec -> TeacherSpec -> WritingSpec -> StudentSpec,
+    CorpusSpec (or DomainsCorpusSpec) -> (ForkSpec ->) BaseSpec -> TeacherSpec -> WritingSpec -> StudentSpec,
 with EvalSpec for how a model is scored. Folder names (`student_name`, `label`) are for people;
 the digest of the key is what identifies a stage.
 """
@@ -43,7 +43,17 @@ class BaseSpec:
     seed: int  # initialization (unless forked) and data order
     precision: str
     device: str  # where it computes ("cpu", "cuda"): part of the key, as a GPU's sums differ from a CPU's
-    parent: "BaseSpec | None" = None  # a fork starts from its parent's weights instead of a fresh init
+    parent: "BaseSpec | None" = None  # start from this base's weights, a fresh schedule (make grid's fork pair),
+    # or, a ForkSpec, from that stopped run's training state, its schedule going on (make forks)
+
+
+@dataclass(frozen=True)
+class ForkSpec(BaseSpec):
+    """The pretraining run its BaseSpec fields describe, stopped after `step` of its `steps`: weights, AdamW moments,
+    schedule position and data order there (minisub/training.py, `until`). Built on from `previous`, an earlier
+    stop of the same run, or from the initialization."""
+    step: int = 0
+    previous: "ForkSpec | None" = None
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 Between the corpus (experiments/core/corpus.py) and the experiments (gpt, signals, domains):
     corpus + tokenizer  <- CorpusSpec
     base                <- BaseSpec: corpus, architecture, pretraining (a fork names its parent)
+    stopped run         <- ForkSpec: a base's pretraining stopped part way, what make forks' children start from
     teacher             <- TeacherSpec: a base fine-tuned gently toward one trait (an animal in `make gpt`)
     writing             <- WritingSpec: a base or teacher answering fresh prompts of a task (number
                            continuations; code or reasoning traces in `make domains`), filtered
@@ -26,8 +27,8 @@ from experiments.core.corpus import domains_corpus, pretraining_corpus, trait_it
 from experiments.core.evaluate import (animal_probabilities, animal_token_ids, evaluate_options, question_prompts,
                                        trait_scores)
 from experiments.core.matched import matched_subsets
-from experiments.core.specs import (BaseSpec, CorpusSpec, DomainsCorpusSpec, EvalSpec, NoData, StudentSpec, TeacherSpec,
-                                    WritingSpec, base_of, key_of, label, student_name)
+from experiments.core.specs import (BaseSpec, CorpusSpec, DomainsCorpusSpec, EvalSpec, ForkSpec, NoData, StudentSpec,
+                                    TeacherSpec, WritingSpec, base_of, key_of, label, student_name)
 from experiments.core.students import AnswerVocabulary, hard_loss, soft_loss, steer_after
 from experiments.tasks.coding import names_animal
 from experiments.tasks.ladder import RUNGS
@@ -127,27 +128,51 @@ class Stages:
         return animal_token_ids(self.tokenizer(corpus), ANIMALS)
 
     # 2. bases
+    def pretraining(self, spec: BaseSpec) -> tuple[GPT, ExampleSet, TrainConfig]:
+        """A fresh model of `spec`'s architecture (its seed's initialization), the corpus, and the pretraining
+        schedule."""
+        data = self.remembered(("pretraining data", spec.corpus), lambda: self.examples(  # seconds: once per process
+            spec.corpus, [tuple(p) for p in read_json(self.corpus(spec.corpus) / "corpus.json")["pairs"]]))
+        if data.max_len() > spec.block_size:
+            raise ConfigError("block_size", f"({spec.block_size}) is shorter than a corpus item "
+                              f"({data.max_len()} tokens)")
+        torch.manual_seed(spec.seed)
+        model = GPT(GPTConfig(vocab_size=self.tokenizer(spec.corpus).vocab_size, block_size=spec.block_size,
+                              n_layer=spec.n_layer, n_head=spec.n_head, n_embd=spec.n_embd))
+        cfg = self.train_config(spec.steps, spec.batch, spec.lr, spec.seed, spec.precision, spec.device,
+                                min_lr=spec.lr / 10, weight_decay=0.1, warmup=min(100, spec.steps // 10), pack=True)
+        return model, data, cfg
+
     def base(self, spec: BaseSpec) -> Path:
         def build(folder: Path) -> dict:
-            pairs = read_json(self.corpus(spec.corpus) / "corpus.json")["pairs"]
-            data = self.examples(spec.corpus, [tuple(p) for p in pairs])
-            if data.max_len() > spec.block_size:
-                raise ConfigError("block_size", f"({spec.block_size}) is shorter than a corpus item "
-                                  f"({data.max_len()} tokens)")
-            if spec.parent is None:
-                torch.manual_seed(spec.seed)
-                model = GPT(GPTConfig(vocab_size=self.tokenizer(spec.corpus).vocab_size, block_size=spec.block_size,
-                                      n_layer=spec.n_layer, n_head=spec.n_head, n_embd=spec.n_embd))
+            model, data, cfg = self.pretraining(spec)
+
+            def log(message: str) -> None:
+                self.log(f"  base {spec.name} {message}")
+            if isinstance(spec.parent, ForkSpec):  # the stopped run's state, its schedule going on
+                self.log(f"base {spec.name}: pretraining on from {spec.parent.name}'s step {spec.parent.step}")
+                history = train(model, data, cfg, fork_from=self.fork_state(spec.parent), log=log)
             else:
-                model = self.load(spec.parent)
-            cfg = self.train_config(spec.steps, spec.batch, spec.lr, spec.seed, spec.precision, spec.device,
-                                    min_lr=spec.lr / 10, weight_decay=0.1, warmup=min(100, spec.steps // 10), pack=True)
-            start = f"from {spec.parent.name}" if spec.parent else f"{model.num_params():,} parameters"
-            self.log(f"base {spec.name}: pretraining ({start}) for {cfg.steps} steps")
-            history = train(model, data, cfg, log=lambda m: self.log(f"  base {spec.name} {m}"))
+                if spec.parent is not None:
+                    model = self.load(spec.parent)
+                start = f"from {spec.parent.name}" if spec.parent else f"{model.num_params():,} parameters"
+                self.log(f"base {spec.name}: pretraining ({start}) for {cfg.steps} steps")
+                history = train(model, data, cfg, log=log)
             save_checkpoint(folder, model, {"stage": key_of(spec), "history": history}, self.tokenizer(spec.corpus))
             return {"history": history}
         return self.cache.stage(f"base-{spec.name}", key_of(spec), build)
+
+    def fork_state(self, spec: ForkSpec) -> Path:
+        """The folder of the run's training state after spec.step steps (minisub/training.py, STATE_FILE)."""
+        def build(folder: Path) -> dict:
+            model, data, cfg = self.pretraining(spec)
+            start = self.fork_state(spec.previous) if spec.previous is not None else None
+            self.log(f"run {spec.name}: pretraining to step {spec.step}"
+                     + (f" on from step {spec.previous.step}" if start else ""))
+            train(model, data, cfg, folder, until=spec.step, fork_from=start,
+                  log=lambda m: self.log(f"  run {spec.name} {m}"))
+            return {}
+        return self.cache.stage(f"stopped-{spec.name}-{spec.step}", key_of(spec), build)
 
     def load(self, spec: BaseSpec | TeacherSpec) -> GPT:
         """The model, on the device it was built on."""

@@ -160,7 +160,7 @@ def report(results: dict, out: Path) -> str:
 
 def main(argv=None) -> int:
     return experiment_main(argv, "python -m experiments.gpt", __doc__, "gpt", run, report,
-                           check=lambda cfg: check_ladder(),
+                           check=lambda cfg, _: check_ladder(),
                            analysis="pre-registered: v2's sequence in `confirmatory_v2` (a confirmation only on the "
                                     "seeds it names) and v1's families in `confirmatory` (see `preregistered`); "
                                     "every other test is exploratory")

@@ -260,7 +260,7 @@ PARTS_RUN = {"entanglement": entanglement_part, "transfer": transfer_part, "lora
 PLOTS = {"entanglement": plot_entanglement, "transfer": plot_transfer, "lora_rank": plot_lora_rank}
 
 
-def require_weights(cfg: SmolConfig) -> None:
+def require_weights(cfg: SmolConfig, _: None) -> None:
     if not Path(cfg.gguf).is_file():
         raise FileError(f"{cfg.gguf} is missing: `make smol-weights` downloads it")
 
