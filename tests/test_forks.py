@@ -142,3 +142,20 @@ def test_a_quick_run_writes_every_field_the_page_reads_and_its_figure(quick_run,
     recheck(results, "results.json")
     for render in PAGES["forks"].values():
         assert render(results).strip()
+
+
+def test_a_teacher_step_cosine_is_a_stage_the_workers_can_build_and_it_is_the_cosine(quick_run):
+    from experiments.core.scheduler import upstream
+    from experiments.core.stages import Job
+    from experiments.forks.experiment import alignments
+    from experiments.forks.geometry import alignment, cosine, first_step, model_vector
+    out, _, _ = quick_run
+    stages = Stages(out / "cache", Progress())
+    spec = alignments(QUICK_CONFIG, family(QUICK_CONFIG, [40], pair=0), 40)["sibling"]
+    assert {job.args[0] for job in upstream(Job(alignment, (spec,)))} == {
+        spec.teacher, spec.start, spec.teacher_data, spec.own_data}
+    change = model_vector(stages.load(spec.teacher)) - model_vector(stages.load(spec.teacher.base))
+    by_hand = cosine(change, first_step(stages, spec.start, spec.teacher_data)
+                     - first_step(stages, spec.start, spec.own_data))
+    assert alignment(stages, spec) == pytest.approx(by_hand, abs=1e-12)
+    assert alignment(stages, spec) == alignment(Stages(out / "cache", Progress()), spec)  # read back, not rebuilt

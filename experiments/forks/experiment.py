@@ -36,7 +36,7 @@ from experiments.core.cli import experiment_main
 from experiments.core.specs import BaseSpec, EvalSpec, ForkSpec, TeacherSpec, base_of
 from experiments.core.stages import Job, Stages
 from experiments.core.zoo import ExperimentConfig
-from experiments.forks.geometry import cosine, model_vector, state_vector, teacher_alignment
+from experiments.forks.geometry import AlignmentSpec, alignment, cosine, model_vector, state_vector
 from experiments.forks.plots import plot_forks
 from experiments.gpt.ladder import shift as ladder_shift
 from experiments.gpt.preregistration import PRIMARY_VARIANT
@@ -118,7 +118,8 @@ def student(cfg: ExperimentConfig, init: BaseSpec, writer: BaseSpec | TeacherSpe
 
 
 def plan(cfg: ExperimentConfig, families: list[Family]) -> list[Job]:
-    """Every stage `run` reads: the children (the longest-trained first), the teachers' scores and every student."""
+    """Every stage `run` reads: the children (the longest-trained first), the teachers' scores, every student and
+    every teacher-step cosine."""
     jobs = []
     for fam in families:
         jobs += [Job(Stages.base, (b,)) for b in fam.b.values()] + [Job(Stages.base, (fam.a,))]
@@ -133,6 +134,7 @@ def plan(cfg: ExperimentConfig, families: list[Family]) -> list[Job]:
         models = [fam.a, fam.unrelated, teacher_a, *fam.b.values(),
                   *(cfg.teacher(b, cfg.target) for b in fam.b.values())]
         jobs += [Job(Stages.scores, (m, held_out_only(cfg, base_of(m)))) for m in models]
+        jobs += [Job(alignment, (spec,)) for step in fam.b for spec in alignments(cfg, fam, step).values()]
     return jobs
 
 
@@ -166,14 +168,18 @@ def pair_values(stages: Stages, cfg: ExperimentConfig, fam: Family, step: int, m
 
 def cosines(stages: Stages, cfg: ExperimentConfig, fam: Family, step: int) -> dict[str, float]:
     """One pair at one fork point, in weights (experiments/forks/geometry.py)."""
-    a, b, u = fam.a, fam.b[step], fam.unrelated
+    a, b = fam.a, fam.b[step]
     fork = state_vector(stages, fam.states[step])
-    teacher_b = cfg.teacher(b, cfg.target)
-    change = model_vector(stages.load(teacher_b)) - model_vector(stages.load(b))
-    numbers = cfg.numbers(teacher_b)
     return {"children": cosine(model_vector(stages.load(a)) - fork, model_vector(stages.load(b)) - fork),
-            **{name: teacher_alignment(stages, change, start, numbers, cfg.numbers(start))
-               for name, start in (("self", b), ("sibling", a), ("unrelated", u))}}
+            **{name: alignment(stages, spec) for name, spec in alignments(cfg, fam, step).items()}}
+
+
+def alignments(cfg: ExperimentConfig, fam: Family, step: int) -> dict[str, AlignmentSpec]:
+    """The teacher-step cosines of one pair at one fork point: child b's teacher against self, sibling and
+    unrelated starts."""
+    teacher_b = cfg.teacher(fam.b[step], cfg.target)
+    return {name: AlignmentSpec(teacher_b, start, cfg.numbers(teacher_b), cfg.numbers(start))
+            for name, start in (("self", fam.b[step]), ("sibling", fam.a), ("unrelated", fam.unrelated))}
 
 
 def over_pairs(values: dict[str, float], test: bool = True) -> dict:

@@ -12,12 +12,16 @@ that teacher's numbers. Here, per pair and fork point:
   pair's unrelated base, on the teacher's numbers less the same step on the student's own
   base's numbers (its control's data): the part of the step that the teacher's numbers add.
 All over every weight of the model, flattened into one vector (the tied lm_head counted once).
+Each teacher-step cosine is a cached stage of its own (`AlignmentSpec`), so that the worker
+processes compute them beside the students.
 """
+
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from experiments.core.specs import BaseSpec, ForkSpec, WritingSpec
+from experiments.core.specs import BaseSpec, ForkSpec, TeacherSpec, WritingSpec, key_of, label
 from experiments.core.stages import Stages
 from experiments.core.students import hard_loss
 from minisub.checkpoint import weights
@@ -47,20 +51,37 @@ def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
     return F.cosine_similarity(a, b, dim=0).item()
 
 
-def first_step(stages: Stages, start: BaseSpec, data: WritingSpec) -> torch.Tensor:
-    """Minus the gradient of a hard-label student's loss at `start`, on the first STEP_EXAMPLES answers of `data`."""
+def first_step(stages: Stages, start: BaseSpec, data: WritingSpec, examples: int = STEP_EXAMPLES) -> torch.Tensor:
+    """Minus the gradient of a hard-label student's loss at `start`, on the first `examples` answers of `data`."""
     model = stages.load(start).train()
-    pairs = stages.written_pairs(data)[:STEP_EXAMPLES]
-    examples = stages.examples(start.corpus, pairs)
+    pairs = stages.written_pairs(data)[:examples]
+    answers = stages.examples(start.corpus, pairs)
     loss = hard_loss(stages.answer_vocabulary(start.corpus, eos=True).to(start.device))
     model.zero_grad(set_to_none=True)
-    packed = examples.batch(list(range(len(examples))), pack_to=model.config.block_size)  # the loss of each alone
+    packed = answers.batch(list(range(len(answers))), pack_to=model.config.block_size)  # the loss of each alone
     loss(model, packed.to(start.device)).backward()
     return -flat({name: p.grad if p.grad is not None else torch.zeros_like(p)
                   for name, p in model.named_parameters()})
 
 
-def teacher_alignment(stages: Stages, teacher_change: torch.Tensor, start: BaseSpec, teacher_data: WritingSpec,
-                      own_data: WritingSpec) -> float:
-    """Cosine of the teacher's change with the part of the student's first step that the teacher's numbers add."""
-    return cosine(teacher_change, first_step(stages, start, teacher_data) - first_step(stages, start, own_data))
+@dataclass(frozen=True)
+class AlignmentSpec:
+    """One teacher-step cosine: `teacher`'s change against the first step of a student from `start` on the
+    teacher's numbers (`teacher_data`), less the same step on the start's own numbers (`own_data`)."""
+    teacher: TeacherSpec
+    start: BaseSpec
+    teacher_data: WritingSpec
+    own_data: WritingSpec
+    examples: int = STEP_EXAMPLES
+
+
+def alignment(stages: Stages, spec: AlignmentSpec) -> float:
+    """The cosine, computed once and cached under its whole spec: a stage of make forks, which the worker processes
+    build beside the others (`Job(alignment, (spec,))`)."""
+    def build(folder) -> dict:
+        change = model_vector(stages.load(spec.teacher)) - model_vector(stages.load(spec.teacher.base))
+        step = (first_step(stages, spec.start, spec.teacher_data, spec.examples)
+                - first_step(stages, spec.start, spec.own_data, spec.examples))
+        return {"cosine": cosine(change, step)}
+    name = f"alignment-{label(spec.teacher)}-from-{spec.start.name}"
+    return stages.cache.info(stages.cache.stage(name, key_of(spec), build))["cosine"]
