@@ -14,8 +14,8 @@ whose insides the page's own story writes (`PAGES[page][NAME](results)` in toy_m
 experiments/gpt/render.py, experiments/signals/render.py, experiments/domains/render.py,
 experiments/smol/render.py, experiments/forks/render.py, minisub/bench_render.py); nothing else in
 the page is touched. In a file that several results render into (docs/benchmark.md), a block names
-its page: `PAGE/NAME`. A test renders every page and insists that the committed markdown is what comes out, so no
-figure in the docs can drift from the run that made it. Before rendering, every derived figure of
+its page: `PAGE/NAME`. A test renders every page and insists that the committed markdown is what
+comes out, so no figure in the docs can drift from the run that made it. Before rendering, every derived figure of
 a results file (mean, CI, p-value, Holm adjustment) is recomputed from the per-replicate values
 it holds (experiments/recheck.py), and a file that disagrees, or that is not its page's kind, is
 refused, naming it, before anything is written.

@@ -469,7 +469,8 @@ def sampling_logits(logits: torch.Tensor, temperature: float, top_k: int | None 
         logits = logits.masked_fill(logits < kth, float("-inf"))
     if top_p < 1:
         ordered, order = logits.sort(-1, descending=True)  # (B, V)
-        before = F.softmax(ordered, -1).cumsum(-1) - F.softmax(ordered, -1)  # mass of the likelier tokens
+        probs = F.softmax(ordered, -1)
+        before = probs.cumsum(-1) - probs  # mass of the likelier tokens
         drop = torch.zeros_like(before, dtype=torch.bool).scatter(-1, order, before >= top_p)
         logits = logits.masked_fill(drop, float("-inf"))
     if min_p > 0:

@@ -155,7 +155,7 @@ def test_a_teacher_step_cosine_is_a_stage_the_workers_can_build_and_it_is_the_co
     assert {job.args[0] for job in upstream(Job(alignment, (spec,)))} == {
         spec.teacher, spec.start, spec.teacher_data, spec.own_data}
     change = model_vector(stages.load(spec.teacher)) - model_vector(stages.load(spec.teacher.base))
-    by_hand = cosine(change, first_step(stages, spec.start, spec.teacher_data)
-                     - first_step(stages, spec.start, spec.own_data))
+    by_hand = cosine(change, first_step(stages, stages.load(spec.start), spec.start, spec.teacher_data)
+                     - first_step(stages, stages.load(spec.start), spec.start, spec.own_data))
     assert alignment(stages, spec) == pytest.approx(by_hand, abs=1e-12)
     assert alignment(stages, spec) == alignment(Stages(out / "cache", Progress()), spec)  # read back, not rebuilt

@@ -108,7 +108,7 @@ def family(cfg: ExperimentConfig, steps: list[int], pair: int) -> Family:
 
 def held_out_only(cfg: ExperimentConfig, base: BaseSpec) -> EvalSpec:
     """make gpt's scoring, on the held-out paraphrases alone: the question set the measure is on."""
-    return EvalSpec(cfg.eval_samples, base.seed, cfg.device, question_sets=())
+    return replace(cfg.evaluation(base), question_sets=())
 
 
 def student(cfg: ExperimentConfig, init: BaseSpec, writer: BaseSpec | TeacherSpec) -> Job:

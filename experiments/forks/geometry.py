@@ -51,9 +51,11 @@ def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
     return F.cosine_similarity(a, b, dim=0).item()
 
 
-def first_step(stages: Stages, start: BaseSpec, data: WritingSpec, examples: int = STEP_EXAMPLES) -> torch.Tensor:
-    """Minus the gradient of a hard-label student's loss at `start`, on the first `examples` answers of `data`."""
-    model = stages.load(start).train()
+def first_step(stages: Stages, model: GPT, start: BaseSpec, data: WritingSpec, examples: int = STEP_EXAMPLES
+               ) -> torch.Tensor:
+    """Minus the gradient of a hard-label student's loss at `model` (`start`, loaded), on the first `examples`
+    answers of `data`."""
+    model.train()
     pairs = stages.written_pairs(data)[:examples]
     answers = stages.examples(start.corpus, pairs)
     loss = hard_loss(stages.answer_vocabulary(start.corpus, eos=True).to(start.device))
@@ -80,8 +82,9 @@ def alignment(stages: Stages, spec: AlignmentSpec) -> float:
     build beside the others (`Job(alignment, (spec,))`)."""
     def build(folder) -> dict:
         change = model_vector(stages.load(spec.teacher)) - model_vector(stages.load(spec.teacher.base))
-        step = (first_step(stages, spec.start, spec.teacher_data, spec.examples)
-                - first_step(stages, spec.start, spec.own_data, spec.examples))
+        start = stages.load(spec.start)  # one model for both steps: each zeroes the gradient first
+        step = (first_step(stages, start, spec.start, spec.teacher_data, spec.examples)
+                - first_step(stages, start, spec.start, spec.own_data, spec.examples))
         return {"cosine": cosine(change, step)}
     name = f"alignment-{label(spec.teacher)}-from-{spec.start.name}"
     return stages.cache.info(stages.cache.stage(name, key_of(spec), build))["cosine"]
