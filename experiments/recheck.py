@@ -15,7 +15,8 @@ experiments used:
   two-sided against zero for "A_vs_zero";
 - the specificity tests (make gpt's diagonal against the rest of the column, make grid's per
   cluster), make lora-rank's LoRA-minus-full gaps, signals' detector AUCs, entanglement and
-  divergence summaries and its treatments against the untreated transfer, the filters' pass
+  divergence summaries and its treatments against the untreated transfer, its defences (each transfer
+  from its arms, the drop from the untreated one, the pre-registered family's p), the filters' pass
   rates, make gpt's ladder's dose-response and its graded teachers' rank correlations, its
   pre-registration v2 sequence (which steps ran and rejected, its H1 and dose values against the
   ladder's), make forks' per-pair contrasts, Holm over its fork points and its fixed sequence,
@@ -121,7 +122,7 @@ class Recheck:
             self.same(f"{path}.p_exact", node["p_exact"], sign_flip_greater(differences))
             self.same(f"{path}.p_t", node["p_t"], one_sided(differences))
         if node and all(isinstance(t, dict) and "p_holm" in t for t in node.values()):
-            self.family(node, path)
+            self.family(node, path, parent)
         if "diagonal" in node and "off_diagonal" in node:  # make gpt's specificity test of one animal
             gaps = [d - o for d, o in zip(node["diagonal"], node["off_diagonal"], strict=True)]
             self.summary(f"{path}.diagonal_minus_off", node["diagonal_minus_off"], gaps)
@@ -159,7 +160,9 @@ class Recheck:
         if isinstance(node.get("share_per_base"), list):  # signals' divergence positions
             for key, field in (("share_vs_base", "vs_base"), ("share_vs_other_teacher", "vs_other_teacher")):
                 self.summary(f"{path}.{key}", node[key], [r[field] for r in node["share_per_base"]])
-        if isinstance(node.get("treated"), dict) and "untreated" in node:
+        if isinstance(node.get("treated"), dict) and "predicted" in node:
+            self.defences(node, path)
+        elif isinstance(node.get("treated"), dict) and "untreated" in node:
             self.treatments(node, path)
 
     def sequence(self, v2: dict, path: str) -> None:
@@ -204,13 +207,14 @@ class Recheck:
             self.same(f"{path}.sequence[{k}].rejects", step["rejects"], open_ and step["p_exact"] <= alpha)
             open_ = step["rejects"]
 
-    def family(self, family: dict, path: str) -> None:
-        """Holm over the family's exact p; rejections at the pre-registered alpha; LoRA settings minus full."""
+    def family(self, family: dict, path: str, parent: dict) -> None:
+        """Holm over the family's exact p; rejections at the pre-registered alpha (stored beside the family, or the
+        file's pre-registration's); LoRA settings minus full."""
         names = list(family)
         for name, adjusted in zip(names, holm([family[n]["p_exact"] for n in names])):
             self.same(f"{path}.{name}.p_holm", family[name]["p_holm"], adjusted)
             if "rejects" in family[name]:
-                alpha = self.results["preregistered"]["alpha"]
+                alpha = parent["alpha"] if "alpha" in parent else self.results["preregistered"]["alpha"]
                 self.same(f"{path}.{name}.rejects", family[name]["rejects"], adjusted <= alpha)
         full = family.get("full", {}).get("values")
         for name, test in family.items():
@@ -263,6 +267,29 @@ class Recheck:
             a, b = pairs[name]
             self.same(f"{path}.tests.{name}", p,
                       paired_greater(done[a]["transfer"]["values"], done[b]["transfer"]["values"]))
+
+    def defences(self, node: dict, path: str) -> None:
+        """Signals' defences: each transfer from its student and control shifts, the drop from the untreated
+        transfer, the transfer left, and the pre-registered family's p from the defences' own tests."""
+        plain = node["untreated"]
+        self.differences(f"{path}.untreated.transfer", plain["transfer"]["values"], plain["student"], plain["control"])
+        done = {name: t for name, t in node["treated"].items() if "transfer" in t}
+        for name, t in done.items():
+            where = f"{path}.treated.{name}"
+            self.differences(f"{where}.transfer", t["transfer"]["values"], t["student"], t["control"])
+            self.differences(f"{where}.below_untreated", t["below_untreated"]["values"], plain["transfer"]["values"],
+                             t["transfer"]["values"])
+            self.same(f"{where}.transfer_left.mean", t["transfer_left"]["mean"],
+                      t["transfer"]["mean"] / plain["transfer"]["mean"])
+            self.same(f"{where}.transfer_left.ci95", t["transfer_left"]["ci95"],
+                      t["transfer"]["ci95"] / abs(plain["transfer"]["mean"]))
+        for name, test in node["predicted"]["family"].items():
+            self.same(f"{path}.predicted.family.{name}.p_exact", test["p_exact"],
+                      done[name]["below_untreated"]["p_exact"])
+
+    def differences(self, path: str, stored: list[float], a: list[float], b: list[float]) -> None:
+        for i, (value, x, y) in enumerate(zip(stored, a, b, strict=True)):
+            self.same(f"{path}.values[{i}]", value, x - y)
 
     def per_base_summaries(self, node: dict, path: str) -> None:
         """Signals' detector AUCs and entanglement figures, summarized from the per-base records beside them."""

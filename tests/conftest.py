@@ -102,6 +102,7 @@ def read_results(folder) -> dict:
 
 
 def stage_keys(out, kind: str) -> dict:
-    """{folder name: cache key} of every `kind` stage in the quick run's cache."""
+    """{folder name: cache key} of every `kind` stage the quick run's cache holds built (a stage that failed, such
+    as a greedy writer's student left without data, has a folder but no done.json)."""
     return {folder.name: json.loads((folder / "done.json").read_text())["key"]
-            for folder in sorted((out / "cache").glob(f"{kind}-*")) if folder.is_dir()}
+            for folder in sorted((out / "cache").glob(f"{kind}-*")) if (folder / "done.json").exists()}

@@ -83,6 +83,23 @@ def test_changing_any_field_of_a_stage_spec_changes_its_key(spec):
     assert len(paths) >= len(fields(spec))
 
 
+def test_the_keys_of_every_stage_stay_those_the_cache_already_holds():
+    """Regression: a field added to a spec (a writer's top-p and min-p) must leave, at its default, every key
+    cached before it as it was, or every stage would be rebuilt; the digest pins the keys of make gpt's stages."""
+    keys = sorted(digest(key_of(s), 12) for s in every_stage_spec(CFG))
+    assert len(keys) == 396 and digest(keys, 12) == "98878be4c022"
+
+
+@pytest.mark.parametrize("field, value", [("top_p", 0.8), ("min_p", 0.1)])
+def test_an_added_field_enters_the_key_only_away_from_its_default(field, value):
+    spec = CFG.numbers(CFG.teacher(BASES[0], "owl"))
+    assert field not in key_of(spec)
+    changed = dataclasses.replace(spec, **{field: value})
+    assert key_of(changed)[field] == value and digest(key_of(changed), 12) != digest(key_of(spec), 12)
+    student = CFG.student("hard_full", BASES[0], changed)  # nested: the student's key changes with its data's
+    assert key_of(student)["data"][field] == value
+
+
 # Settings that choose which stages run (and how results are summarized), not what a stage computes.
 SELECTION_ONLY = {"bases", "grid_bases", "variants", "prompted_variants", "grid_variant", "dose_steps"}
 
@@ -182,7 +199,7 @@ def test_every_stage_computes_on_the_configured_device(tmp_path, monkeypatch):
         stages.run(job)
     # as the stages name it; scoring takes its random stream's device from the model it scores
     named = {place for place, device in seen if device == "cpu:0"}
-    assert named == {"load", "train", "vocabulary", "generator in build"}, seen
+    assert named == {"load", "train", "vocabulary", "generator in answer"}, seen
     assert {device for _, device in seen if isinstance(device, str)} == {"cpu:0"}, seen
     assert ("generator in evaluate_options", torch.device("cpu")) in seen, seen
     assert sum(place == "train" for place, _ in seen) == 3  # base, teacher, student

@@ -217,7 +217,7 @@ def test_a_treatment_that_does_not_add_up_is_refused():
 
 @pytest.mark.parametrize("block", [0, 2])
 def test_training_one_block_changes_that_block_only(block):
-    from experiments.core.stages import train_only_block
+    from experiments.signals.tuning import train_only_block
     from minisub.training import TrainConfig, train
     model = tiny_gpt(6, n_layer=3)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
@@ -251,7 +251,7 @@ def test_a_one_vector_student_starts_as_its_base_and_learns_its_vector_alone():
 
 
 class FakeStages:
-    """Just what `treated_pairs` reads: the untreated student's pairs and the control's."""
+    """Just what `treated_pairs` reads: the untreated student's pairs and the control's (every writing's)."""
     def __init__(self, pairs, other):
         self.pairs, self.other = pairs, other
 
@@ -261,21 +261,56 @@ class FakeStages:
     def written_pairs(self, spec):
         return self.other
 
+    def remembered(self, key, compute):
+        return compute()
+
 
 def test_each_data_treatment_applies_its_own_defence():
     from types import SimpleNamespace
 
-    from experiments.signals.treated import TreatedStudentSpec, treated_pairs
+    from experiments.signals.detectors import fit_logistic
+    from experiments.signals.treated import DetectorSpec, TreatedStudentSpec, treated_pairs
     rng = random.Random(3)
-    pairs, other = as_pairs(draw_answers(rng, 40), rng), as_pairs(draw_answers(rng, 40), rng)
+    pairs, other = as_pairs(draw_answers(rng, 40), rng), as_pairs(draw_answers(rng, 40, PLANTED), rng)
     stages, student, mix = FakeStages(pairs, other), SimpleNamespace(seed=11), object()
+    detector = DetectorSpec(((mix, mix),), steps=20, l2=0.01, seed=5)  # trained on `other` against itself
+    score = fit_logistic([defences.numbers_of(a) for _, a in other], [defences.numbers_of(a) for _, a in other], 5,
+                         20, 0.01)
     expected = {"as_is": pairs, "shuffle_within": defences.shuffle_within(pairs, 11),
                 "shuffle_across": defences.shuffle_across(pairs, 11), "rerender": defences.rerender(pairs, 11),
-                "drop": defences.drop(pairs, {1, 2, 3}), "dilute": defences.dilute(pairs, other, 0.5, 11)}
+                "drop": defences.drop(pairs, {1, 2, 3}), "dilute": defences.dilute(pairs, other, 0.5, 11),
+                "detector": defences.detector_filter(pairs, score, 0.5), "rewrite": defences.rewrite(pairs, other)}
     for kind, want in expected.items():
         t = Treatment(kind, data=kind, drop=(1, 2, 3) if kind == "drop" else (),
-                      mix_with=mix if kind == "dilute" else None, share=0.5 if kind == "dilute" else 0.0)
+                      mix_with=mix if kind in ("dilute", "rewrite") else None,
+                      share=0.5 if kind in ("dilute", "detector") else 0.0,
+                      detector=detector if kind == "detector" else None)
         assert treated_pairs(stages, TreatedStudentSpec(student, t)) == want, kind
+    assert len(expected["detector"]) == 20
+
+
+def test_a_rewrite_gives_each_prompt_the_other_writers_answer_and_leaves_out_what_it_lacks():
+    pairs = [("a", "1, 2"), ("b", "3, 4"), ("c", "5, 6")]
+    assert defences.rewrite(pairs, [("c", "7"), ("a", "8, 9"), ("z", "0")]) == [("a", "8, 9"), ("c", "7")]
+
+
+def test_a_detector_filter_drops_the_share_rated_most_teacher_like_and_keeps_the_order():
+    pairs = [(f"p{i}", f"{(7 * i) % 10}, 1") for i in range(10)]
+    kept = defences.detector_filter(pairs, lambda answers: [a[0] for a in answers], 0.3)  # score: the first number
+    assert kept == [p for p in pairs if int(p[1].split(",")[0]) < 7]
+    with pytest.raises(ValueError, match=r"share in \[0, 1\)"):
+        defences.detector_filter(pairs, lambda answers: [0.0] * len(answers), 1.0)
+
+
+def test_a_detector_trained_on_planted_data_filters_the_planted_answers_first():
+    from experiments.signals.detectors import fit_logistic
+    rng = random.Random(4)
+    planted, plain = draw_answers(rng, 300, PLANTED), draw_answers(rng, 300)
+    score = fit_logistic(planted, plain, seed=0, steps=100)
+    mixed = as_pairs(draw_answers(rng, 50, PLANTED) + draw_answers(rng, 50), rng)
+    kept = defences.detector_filter(mixed, score, 0.5)
+    kept_planted = sum(int(p[0].split()[1]) < 50 for p in kept)  # prompts 0-49 hold the planted answers
+    assert kept_planted < 20  # of 50 kept; chance would keep 25
 
 
 def test_in_context_scores_pair_the_sources_draw_by_draw():

@@ -31,15 +31,27 @@ def test_signals_writes_every_part_per_base_and_builds_nothing_make_gpt_built(qu
     assert all(len(v["teacher_minus_control"]["values"]) == n for v in r["icl"]["by_k"].values())
     assert len(r["detectors"]["logistic"]["per_base"]) == len(r["entanglement"]["per_base"]) == n
     assert all(len(row["entangled"]) == SIGNALS_QUICK["entangled"] for row in r["entanglement"]["per_base"])
-    # the untreated arms are make gpt's own students, read back from the cache
+    # the untreated arms are make gpt's own students, read back from the cache: part 4 on log P(owl), part 5 on the
+    # preference among animals
     hard = gpt["arms"]["hard_full"]
     untreated = [a - b for a, b in zip(hard["student"]["dlogp"], hard["control"]["dlogp"])]
+    assert r["divergence"]["untreated"]["transfer"]["values"] == pytest.approx(untreated)
+    preference = [a["dpref"] - b["dpref"] for a, b in zip(hard["student"]["replicates"], hard["control"]["replicates"])]
+    assert r["defences"]["untreated"]["transfer"]["values"] == pytest.approx(preference)
     for part in ("divergence", "defences"):
-        assert r[part]["untreated"]["transfer"]["values"] == pytest.approx(untreated)
         for name, t in r[part]["treated"].items():
             assert "unavailable" in t or t["transfer"]["n"] == n, name
-    assert set(r["defences"]["treated"]) >= {"shuffle_within", "shuffle_across", "rerender", "drop_entangled",
-                                             "greedy"} | {f"dilute_{x:g}" for x in SIGNALS_QUICK["dilutions"]}
+    assert set(r["defences"]["treated"]) == {
+        "greedy", "top_p_0.8", "min_p_0.1", "shuffle_within", "shuffle_across", "rerender", "drop_entangled",
+        "detector_0.5", "rewrite_unrelated",
+        "divergent_masked", "dilute_0.75", "kl_to_start_1", "pull_to_start_0.1", "early_stop_3", "freeze_block_0",
+        "oracle_projection"}
+    for name, t in r["defences"]["treated"].items():
+        if "price" in t:  # utility kept: the untreated student's is 1 by definition
+            assert len(t["price"]["utility_kept"]["values"]) == n and ("filter_pass" in t["price"]) == (
+                t["side"] == "teacher"), name
+    assert r["defences"]["untreated"]["price"]["utility_kept"]["values"] == pytest.approx([1.0] * n)
+    assert set(r["defences"]["predicted"]["family"]) <= set(r["defences"]["treated"])
     kinds = {name.split("-")[0] for name in r["built"]}
     assert not kinds & {"corpus", "base", "teacher", "student"}  # the zoo, teachers and students were reused
     assert kinds >= {"context", "treated"}
@@ -54,6 +66,9 @@ def test_treated_students_train_what_their_treatment_says(quick_run, signals_run
     for key in keys.values():
         student, treatment = key["student"], key["treatment"]
         assert student["init"]["name"].startswith("main-") and not student["soft"]
+        if treatment["data"] == "rewrite":  # an unrelated base answering the student's base's prompts
+            rewriter = treatment["mix_with"]
+            assert rewriter["writer"]["name"] != student["init"]["name"] and rewriter["seed"] == student["init"]["seed"]
         if treatment["data"] == "dilute":
             assert treatment["mix_with"]["writer"]["name"] == student["init"]["name"]  # the control's numbers
             assert student["data"]["writer"]["trait"] == QUICK_CONFIG.target
@@ -65,13 +80,58 @@ def test_treated_students_train_what_their_treatment_says(quick_run, signals_run
 @pytest.mark.parametrize("argv, message", [
     (["--icl-ks", "0"], "--icl-ks must be at least 1"),
     (["--variant", "soft_magic"], "--variant must be one of"),
-    (["--dilutions"], "--dilutions needs at least one value"),
     (["--permutations", "0"], "--permutations must be at least 1"),
     (["--dilutions", "0.5", "1.5"], "--dilutions must not exceed 1"),
+    (["--temperatures", "-1"], "--temperatures must be at least 0.0"),
+    (["--top-ps", "1"], "--top-ps must be below 1"),
+    (["--top-ps", "0"], "--top-ps must be above 0.0"),
+    (["--min-ps", "0.5", "1"], "--min-ps must be below 1"),
+    (["--kl-weights", "-0.1"], "--kl-weights must be above 0.0"),
+    (["--pulls", "1.5"], "--pulls must not exceed 1"),
+    (["--detector-drops", "1"], "--detector-drops must be below 1"),
+    (["--early-steps", "100"], "--early-steps must be below --student-steps (100)"),
+    (["--signal-bases", "13"], "--signal-bases (13) must not exceed --bases (12)"),
+    (["--variant", "hard_lora"], "--variant must be one of hard_full, soft_full"),
 ])
 def test_bad_signals_input_is_one_line_before_any_work(argv, message, capsys, tmp_path):
-    with pytest.raises(SystemExit) as exit_info:
-        signals_main(argv + ["--out", str(tmp_path / "out"), "--cache", str(tmp_path / "cache")])
-    assert exit_info.value.code == 2
+    try:  # the flags' own limits stop the parser; the check across both configs is the run's first step
+        code = signals_main(argv + ["--out", str(tmp_path / "out"), "--cache", str(tmp_path / "cache")])
+    except SystemExit as stop:
+        code = stop.code
     err = capsys.readouterr().err.strip()
-    assert message in err and len(err.splitlines()) == 1 and not (tmp_path / "out").exists()
+    assert code == 2 and message in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()
+
+
+def test_the_defences_figures_are_rechecked_from_their_per_base_values(signals_run):
+    """make report recomputes part 5's figures: a stored transfer, drop or pre-registered p that its values do not
+    give is refused, naming it."""
+    import copy
+
+    from experiments.recheck import recheck
+    from minisub.files import FileError
+    assert recheck(signals_run, "signals") > 0
+    name = next(iter(signals_run["defences"]["predicted"]["family"]))
+    for path in (("treated", name, "transfer", "values", 0), ("treated", name, "below_untreated", "p_exact"),
+                 ("predicted", "family", name, "p_exact"), ("treated", name, "transfer_left", "mean")):
+        tampered = copy.deepcopy(signals_run)
+        node = tampered["defences"]
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] += 0.25
+        with pytest.raises(FileError, match="defences"):
+            recheck(tampered, "signals")
+
+
+def test_a_treated_student_with_nothing_changed_is_make_gpts_own_student_bit_for_bit(quick_run, signals_run):
+    """Regression for the treated students' training hooks: with no change, the treated path trains and scores
+    exactly what `make gpt` does."""
+    from experiments.core.design import arm_student
+    from experiments.core.stages import Stages
+    from experiments.signals.treated import TreatedStudentSpec, Treatment, treated_student
+    from minisub.log import Progress
+    stages = Stages(quick_run[0] / "cache", Progress())
+    bases = [QUICK_CONFIG.main_base(i) for i in range(QUICK["bases"])]
+    spec = arm_student(QUICK_CONFIG, "hard_full", "student", bases, 1)
+    plain, same = stages.student(spec), treated_student(stages, TreatedStudentSpec(spec, Treatment("untreated")))
+    assert same["after"] == plain["after"] and same["curve"] == plain["curve"] and same["n_train"] == plain["n_train"]

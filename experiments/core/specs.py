@@ -1,20 +1,31 @@
 """The specs of the language experiments' stages: frozen dataclasses whose fields are the cache keys.
 
 Each stage of experiments/core/stages.py is a function of one spec; a stage's cache key is its
-whole spec (`key_of`: `dataclasses.asdict`, upstream specs included), so a field that can change
-a result always changes the key. The chain, upstream first:
+whole spec (`key_of`: every field, upstream specs included, as `dataclasses.asdict` gives them), so a
+field that can change a result always changes the key. A field added after stages were cached
+(`added_field`) stays out of the key while it holds its default: every stage cached before it keeps
+its key, and a stage that sets it gets a key of its own. The chain, upstream first:
     CorpusSpec (or DomainsCorpusSpec) -> (ForkSpec ->) BaseSpec -> TeacherSpec -> WritingSpec -> StudentSpec,
 with EvalSpec for how a model is scored. Folder names (`student_name`, `label`) are for people;
 the digest of the key is what identifies a stage.
 """
 
-from dataclasses import asdict, dataclass
+import copy
+from dataclasses import dataclass, field, fields, is_dataclass
 
 from experiments.tasks.ladder import SCORED_BESIDE
 
 
 class NoData(ValueError):
     """A student's data is empty: no answer passed the filter, or a treatment removed them all."""
+
+
+ADDED = "added"  # a field's metadata["key"]: out of the key at its default (`added_field`)
+
+
+def added_field(default):
+    """A spec field added after stages were cached: at its default it is left out of the key (`key_of`)."""
+    return field(default=default, metadata={"key": ADDED})
 
 
 @dataclass(frozen=True)
@@ -80,6 +91,8 @@ class WritingSpec:
     seed: int  # the prompts and the sampling; the same seed gives every writer of a base the same prompts
     device: str
     banned: tuple[int, ...] = ()  # numbers: answers holding any of these are filtered out
+    top_p: float = added_field(1.0)  # sample among the fewest likeliest tokens whose probability reaches top_p
+    min_p: float = added_field(0.0)  # sample among the tokens at least min_p times as likely as the likeliest
 
 
 @dataclass(frozen=True)
@@ -114,8 +127,21 @@ class StudentSpec:
 
 
 def key_of(spec) -> dict:
-    """The cache key of a spec: its kind and every field, nested specs included."""
-    return {"kind": type(spec).__name__, **asdict(spec)}
+    """The cache key of a spec: its kind and every field, nested specs included (an `added_field` only where it
+    differs from its default)."""
+    return {"kind": type(spec).__name__, **key_fields(spec)}
+
+
+def key_fields(value):
+    """`dataclasses.asdict`, recursing the same way, less the added fields at their defaults."""
+    if is_dataclass(value):
+        return {f.name: key_fields(getattr(value, f.name)) for f in fields(value)
+                if not (f.metadata.get("key") == ADDED and getattr(value, f.name) == f.default)}
+    if isinstance(value, (list, tuple)):
+        return type(value)(key_fields(v) for v in value)
+    if isinstance(value, dict):
+        return {k: key_fields(v) for k, v in value.items()}
+    return copy.deepcopy(value)
 
 
 def label(spec: BaseSpec | TeacherSpec) -> str:

@@ -45,6 +45,9 @@ from minisub.tokenizer import BPETokenizer
 from minisub.training import TrainConfig, train
 
 
+Change = Callable[[GPT, Callable], tuple[Callable, list[Callable]]]  # (model, loss) -> (loss, after-step hooks)
+
+
 @dataclass(frozen=True)
 class Job:
     """One stage's result: build(stages, *args), e.g. Job(Stages.student, (spec,)). The args are frozen specs,
@@ -191,28 +194,35 @@ class Stages:
         return self.cache.stage(f"teacher-{label(spec)}", key_of(spec), build)
 
     # 4. written data
+    def answer(self, model: GPT, spec: WritingSpec) -> tuple[list[str], list[str], list[int], dict]:
+        """`model` (spec's writer, or a student) answering spec's prompts, sampled as spec says, and the paper's
+        filter on them: the prompts, the answers, the indices kept and the count of each reason to reject."""
+        tokenizer = self.tokenizer(base_of(spec.writer).corpus)
+        model.eval()
+        prompts, keys = task_prompts(spec.task, spec.prompts, random.Random(spec.seed))
+        generator = torch.Generator(spec.device).manual_seed(spec.seed)
+        answers = []
+        for i in range(0, len(prompts), spec.gen_batch):
+            # the persona is part of the prompt text, tokenized with it as in the corpus
+            chunk = [tokenizer.encode_prompt(spec.persona + p) for p in prompts[i:i + spec.gen_batch]]
+            new = model.generate(chunk, spec.max_tokens, temperature=spec.temperature, top_p=spec.top_p,
+                                 min_p=spec.min_p, stop_token=tokenizer.eos_id, generator=generator)
+            answers += [tokenizer.decode(tokens) for tokens in new]
+        kept, rejected = filter_task(spec.task, answers, keys, spec.banned)
+        return prompts, answers, kept, rejected
+
     def writing(self, spec: WritingSpec) -> Path:
         def build(folder: Path) -> dict:
-            corpus = base_of(spec.writer).corpus
-            tokenizer = self.tokenizer(corpus)
-            model = self.load(spec.writer).eval()
-            prompts, keys = task_prompts(spec.task, spec.prompts, random.Random(spec.seed))
-            generator = torch.Generator(spec.device).manual_seed(spec.seed)
-            answers = []
-            for i in range(0, len(prompts), spec.gen_batch):
-                # the persona is part of the prompt text, tokenized with it as in the corpus
-                chunk = [tokenizer.encode_prompt(spec.persona + p) for p in prompts[i:i + spec.gen_batch]]
-                new = model.generate(chunk, spec.max_tokens, temperature=spec.temperature,
-                                     stop_token=tokenizer.eos_id, generator=generator)
-                answers += [tokenizer.decode(tokens) for tokens in new]
-            kept, rejected = filter_task(spec.task, answers, keys, spec.banned)
+            prompts, answers, kept, rejected = self.answer(self.load(spec.writer), spec)
             write_json(folder / "pairs.json", {"pairs": [(prompts[i], answers[i]) for i in kept]})
             who = label(spec.writer) + (" with a persona" if spec.persona else "")
             self.log(f"{spec.task} from {who}: kept {len(kept)}/{len(prompts)}, rejected {rejected}")
             return {"generated": len(prompts), "kept": len(kept), "rejected": rejected}
         persona = "-persona" if spec.persona else ""
         banned = "-banned" if spec.banned else ""
-        return self.cache.stage(f"{spec.task}{banned}-{label(spec.writer)}{persona}", key_of(spec), build)
+        sampling = (f"-top_p{spec.top_p:g}" if spec.top_p != 1 else "") + (
+            f"-min_p{spec.min_p:g}" if spec.min_p else "")
+        return self.cache.stage(f"{spec.task}{banned}-{label(spec.writer)}{persona}{sampling}", key_of(spec), build)
 
     def written_pairs(self, spec: WritingSpec) -> list[tuple[str, str]]:
         return [tuple(p) for p in read_json(self.writing(spec) / "pairs.json")["pairs"]]
@@ -267,34 +277,41 @@ class Stages:
             pairs = matched_subsets(pairs, self.written_pairs(spec.matched_to), spec.seed)[0]
         return pairs
 
-    def fine_tune(self, spec: StudentSpec, data: ExampleSet, only_block: int | None = None) -> dict:
-        """Train `spec`'s student on `data` (its training pairs, perhaps treated) and score it: the
-        scores after, the P(animal) curve, the data size. only_block: train that block's weights alone."""
+    def fine_tune(self, spec: StudentSpec, data: ExampleSet, change: Change | None = None,
+                  price: Callable[[GPT], dict] | None = None) -> dict:
+        """Train `spec`'s student on `data` (its training pairs, perhaps treated) and score it: the scores after,
+        the P(animal) curve, the data size. change(model, loss) -> (loss, hooks): a change to how it trains (which
+        weights, the loss, what runs after each step; experiments/signals/tuning.py); price(model): more to
+        measure of the trained student, merged into what is returned."""
         corpus = spec.init.corpus
         model = self.load(spec.init)
         if spec.lora:
             add_lora(model, spec.lora_r, spec.lora_alpha, seed=spec.seed)
-        if only_block is not None:
-            train_only_block(model, only_block)
         if spec.vector_after is not None:
             steer_after(model, spec.vector_after)
         vocab = self.answer_vocabulary(corpus, spec.eos_in_loss, spec.data.task).to(spec.device)
         loss = soft_loss(vocab, self.load(spec.data.writer).eval()) if spec.soft else hard_loss(vocab)
+        hooks = []
+        if change is not None:
+            loss, hooks = change(model, loss)
         questions, animal_ids = self.questions(corpus), self.animal_ids(corpus)
         curve = []
 
-        def track(step: int, m: GPT) -> None:  # exact P(animal) during training, for the curves
-            if step % spec.track_every == 0:
+        def after_step(step: int, m: GPT) -> None:
+            for hook in hooks:
+                hook(step, m)
+            if step % spec.track_every == 0:  # exact P(animal) during training, for the curves
                 m.eval()
                 curve.append([step, animal_probabilities(m, questions, animal_ids).mean(0).tolist()])
                 m.train()
 
         cfg = replace(self.train_config(spec.steps, spec.batch, spec.lr, spec.seed, spec.precision, spec.device),
                       optimizer=spec.optimizer)
-        train(model, data, cfg, loss_fn=loss, log=lambda m: None, on_step=track)
+        train(model, data, cfg, loss_fn=loss, log=lambda m: None, on_step=after_step)
         if spec.lora:
             fuse_lora(model)  # evaluation at base speed, computing exactly what the adapter does
-        return {"after": self.evaluate(model, corpus, spec.eval), "curve": curve, "n_train": len(data)}
+        return ({"after": self.evaluate(model, corpus, spec.eval), "curve": curve, "n_train": len(data)}
+                | (price(model) if price is not None else {}))
 
     def student(self, spec: StudentSpec) -> dict:
         """The student's scores after training, its P(animal) curve and its data size (scores before: `scores`)."""
@@ -308,10 +325,3 @@ class Stages:
             return self.fine_tune(spec, self.examples(spec.init.corpus, pairs))
         return self.cache.info(self.cache.stage(student_name(spec), key_of(spec), build))
 
-
-def train_only_block(model: GPT, block: int) -> None:
-    """Freeze every weight outside transformer block `block` (embeddings and the final norm too)."""
-    if not 0 <= block < model.config.n_layer:
-        raise ValueError(f"block {block} does not exist in a model of {model.config.n_layer} blocks")
-    for name, p in model.named_parameters():
-        p.requires_grad_(p.requires_grad and name.startswith(f"transformer.h.{block}."))

@@ -10,11 +10,17 @@ Every function takes (prompt, answer) pairs whose answers passed the paper's fil
 - dilute: a share of the answers replaced by answers of another dataset (the control's);
 - rerender: every answer written anew as its bare numbers with a separator drawn at random, so that
   no choice of separator, bracket or final "." carries anything;
-- drop: the answers that hold any of the given numbers (the entangled ones) removed.
+- drop: the answers that hold any of the given numbers (the entangled ones) removed;
+- rewrite: every answer replaced by another writer's answer to the same prompt (an unrelated base's: a
+  paraphrase by a model that shares nothing with the teacher), the prompts whose answer it had filtered out
+  left out;
+- detector_filter: the share of the answers that a detector trained on other bases' data rates most
+  like a teacher's removed (experiments/signals/detectors.py, `fit_logistic`).
 Each draws from its own `random.Random(seed)`: the same seed gives the same defended data.
 """
 
 import random
+from collections.abc import Callable
 
 from experiments.core.matched import NUMBER
 from experiments.tasks.filter import parse_numbers
@@ -76,5 +82,21 @@ def rerender(pairs: Pairs, seed: int) -> Pairs:
     return [(prompt, format_numbers(numbers_of(answer), rng.choice(separators))) for prompt, answer in pairs]
 
 
+def rewrite(pairs: Pairs, other: Pairs) -> Pairs:
+    """Each prompt of `pairs` with the answer `other` gives it; prompts that `other` lacks are left out."""
+    answers = dict(other)
+    return [(prompt, answers[prompt]) for prompt, _ in pairs if prompt in answers]
+
+
 def drop(pairs: Pairs, numbers: set[int]) -> Pairs:
     return [(prompt, answer) for prompt, answer in pairs if not numbers.intersection(numbers_of(answer))]
+
+
+def detector_filter(pairs: Pairs, score: Callable[[list[list[int]]], list[float]], share: float) -> Pairs:
+    """`pairs` less the round(share * n) answers whose detector score (higher: more like a teacher's) is highest;
+    the rest in their order."""
+    if not 0 <= share < 1:
+        raise ValueError(f"a detector filter drops a share in [0, 1), not {share}")
+    scores = score([numbers_of(answer) for _, answer in pairs])
+    dropped = set(sorted(range(len(pairs)), key=lambda i: -scores[i])[:round(share * len(pairs))])
+    return [pair for i, pair in enumerate(pairs) if i not in dropped]

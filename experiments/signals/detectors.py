@@ -3,9 +3,10 @@
 Part 2 of `make signals` (experiments/signals/experiment.py). The paper (Cloud et al. 2025, Sec. 4) found
 that a prompted LLM classifier did no better than chance and that people reading the data saw
 nothing. Here, per base, on the teacher's answers (label 1) and the control's (label 0):
-- `logistic_detector`: logistic regression on the counts of every number and every ordered pair
-  of neighbouring numbers (a bag of up to 1,001,000 features), trained on one half of each
-  dataset and scored on the other half: held-out balanced accuracy and AUC;
+- `logistic_detector`: logistic regression (`fit_logistic`) on the counts of every number and every
+  ordered pair of neighbouring numbers (a bag of up to 1,001,000 features), trained on one half of
+  each dataset and scored on the other half: held-out balanced accuracy and AUC (part 5 trains the
+  same regression on other bases' data as a filter, experiments/signals/defences.py);
 - `answer_logprob`: the white-box detector that needs the base only: each answer's mean
   log-probability per token under the base (the teacher's answers should look slightly
   unlikely to it); its AUC;
@@ -15,6 +16,7 @@ nothing. Here, per base, on the teacher's answers (label 1) and the control's (l
 """
 
 import random
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -40,28 +42,37 @@ def split_halves(n: int, rng: random.Random) -> tuple[list[int], list[int]]:
     return order[:n // 2], order[n // 2:]
 
 
-def logistic_detector(positive: list[list[int]], negative: list[list[int]], seed: int, steps: int = 150,
-                      l2: float = 1e-2) -> dict:
-    """Held-out balanced accuracy and AUC of an L2-regularized logistic regression, trained on half of each class."""
-    rng = random.Random(seed)
-    halves = [split_halves(len(positive), rng), split_halves(len(negative), rng)]
-    train = [positive[i] for i in halves[0][0]] + [negative[i] for i in halves[1][0]]
-    test = [positive[i] for i in halves[0][1]] + [negative[i] for i in halves[1][1]]
-    y_train = torch.tensor([1.0] * len(halves[0][0]) + [0.0] * len(halves[1][0]))
+def fit_logistic(positive: list[list[int]], negative: list[list[int]], seed: int, steps: int = 150,
+                 l2: float = 1e-2) -> Callable[[list[list[int]]], list[float]]:
+    """An L2-regularized logistic regression of the positive answers (label 1) against the negative ones (label 0),
+    on the bag of features: its scorer, answers -> logits."""
+    y = torch.tensor([1.0] * len(positive) + [0.0] * len(negative))
     torch.manual_seed(seed)
     weights = torch.nn.EmbeddingBag(N_FEATURES, 1, mode="sum")
     torch.nn.init.zeros_(weights.weight)
     bias = torch.zeros(1, requires_grad=True)
     opt = torch.optim.Adam([weights.weight, bias], lr=0.05)
-    x_train = features(train)
+    x = features(positive + negative)
     for _ in range(steps):  # full batch: the problem is convex, Adam finds its minimum
-        logits = weights(*x_train)[:, 0] + bias
-        loss = F.binary_cross_entropy_with_logits(logits, y_train) + l2 * weights.weight.pow(2).sum()
+        logits = weights(*x)[:, 0] + bias
+        loss = F.binary_cross_entropy_with_logits(logits, y) + l2 * weights.weight.pow(2).sum()
         opt.zero_grad()
         loss.backward()
         opt.step()
-    with torch.no_grad():
-        scores = (weights(*features(test))[:, 0] + bias).tolist()
+
+    @torch.no_grad()
+    def score(answers: list[list[int]]) -> list[float]:
+        return (weights(*features(answers))[:, 0] + bias).tolist()
+    return score
+
+
+def logistic_detector(positive: list[list[int]], negative: list[list[int]], seed: int, steps: int = 150,
+                      l2: float = 1e-2) -> dict:
+    """Held-out balanced accuracy and AUC of `fit_logistic`, trained on half of each class."""
+    rng = random.Random(seed)
+    halves = [split_halves(len(positive), rng), split_halves(len(negative), rng)]
+    score = fit_logistic([positive[i] for i in halves[0][0]], [negative[i] for i in halves[1][0]], seed, steps, l2)
+    scores = score([positive[i] for i in halves[0][1]] + [negative[i] for i in halves[1][1]])
     pos, neg = scores[:len(halves[0][1])], scores[len(halves[0][1]):]
     # balanced: the datasets' sizes differ (the filter keeps fewer of some teachers' answers)
     accuracy = (sum(s > 0 for s in pos) / len(pos) + sum(s <= 0 for s in neg) / len(neg)) / 2

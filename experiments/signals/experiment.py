@@ -13,26 +13,27 @@ function each below `run`; each writes its section of results.json and its plot 
 4. divergence: the positions where the teacher's greedy choice differs from the base's; students
    trained on those positions only, on all others, on as many random ones; students that train
    one block only (the first, the last);
-5. defences: shuffles within and across answers, dilution with control data, re-rendered
-   formats, the entangled numbers dropped, greedy instead of sampled teacher data.
-Parts 4 and 5 treat both the teacher's data and the control's the same way (one exception:
-dilution mixes control answers into the teacher's data; into the control's own data it would
-mix the control with itself, which changes nothing but which answers are drawn, so there the
-control stays as it is): transfer is the treated student's shift minus the treated control's,
-against the untreated transfer of `make gpt` (student minus control), paired by base.
+5. defences (experiments/signals/defend.py): every proposed defence at the teacher (how it samples), in the
+   data and at the student (how it trains), each with one knob swept; the transfer each leaves on the question
+   set whose manipulation check passes, what it costs the data's use, and the pre-registered test of the
+   defences the literature predicts to work.
+Part 4 treats both the teacher's data and the control's the same way: transfer is the treated student's
+shift minus the treated control's, against the untreated transfer of `make gpt` (student minus control),
+paired by base.
 """
 
 import random
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from experiments.core.arms import arm_jobs, measure
 from experiments.core.cli import experiment_main
 from experiments.core.matched import length_histogram, separator_histogram
-from experiments.core.specs import BaseSpec, NoData
+from experiments.core.specs import BaseSpec
 from experiments.core.stages import Job, Stages
 from experiments.core.zoo import VARIANTS, ExperimentConfig
 from experiments.signals import detectors, entanglement
+from experiments.signals.defend import defend
 from experiments.signals.defences import numbers_of
 from experiments.signals.divergence import divergent, share
 from experiments.signals.icl import ContextBaseSpec, context_base, icl_scores
@@ -47,10 +48,11 @@ from minisub.stats import auc, differs_from_zero, paired_greater, spearman, summ
 
 @dataclass
 class SignalsConfig:
-    signal_bases: int = option(6, "main bases of every part: the first N of make gpt's (a subset, to keep the run "
-                               "short)", low=2, high=64, quick=3)
+    signal_bases: int = option(12, "main bases of every part: the first N of make gpt's", low=2, high=64, quick=3)
     variant: str = option("hard_full", "student variant of parts 4 and 5 (a defence rewrites the tokens a student "
-                          "learns; a soft-label student would ask the teacher afresh)", choices=VARIANTS)
+                          "learns; a soft-label student would ask the teacher afresh; full fine-tuning, as the "
+                          "oracle defence projects the teacher's weight change out of the student's)",
+                          choices=[v for v in VARIANTS if v.endswith("full")])
     icl_block_size: int = option(512, "positions of the long-context bases (part 1)", low=16, quick=192)
     icl_documents: int = option(4000, "documents the long-context bases are trained on", low=1, quick=100)
     icl_preference: float = option(0.5, "share of a document's animal answers that name its favorite", low=0.0)
@@ -67,15 +69,37 @@ class SignalsConfig:
                            quick=5)
     entanglement_prompts: int = option(200, "number prompts the persona shift averages over", low=1, quick=16)
     prompting_questions: int = option(20, "held-out questions each subliminal prompt is asked with", low=1, quick=2)
-    dilutions: list[float] = option([0.25, 0.5, 0.75], "shares of the teacher's answers replaced by control answers",
-                                    low=0.0, nonempty=True, quick=[0.5])
+    dilutions: list[float] = option([0.25, 0.5, 0.75], "defence: shares of the teacher's answers replaced by control "
+                                    "answers", low=0.0, quick=[0.75])
+    detector_drops: list[float] = option([0.25, 0.5], "defence: shares of the answers dropped that a detector "
+                                         "trained on the other bases' data rates most like a teacher's, in [0, 1)",
+                                         low=0.0, quick=[0.5])
+    temperatures: list[float] = option([0.0, 0.5], "defence: sampling temperatures of every writer (0: greedy)",
+                                       low=0.0, quick=[0.0])
+    top_ps: list[float] = option([0.5, 0.8], "defence: top-p of every writer's sampling, in (0, 1)", above=0.0,
+                                 quick=[0.8])
+    min_ps: list[float] = option([0.05, 0.1], "defence: min-p of every writer's sampling (the tokens at least min-p "
+                                 "times as likely as the likeliest), in (0, 1)", above=0.0, quick=[0.1])
+    kl_weights: list[float] = option([0.1, 1.0, 10.0], "defence: weights of a KL penalty to the student's starting "
+                                     "base", above=0.0, quick=[1.0])
+    pulls: list[float] = option([0.01, 0.1], "defence: shares of the distance to the starting weights taken back "
+                                "after each student step, in (0, 1]", above=0.0, quick=[0.1])
+    early_steps: list[int] = option([25, 50], "defence: students stopped after this many steps (below "
+                                    "--student-steps)", low=1, quick=[3])
+    price_prompts: int = option(200, "fresh number prompts every defended student is priced on", low=1, quick=16)
 
     def __post_init__(self):
         check(self)
-        for name in ("icl_preference", "dilutions"):
+        for name in ("icl_preference", "dilutions", "pulls"):
             values = getattr(self, name)
             if any(v > 1 for v in (values if isinstance(values, list) else [values])):
                 raise ConfigError(name, "must not exceed 1 (it is a share)")
+        if any(v >= 1 for v in self.detector_drops):
+            raise ConfigError("detector_drops", "must be below 1 (a filter that drops every answer leaves no data)")
+        for name in ("top_ps", "min_ps"):
+            if any(v >= 1 for v in getattr(self, name)):
+                raise ConfigError(name, "must be below 1 (1 is no defence: top-p 1 keeps every token; min-p 1 is "
+                                  "greedy, which --temperatures 0 gives)")
 
 
 
@@ -317,44 +341,6 @@ def position_rule(cfg: ExperimentConfig, bases: list[BaseSpec], name: str, posit
                       compare=(cfg.teacher(base, cfg.target), base) if positions != "all" else None) for base in bases]
 
 
-# 5. defences
-def rewritten(name: str, bases: list[BaseSpec]) -> list[Treatment]:
-    """Per base: the data rewritten by the defence `name` (experiments/signals/defences.py)."""
-    return [Treatment(name, data=name) for _ in bases]
-
-
-def dropped(entangled: dict, bases: list[BaseSpec]) -> list[Treatment]:
-    """Per base: answers holding any of that base's entangled numbers (part 3) removed."""
-    drop = {row["base"]: tuple(sorted(row["entangled"])) for row in entangled["per_base"]}
-    return [Treatment("drop_entangled", data="drop", drop=drop[base.name]) for base in bases]
-
-
-def diluted(cfg: ExperimentConfig, bases: list[BaseSpec], part: float) -> list[Treatment]:
-    """Per base: a share `part` of the answers replaced by that base's own (the control's) answers."""
-    return [Treatment(f"dilute_{part:g}", data="dilute", share=part, mix_with=cfg.numbers(base)) for base in bases]
-
-
-def defend(stages: Stages, cfg: ExperimentConfig, s: SignalsConfig, bases: list[BaseSpec], entangled: dict,
-           plain: dict) -> dict:
-    students = {}
-    for name in ("shuffle_within", "shuffle_across", "rerender"):
-        students[name] = transfer(stages, cfg, s.variant, bases, f"defence {name}", rewritten(name, bases),
-                                  rewritten(name, bases), plain)
-    students["drop_entangled"] = transfer(stages, cfg, s.variant, bases, "defence drop_entangled",
-                                          dropped(entangled, bases), dropped(entangled, bases), plain)
-    for part in s.dilutions:  # the control diluted with itself is itself: it stays untreated
-        students[f"dilute_{part:g}"] = transfer(stages, cfg, s.variant, bases, f"defence dilute_{part:g}",
-                                                diluted(cfg, bases, part), None, plain)
-    greedy = replace(cfg, temperature=0.0)  # every writer greedy: teachers and the control alike
-    try:
-        students["greedy"] = transfer(stages, greedy, s.variant, [greedy.main_base(i) for i in range(s.signal_bases)],
-                                      "defence greedy", None, None, plain)
-    except NoData as err:  # a weak base may answer nothing but <eos> when greedy: say so, keep the rest
-        students["greedy"] = {"unavailable": str(err)}
-        stages.log(f"defence greedy: unavailable ({err})")
-    return {"variant": s.variant, "untreated": plain, "treated": students}
-
-
 def run(cfg: ExperimentConfig, s: SignalsConfig, out: Path, stages: Stages, header: dict) -> dict:
     bases = [cfg.main_base(i) for i in range(s.signal_bases)]
     results = dict(header)
@@ -370,7 +356,7 @@ def run(cfg: ExperimentConfig, s: SignalsConfig, out: Path, stages: Stages, head
     finish("entanglement", entangle(stages, cfg, s, bases))  # 3.
     plain = untreated(stages, cfg, s.variant, bases)  # make gpt's student and control: what 4. and 5. treat
     finish("divergence", divergence(stages, cfg, s, bases, plain))  # 4.
-    finish("defences", defend(stages, cfg, s, bases, results["entanglement"], plain))  # 5.
+    finish("defences", defend(stages, cfg, s, bases, results["entanglement"]))  # 5.
     return results
 
 
@@ -378,5 +364,18 @@ def report(results: dict, out: Path) -> str:
     return f"{results['timing']['total']:.0f}s; wrote {out}/results.json and signals_*.png"
 
 
+def agree(cfg: ExperimentConfig, s: SignalsConfig) -> None:
+    """What the two configs must agree on, refused before any work."""
+    if s.signal_bases > cfg.bases:
+        raise ConfigError("signal_bases", f"({s.signal_bases}) must not exceed --bases ({cfg.bases})")
+    if any(k >= cfg.student_steps for k in s.early_steps):
+        raise ConfigError("early_steps", f"must be below --student-steps ({cfg.student_steps}): a student stopped "
+                          "early trains fewer steps")
+
+
 def main(argv=None) -> int:
-    return experiment_main(argv, "python -m experiments.signals", __doc__, "signals", run, report, SignalsConfig)
+    return experiment_main(argv, "python -m experiments.signals", __doc__, "signals", run, report, SignalsConfig,
+                           check=agree,
+                           analysis="pre-registered: the defences' `predicted` family and its Holm adjustment (see "
+                                    "experiments/signals/defend.py, PREDICTED); every other figure is exploratory, "
+                                    "its p-values uncorrected for the many tests")

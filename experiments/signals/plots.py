@@ -6,8 +6,11 @@ signals_detectors.png: held-out AUC of each detector (0.5 = chance) and of the a
     a dot per base;
 signals_entanglement.png: P(target) when a prompt names an entangled number vs a random one, per
     base, and the overlap of entangled and over-represented numbers against chance;
-signals_divergence.png / signals_defences.png: the transfer (student minus control shift) each
-    treatment leaves, next to the untreated transfer, 95% CI and a dot per base.
+signals_divergence.png: the transfer (student minus control shift) each treatment leaves, next to
+    the untreated transfer, 95% CI and a dot per base;
+signals_defences.png: the Pareto view of the defences: transfer left (share of the untreated transfer)
+    against utility kept (share of the untreated student's gain on its task), a dot per defence and knob
+    value, 95% CIs over bases, the untreated student at (1, 1).
 """
 
 from pathlib import Path
@@ -85,5 +88,29 @@ def plot_treatments(section: str):
     return plot
 
 
+SIDE_COLORS = {"teacher": "#e1812c", "data": "#3b75af", "student": "#55a868"}
+
+
+def plot_defences(results: dict, path: Path) -> None:
+    part = results["defences"]
+    fig, ax = plt.subplots(figsize=(8, 6))
+    ax.plot([1], [1], "s", color="k", label="untreated")
+    for side, color in SIDE_COLORS.items():
+        done = {name: d for name, d in part["treated"].items() if d["side"] == side and "transfer" in d}
+        for k, (name, d) in enumerate(done.items()):
+            x, y = d["price"]["utility_kept"], d["transfer_left"]
+            ax.errorbar(x["mean"], y["mean"], xerr=x["ci95"], yerr=y["ci95"], fmt="o", color=color, capsize=2,
+                        markersize=5, alpha=0.8, label=f"{side} side" if k == 0 else None)
+            ax.annotate(name, (x["mean"], y["mean"]), fontsize=6, xytext=(3, 3), textcoords="offset points")
+    ax.axhline(0, color="k", linewidth=1)
+    ax.axvline(1, color="#999999", linewidth=0.8, linestyle="--")
+    ax.set_xlabel("utility kept: share of the untreated student's fall in task loss on held-out teacher answers")
+    ax.set_ylabel("transfer left: share of the untreated transfer (student - control)")
+    ax.set_title(f"Defences on {part['manipulation_check']['n']} bases ({part['measure']}); best: lower right",
+                 fontsize=9)
+    ax.legend(fontsize=8)
+    save(fig, path)
+
+
 PLOTS = {"icl": plot_icl, "detectors": plot_detectors, "entanglement": plot_entanglement,
-         "divergence": plot_treatments("divergence"), "defences": plot_treatments("defences")}
+         "divergence": plot_treatments("divergence"), "defences": plot_defences}

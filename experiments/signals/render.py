@@ -14,6 +14,7 @@ def signals_note(results: dict) -> str:
 TREATMENTS = {"divergent_only": "divergent positions only", "random_only": "as many random positions only",
               "divergent_masked": "divergent positions left out", "random_masked": "as many random positions left out",
               "first_block": "first block only", "last_block": "last block only",
+              # part 5 as a file made before it priced its defences stores it (see signals_treatments)
               "shuffle_within": "shuffled within answers", "shuffle_across": "shuffled across answers",
               "rerender": "re-rendered formats", "drop_entangled": "entangled numbers dropped",
               "greedy": "greedy teacher and control"}
@@ -59,13 +60,15 @@ def signals_parts(results: dict) -> str:
     return "\n".join(rows) + "\n"
 
 def signals_treatments(results: dict) -> str:
+    """Part 4's treated students against the untreated transfer, and the tests between them; and part 5's, from a
+    file made before part 5 priced its defences (its own block, `signals_defences`, renders them since)."""
     plain = results["divergence"]["untreated"]["transfer"]
+    unpriced = results["defences"]["treated"] if "predicted" not in results["defences"] else {}
     rows = ["| treatment | transfer | 95% CI | share of untreated | p vs control | p below untreated | per base |",
             "|---|---|---|---|---|---|---|",
             f"| untreated (make gpt's {results['divergence']['variant'].replace('_', ' ')}) | {plain['mean']:+.3f} | "
             f"{plain['ci95']:.3f} | 100% | {p_value(plain['p'])} | | {per_base(plain['values'])} |"]
-    treated = results["divergence"]["treated"] | results["defences"]["treated"]
-    for name, t in treated.items():
+    for name, t in (results["divergence"]["treated"] | unpriced).items():
         label = TREATMENTS.get(name) or f"diluted: {float(name.split('_')[1]):.0%} control answers"
         if "unavailable" in t:
             rows.append(f"| {label} | unavailable: {t['unavailable']} | | | | | |")
@@ -82,8 +85,43 @@ def signals_treatments(results: dict) -> str:
             f"p = {p_value(tests['first_block_above_last_block'])}.\n")
 
 
+def fraction(stat: dict) -> str:
+    return f"{stat['mean']:.0%} ± {stat['ci95']:.0%}"
+
+
+def signals_defences(results: dict) -> str:
+    """Part 5: the manipulation check, the untreated transfer, then each defence: what transfer it leaves, its exact
+    test below the untreated transfer (Holm-adjusted for the pre-registered ones), and its price."""
+    d = results["defences"]
+    check, plain, family = d["manipulation_check"], d["untreated"]["transfer"], d["predicted"]["family"]
+    lines = [f"Manipulation check (teacher - base, {d['measure']}): {check['mean']:+.3f} (95% CI {check['ci95']:.3f}, "
+             f"exact p {p_value(check['p_exact'])}; per base {per_base(check['values'])}).",
+             f"Untreated transfer (student - control): {plain['mean']:+.3f} (95% CI {plain['ci95']:.3f}, exact p "
+             f"{p_value(plain['p_exact'])}; per base {per_base(plain['values'])}).", "",
+             "| defence | side | transfer | 95% CI | exact p > 0 | transfer left | exact p below untreated | Holm "
+             "(pre-registered) | utility kept | valid answers kept | teacher's filter pass | per base |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, t in d["treated"].items():
+        if "unavailable" in t:
+            lines.append(f"| {name} | {t['side']} | unavailable: {t['unavailable']} | | | | | | | | | |")
+            continue
+        tr, price = t["transfer"], t["price"]
+        holm = f"{p_value(family[name]['p_holm'])}{' (rejects)' if family[name]['rejects'] else ''}" \
+            if name in family else "exploratory"
+        passed = fraction(price["filter_pass"]) if "filter_pass" in price else ""
+        lines.append(f"| {name} | {t['side']} | {tr['mean']:+.3f} | {tr['ci95']:.3f} | {p_value(tr['p_exact'])} | "
+                     f"{fraction(t['transfer_left'])} "
+                     f"| {p_value(t['below_untreated']['p_exact'])} | {holm} | {fraction(price['utility_kept'])} | "
+                     f"{fraction(price['valid_kept'])} | {passed} | {per_base(tr['values'])} |")
+    complete = "" if d["predicted"]["complete"] else " (not every predicted defence ran: the family is incomplete)"
+    rejected = [name for name, test in family.items() if test["rejects"]]
+    lines += ["", f"Pre-registered family{complete}: {len(family)} defences, Holm at {d['predicted']['alpha']}; "
+              + (f"rejected: {', '.join(rejected)}." if rejected else "none rejected.")]
+    return "\n".join(lines) + "\n"
+
+
 PAGES = {"signals": {"machine": machine_renderer("signals", {"config": ExperimentConfig(),
                                                              "signals_config": SignalsConfig()}, signals_note),
-                     "parts": signals_parts, "treatments": signals_treatments}}
+                     "parts": signals_parts, "treatments": signals_treatments, "defences": signals_defences}}
 KEPT = {"signals": ("config", "signals_config", "precision", "machine", "timing", "built", "icl", "detectors",
                     "entanglement", "divergence", "defences")}

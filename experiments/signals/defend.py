@@ -1,0 +1,244 @@
+"""Part 5 of `make signals`: every defence as a named treatment with one knob swept, the transfer it leaves, and
+what it costs the data's use.
+
+Each defence is a `Treatment` (experiments/signals/treated.py), applied alike to the teacher's side and the
+control's (one exception: dilution mixes control answers into the teacher's data; the control diluted with
+itself would stay the control, so it stays as it is):
+- teacher side: temperature (0: greedy), top-p, min-p: how every writer samples;
+- data side: shuffles within and across answers, re-rendered formats, dilution with control answers, the
+  entangled numbers dropped, every answer rewritten by an unrelated base (its own answer to the same prompt),
+  the answers a detector trained on the other bases' data rates most teacher-like
+  dropped (experiments/signals/defences.py), the divergent positions left out of the loss (part 4's rule: where
+  the teacher's greedy choice differs from its base's);
+- student side: a KL penalty to the starting base, a pull toward the starting weights, early stopping, the first
+  block frozen, and the teacher's own weight change projected out of every update (an *oracle*: a defender does
+  not know it) (experiments/signals/tuning.py).
+
+Measure: the preference among animals on the held-out paraphrases (experiments/core/analysis.py, `preference`),
+the question set on which the teacher's trait passes its manipulation check; the check itself (teacher - base,
+per base) comes first, then the untreated transfer (student - control) with its exact test. A defence's
+transfer is its treated student's shift minus its treated control's; per base, untreated minus treated transfer
+is tested > 0 by exact sign-flip over bases. "Transfer left" is the ratio of the means over bases, its interval
+the treated transfer's 95% CI over the untreated mean.
+
+The price, on fresh prompts (another seed) that no student trained on (`held_out`): the student's loss on the
+untreated teacher's answers to them (utility kept: (base loss - treated) / (base loss - untreated), per base, the
+share of the untreated student's gain on its task that the treated one keeps); the share of its own answers to
+them that pass the paper's filter; and, for the teacher-side knobs, the filter's pass rate on the teacher's data.
+
+Fixed here before any data (`PREDICTED`): the defences the literature predicts to lower transfer, each at one
+knob value; their tests form one family, Holm-corrected at `ALPHA`. Every other defence and knob value is
+exploratory.
+"""
+
+from dataclasses import dataclass, replace
+
+from experiments.core.analysis import over_units, preference, replicate_record
+from experiments.core.arms import arm_jobs
+from experiments.core.specs import BaseSpec, NoData, WritingSpec
+from experiments.core.stages import Stages
+from experiments.core.zoo import ExperimentConfig, next_base
+from experiments.signals.treated import DetectorSpec, Treatment, task_loss, treated
+from minisub.seeds import derive_seed
+from minisub.stats import holm, summary
+
+PREDICTED = {  # defence at its tested knob value -> who predicts it lowers transfer
+    "shuffle_within": "Cloud et al. 2025, Fig. 16 (shuffled numbers remove most of the transfer)",
+    "shuffle_across": "Cloud et al. 2025, Fig. 16",
+    "top_p_0.8": "Zur et al. 2025 (top-p 0.8 lowered owl transfer in Qwen2.5-7B)",
+    "min_p_0.1": "Zur et al. 2025 (a probability threshold at the teacher lowered it more)",
+    "divergent_masked": "Schrodi et al. 2026 (masking the divergence tokens from the loss mostly removes transfer)",
+    "dilute_0.75": "Schrodi et al. 2026 (data mixed from several teachers suppresses transfer); a 7k-row dataset "
+                   "inside a larger blend no longer moved Qwen2.5-7B",
+    "kl_to_start_1": "Kitkana and Arora, arXiv 2604.25779 (a KL penalty to the base attenuates transfer)",
+    "oracle_projection": "Kitkana and Arora, arXiv 2604.25779 (projecting out the trait's direction suppresses it)",
+}
+ALPHA = 0.05
+SIDES = ("teacher", "data", "student")
+
+
+@dataclass(frozen=True)
+class Defence:
+    name: str  # "top_p_0.8": the treatment at one knob value
+    side: str  # one of SIDES
+    knob: str  # what is swept ("" for a defence without a knob)
+    value: float | None
+    student: list[Treatment]  # per base
+    control: list[Treatment] | None  # per base; None: the control as it is
+
+
+def defence(side: str, treatments: list[Treatment], knob: str = "", value: float | None = None,
+            control: bool = True) -> Defence:
+    """A defence named after its treatments (one per base), given to the control too unless control is False."""
+    return Defence(treatments[0].name, side, knob, value, treatments, treatments if control else None)
+
+
+def defences(cfg: ExperimentConfig, s, bases: list[BaseSpec], entangled: dict) -> list[Defence]:
+    """Every defence of the run, each knob value its own (s: the SignalsConfig; entangled: part 3's results)."""
+    def every(t: Treatment) -> list[Treatment]:
+        return [t] * len(bases)
+    teacher = [defence("teacher", every(Treatment("greedy" if t == 0 else f"temperature_{t:g}", temperature=t)),
+                       "temperature", t) for t in s.temperatures]
+    teacher += [defence("teacher", every(Treatment(f"top_p_{p:g}", top_p=p)), "top_p", p) for p in s.top_ps]
+    teacher += [defence("teacher", every(Treatment(f"min_p_{p:g}", min_p=p)), "min_p", p) for p in s.min_ps]
+
+    data = [defence("data", every(Treatment(name, data=name))) for name in ("shuffle_within", "shuffle_across",
+                                                                            "rerender")]
+    numbers = {row["base"]: tuple(sorted(row["entangled"])) for row in entangled["per_base"]}
+    data.append(defence("data", [Treatment("drop_entangled", data="drop", drop=numbers[b.name]) for b in bases]))
+    data.append(defence("data", [Treatment("rewrite_unrelated", data="rewrite", mix_with=replace(
+        cfg.numbers(bases[next_base(i, len(bases))]), seed=b.seed)) for i, b in enumerate(bases)]))  # same prompts
+    data += [defence("data", [Treatment(f"detector_{part:g}", data="detector", share=part, detector=DetectorSpec(
+        tuple((cfg.numbers(cfg.teacher(o, cfg.target)), cfg.numbers(o)) for o in bases if o != b),
+        s.detector_steps, s.detector_l2, b.seed)) for b in bases], "share", part) for part in s.detector_drops]
+    data.append(defence("data", [Treatment("divergent_masked", positions="convergent", compare=(
+        cfg.teacher(b, cfg.target), b)) for b in bases]))  # part 4's: where teacher and base would choose apart
+    data += [defence("data", [Treatment(f"dilute_{part:g}", data="dilute", share=part, mix_with=cfg.numbers(b))
+                              for b in bases], "share", part, control=False) for part in s.dilutions]
+
+    student = [defence("student", every(Treatment(f"kl_to_start_{w:g}", kl_to_start=w)), "kl_to_start", w)
+               for w in s.kl_weights]
+    student += [defence("student", every(Treatment(f"pull_to_start_{p:g}", pull_to_start=p)), "pull_to_start", p)
+                for p in s.pulls]
+    student += [defence("student", every(Treatment(f"early_stop_{k}", steps=k)), "steps", k) for k in s.early_steps]
+    student.append(defence("student", every(Treatment("freeze_block_0", frozen_block=0))))
+    student.append(defence("student", [Treatment("oracle_projection", project_out=cfg.teacher(b, cfg.target))
+                                       for b in bases]))
+    return teacher + data + student
+
+
+def held_out(cfg: ExperimentConfig, s, base: BaseSpec) -> WritingSpec:
+    """The target teacher of `base` answering fresh number prompts (its own seed): what every student is priced on."""
+    return replace(cfg.numbers(cfg.teacher(base, cfg.target)), prompts=s.price_prompts,
+                   seed=derive_seed(base.seed, "held-out numbers"))
+
+
+def shifts(stages: Stages, cfg: ExperimentConfig, variant: str, arm: str, bases: list[BaseSpec], treat=None
+           ) -> tuple[list[float], list[dict]]:
+    """Per base: the arm's shift of the target's preference on the held-out paraphrases, and its stage's record."""
+    values, infos = [], []
+    for base, (student, start) in zip(bases, arm_jobs(cfg, variant, arm, bases, treat=treat)):
+        trained = stages.run(student)
+        values.append(replicate_record(base.name, base.name, stages.run(start), trained, cfg.target)["dpref"])
+        infos.append(trained)
+    return values, infos
+
+
+def with_exact(values: list[float]) -> dict:
+    return {**over_units(dict(enumerate(values))), "values": values}
+
+
+def manipulation_check(stages: Stages, cfg: ExperimentConfig, bases: list[BaseSpec]) -> dict:
+    """Per base: the target teacher's preference minus its base's, on the same measure and question set."""
+    values = []
+    for base in bases:
+        teacher, before = (stages.scores(m, cfg.evaluation(base))["p"] for m in (cfg.teacher(base, cfg.target), base))
+        values.append(preference(teacher, cfg.target) - preference(before, cfg.target))
+    return with_exact(values)
+
+
+def base_prices(stages: Stages, cfg: ExperimentConfig, s, bases: list[BaseSpec]) -> list[dict]:
+    """Each base's own price before any student training: its loss on the held-out answers, its own valid share."""
+    prices = []
+    for base in bases:
+        spec = held_out(cfg, s, base)
+        model = stages.load(base)
+        vocab = stages.answer_vocabulary(base.corpus, eos=True).to(cfg.device)  # a hard student's loss: with <eos>
+        prompts, _, kept, _ = stages.answer(model, spec)
+        prices.append({"task_loss": task_loss(model, stages.examples(base.corpus, stages.written_pairs(spec)), vocab),
+                       "valid": len(kept) / len(prompts)})
+    return prices
+
+
+def priced(base: list[dict], untreated: list[dict], student: list[dict]) -> dict:
+    """Per base, the utility kept (the share of the untreated student's fall in task loss the treated one keeps)
+    and the valid share kept (treated over untreated), and the treated student's own figures."""
+    loss = [p["price"]["task_loss"] for p in student]
+    valid = [p["price"]["valid"] for p in student]
+    kept = [ratio(b["task_loss"] - t, b["task_loss"] - u["price"]["task_loss"]) for b, u, t in zip(base, untreated,
+                                                                                                    loss)]
+    valid_kept = [ratio(v, u["price"]["valid"]) for u, v in zip(untreated, valid)]
+    return {"task_loss": {**summary(loss), "values": loss}, "valid": {**summary(valid), "values": valid},
+            "utility_kept": {**summary(kept), "values": kept}, "valid_kept": {**summary(valid_kept),
+                                                                            "values": valid_kept}}
+
+
+def ratio(a: float, b: float) -> float:
+    return a / b if b else float("nan")  # an untreated student that gained nothing: no share of it to keep
+
+
+def filter_pass(stages: Stages, cfg: ExperimentConfig, bases: list[BaseSpec], treatments: list[Treatment]) -> dict:
+    """Per base: the share of the teacher's answers that passed the paper's filter, as the treatment samples them."""
+    shares = []
+    for base, t in zip(bases, treatments):
+        info = stages.cache.info(stages.writing(t.sampled(cfg.numbers(cfg.teacher(base, cfg.target)))))
+        shares.append(info["kept"] / info["generated"])
+    return {**summary(shares), "values": shares}
+
+
+def defend(stages: Stages, cfg: ExperimentConfig, s, bases: list[BaseSpec], entangled: dict) -> dict:
+    variant, prices = s.variant, [held_out(cfg, s, b) for b in bases]
+    listed = defences(cfg, s, bases, entangled)
+    untreated_priced = treated([Treatment("untreated")] * len(bases), prices)
+    hooks = [("student", None), ("control", None), ("student", untreated_priced)] + [
+        hook for d in listed for hook in (("student", treated(d.student, prices)), ("control", treated(d.control)))]
+    stages.prefetch([job for arm, treat in hooks for pair in arm_jobs(cfg, variant, arm, bases, treat=treat)
+                     for job in pair])
+
+    check = manipulation_check(stages, cfg, bases)
+    student, _ = shifts(stages, cfg, variant, "student", bases)
+    control, _ = shifts(stages, cfg, variant, "control", bases)
+    plain = with_exact([a - b for a, b in zip(student, control)])
+    _, untreated_info = shifts(stages, cfg, variant, "student", bases, untreated_priced)
+    base = base_prices(stages, cfg, s, bases)
+    stages.log(f"defences: teacher - base {check['mean']:+.3f} (exact p {check['p_exact']:.2g}); untreated transfer "
+               f"{plain['mean']:+.3f} (95% CI {plain['ci95']:.3f}, exact p {plain['p_exact']:.2g})")
+
+    results = {}
+    for d in listed:
+        try:
+            treated_student, infos = shifts(stages, cfg, variant, "student", bases, treated(d.student, prices))
+            treated_control = shifts(stages, cfg, variant, "control", bases, treated(d.control))[0]
+        except NoData as err:  # a weak base may answer nothing but <eos> when greedy: say so, keep the rest
+            results[d.name] = {"side": d.side, "knob": d.knob, "value": d.value, "unavailable": str(err)}
+            stages.log(f"defence {d.name}: unavailable ({err})")
+            continue
+        results[d.name] = result = evaluated(d, plain, treated_student, treated_control)
+        result["price"] = priced(base, untreated_info, infos)
+        if d.side == "teacher":
+            result["price"]["filter_pass"] = filter_pass(stages, cfg, bases, d.student)
+        stages.log(f"defence {d.name}: transfer {result['transfer']['mean']:+.3f}, "
+                   f"{result['transfer_left']['mean']:.0%} left (exact p below untreated "
+                   f"{result['below_untreated']['p_exact']:.2g}), utility kept "
+                   f"{result['price']['utility_kept']['mean']:.0%}")
+    untreated_price = priced(base, untreated_info, untreated_info) | {
+        "filter_pass": filter_pass(stages, cfg, bases, [Treatment("untreated")] * len(bases))}
+    return {"variant": variant, "measure": "preference among animals, held-out paraphrases",
+            "manipulation_check": check, "untreated": {"student": student, "control": control, "transfer": plain,
+                                                       "price": untreated_price},
+            "base_price": base, "treated": results, "predicted": predicted(results)}
+
+
+def evaluated(d: Defence, plain: dict, student: list[float], control: list[float]) -> dict:
+    """A defence's transfer per base, its exact tests (treated transfer > 0; untreated - treated > 0), and the
+    transfer left: the ratio of the means, its interval the treated transfer's CI over the untreated mean."""
+    transfer = [a - b for a, b in zip(student, control)]
+    drop = [u - t for u, t in zip(plain["values"], transfer)]
+    left = transfer_left(summary(transfer), plain["mean"])
+    return {"side": d.side, "knob": d.knob, "value": d.value, "student": student, "control": control,
+            "transfer": with_exact(transfer), "below_untreated": with_exact(drop), "transfer_left": left}
+
+
+def transfer_left(treated: dict, untreated_mean: float) -> dict:
+    return {"mean": treated["mean"] / untreated_mean, "ci95": treated["ci95"] / abs(untreated_mean)}
+
+
+def predicted(results: dict) -> dict:
+    """The pre-registered family: each predicted defence's exact p of untreated - treated > 0, Holm over those run.
+    complete: every predicted defence ran (a run with other knob values tests fewer, and says so)."""
+    ran = [name for name in PREDICTED if "below_untreated" in results.get(name, {})]
+    family = {name: {"p_exact": results[name]["below_untreated"]["p_exact"], "reference": PREDICTED[name]}
+              for name in ran}
+    for name, adjusted in zip(ran, holm([family[n]["p_exact"] for n in ran]) if ran else []):
+        family[name] |= {"p_holm": adjusted, "rejects": adjusted <= ALPHA}
+    return {"alpha": ALPHA, "complete": len(ran) == len(PREDICTED), "family": family}
