@@ -106,3 +106,13 @@ def stage_keys(out, kind: str) -> dict:
     as a greedy writer's student left without data, has a folder but no done.json)."""
     return {folder.name: json.loads((folder / "done.json").read_text())["key"]
             for folder in sorted((out / "cache").glob(f"{kind}-*")) if (folder / "done.json").exists()}
+
+
+def refusal(entry, argv: list[str], tmp_path, capsys) -> tuple[int, str]:
+    """An entry point run on bad input, with fresh --out and --cache under tmp_path: its exit code and its stderr.
+    The flags' own limits stop the parser (SystemExit); a check across two configs is the run's first step."""
+    try:
+        code = entry(argv + ["--out", str(tmp_path / "out"), "--cache", str(tmp_path / "cache")])
+    except SystemExit as stop:
+        code = stop.code
+    return code, capsys.readouterr().err.strip()

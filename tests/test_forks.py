@@ -7,7 +7,7 @@ import random
 
 import pytest
 import torch
-from conftest import QUICK_CONFIG
+from conftest import QUICK_CONFIG, refusal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -69,11 +69,7 @@ def test_a_family_chains_its_stops_and_every_child_has_a_main_bases_training(ste
     (["--base-steps", "100", "--fork-points", "0.5", "0.504"], "two points fall on one step"),
 ])
 def test_bad_fork_points_and_pairs_are_one_line_before_any_work(argv, message, tmp_path, capsys):
-    try:  # the flags' own limits stop the parser; the check across both configs is the run's first step
-        code = main(argv + ["--out", str(tmp_path / "out"), "--cache", str(tmp_path / "cache")])
-    except SystemExit as stop:
-        code = stop.code
-    err = capsys.readouterr().err.strip()
+    code, err = refusal(main, argv, tmp_path, capsys)
     assert code == 2 and message in err and len(err.splitlines()) == 1, err
     assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()
 

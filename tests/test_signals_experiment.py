@@ -4,7 +4,7 @@ per base, nothing of make gpt's rebuilt, treated students that are what their tr
 import json
 
 import pytest
-from conftest import QUICK, QUICK_CONFIG, stage_keys
+from conftest import QUICK, QUICK_CONFIG, refusal, stage_keys
 
 from experiments.signals.experiment import SignalsConfig
 from experiments.signals.experiment import main as signals_main
@@ -94,11 +94,7 @@ def test_treated_students_train_what_their_treatment_says(quick_run, signals_run
     (["--variant", "hard_lora"], "--variant must be one of hard_full, soft_full"),
 ])
 def test_bad_signals_input_is_one_line_before_any_work(argv, message, capsys, tmp_path):
-    try:  # the flags' own limits stop the parser; the check across both configs is the run's first step
-        code = signals_main(argv + ["--out", str(tmp_path / "out"), "--cache", str(tmp_path / "cache")])
-    except SystemExit as stop:
-        code = stop.code
-    err = capsys.readouterr().err.strip()
+    code, err = refusal(signals_main, argv, tmp_path, capsys)
     assert code == 2 and message in err and len(err.splitlines()) == 1, err
     assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()
 

@@ -38,7 +38,7 @@ from experiments.core.arms import arm_jobs
 from experiments.core.specs import BaseSpec, NoData, WritingSpec
 from experiments.core.stages import Stages
 from experiments.core.zoo import ExperimentConfig, next_base
-from experiments.signals.treated import DetectorSpec, Treatment, task_loss, treated
+from experiments.signals.treated import DetectorSpec, Treatment, price, treated
 from minisub.seeds import derive_seed
 from minisub.stats import holm, summary
 
@@ -54,13 +54,12 @@ PREDICTED = {  # defence at its tested knob value -> who predicts it lowers tran
     "oracle_projection": "Kitkana and Arora, arXiv 2604.25779 (projecting out the trait's direction suppresses it)",
 }
 ALPHA = 0.05
-SIDES = ("teacher", "data", "student")
 
 
 @dataclass(frozen=True)
 class Defence:
     name: str  # "top_p_0.8": the treatment at one knob value
-    side: str  # one of SIDES
+    side: str  # teacher, data or student
     knob: str  # what is swept ("" for a defence without a knob)
     value: float | None
     student: list[Treatment]  # per base
@@ -138,16 +137,9 @@ def manipulation_check(stages: Stages, cfg: ExperimentConfig, bases: list[BaseSp
 
 
 def base_prices(stages: Stages, cfg: ExperimentConfig, s, bases: list[BaseSpec]) -> list[dict]:
-    """Each base's own price before any student training: its loss on the held-out answers, its own valid share."""
-    prices = []
-    for base in bases:
-        spec = held_out(cfg, s, base)
-        model = stages.load(base)
-        vocab = stages.answer_vocabulary(base.corpus, eos=True).to(cfg.device)  # a hard student's loss: with <eos>
-        prompts, _, kept, _ = stages.answer(model, spec)
-        prices.append({"task_loss": task_loss(model, stages.examples(base.corpus, stages.written_pairs(spec)), vocab),
-                       "valid": len(kept) / len(prompts)})
-    return prices
+    """Each base's own price before any student training, measured as a student's is (`price`)."""
+    vocab = [stages.answer_vocabulary(b.corpus, eos=True) for b in bases]  # a hard student's loss: with <eos>
+    return [price(stages, stages.load(b), held_out(cfg, s, b), v)["price"] for b, v in zip(bases, vocab)]
 
 
 def priced(base: list[dict], untreated: list[dict], student: list[dict]) -> dict:

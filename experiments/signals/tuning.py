@@ -62,11 +62,12 @@ def trainable(model: GPT) -> dict[str, torch.Tensor]:
 
 def pull_to_start(model: GPT, share: float) -> StepHook:
     """After each step: w <- w - share * (w - w_start) for every trainable weight (the start: the weights now)."""
-    start = {name: p.detach().clone() for name, p in trainable(model).items()}
+    params = trainable(model)
+    start = {name: p.detach().clone() for name, p in params.items()}
 
     @torch.no_grad()
     def pull(step: int, m: GPT) -> None:
-        for name, p in trainable(m).items():
+        for name, p in params.items():
             p.sub_(share * (p - start[name]))
     return pull
 
@@ -85,9 +86,8 @@ def project_out(model: GPT, direction: dict[str, torch.Tensor]) -> StepHook:
 
     @torch.no_grad()
     def project(step: int, m: GPT) -> None:
-        moved = trainable(m)
-        along = sum((moved[name] - start[name]).double().mul(unit[name]).sum() for name in unit)
-        for name, p in moved.items():
+        along = sum((params[name] - start[name]).double().mul(unit[name]).sum() for name in unit)
+        for name, p in params.items():
             p.sub_(along.to(p.dtype) * unit[name])
     return project
 
