@@ -15,9 +15,10 @@ experiments used:
   two-sided against zero for "A_vs_zero";
 - the specificity tests (make gpt's diagonal against the rest of the column, make grid's per
   cluster), make lora-rank's LoRA-minus-full gaps, signals' detector AUCs, entanglement and
-  divergence summaries and its treatments against the untreated transfer, its defences (each transfer
-  from its arms, the drop from the untreated one, the pre-registered family's p), the filters' pass
-  rates, make gpt's ladder's dose-response and its graded teachers' rank correlations, its
+  divergence summaries and its treatments against the untreated transfer, its defences on every question
+  set (each transfer from its arms, the drop from the untreated one, the task-loss cost from the students'
+  losses, the pre-registered family's p), the filters' pass rates, make gpt's ladder's
+  dose-response and its graded teachers' rank correlations, its
   pre-registration v2 sequence (which steps ran and rejected, its H1 and dose values against the
   ladder's), make forks' per-pair contrasts, Holm over its fork points and its fixed sequence,
   and the "p" of a summary whose key says which test it is (`P_TESTS`).
@@ -162,7 +163,7 @@ class Recheck:
                 self.summary(f"{path}.{key}", node[key], [r[field] for r in node["share_per_base"]])
         if isinstance(node.get("treated"), dict) and "predicted" in node:
             self.defences(node, path)
-        elif isinstance(node.get("treated"), dict) and "untreated" in node:
+        elif isinstance(node.get("treated"), dict) and "tests" in node:  # part 4's (its defences' sets: above)
             self.treatments(node, path)
 
     def sequence(self, v2: dict, path: str) -> None:
@@ -269,8 +270,25 @@ class Recheck:
                       paired_greater(done[a]["transfer"]["values"], done[b]["transfer"]["values"]))
 
     def defences(self, node: dict, path: str) -> None:
-        """Signals' defences: each transfer from its student and control shifts, the drop from the untreated
-        transfer, the transfer left, and the pre-registered family's p from the defences' own tests."""
+        """Signals' defences, on every question set: each transfer from its student and control shifts, the drop
+        from the untreated transfer and the transfer left; each task-loss cost from the students' losses; and the
+        pre-registered family's p from the defences' own tests."""
+        done = self.transfers(node, path)
+        plain = node["untreated"]["price"]
+        self.differences(f"{path}.untreated.price.task_loss_below_base", plain["task_loss_below_base"]["values"],
+                         [b["task_loss"] for b in node["base_price"]], plain["task_loss"]["values"])
+        for name, t in done.items():
+            self.differences(f"{path}.treated.{name}.price.task_loss_cost", t["price"]["task_loss_cost"]["values"],
+                             t["price"]["task_loss"]["values"], plain["task_loss"]["values"])
+        for name, test in node["predicted"]["family"].items():
+            self.same(f"{path}.predicted.family.{name}.p_exact", test["p_exact"],
+                      done[name]["below_untreated"]["p_exact"])
+        for rung, figures in node["question_sets"].items():
+            self.transfers(figures, f"{path}.question_sets.{rung}")
+
+    def transfers(self, node: dict, path: str) -> dict:
+        """One question set's untreated and treated transfers, drops and transfers left; returns the defences that
+        ran."""
         plain = node["untreated"]
         self.differences(f"{path}.untreated.transfer", plain["transfer"]["values"], plain["student"], plain["control"])
         done = {name: t for name, t in node["treated"].items() if "transfer" in t}
@@ -283,9 +301,7 @@ class Recheck:
                       t["transfer"]["mean"] / plain["transfer"]["mean"])
             self.same(f"{where}.transfer_left.ci95", t["transfer_left"]["ci95"],
                       t["transfer"]["ci95"] / abs(plain["transfer"]["mean"]))
-        for name, test in node["predicted"]["family"].items():
-            self.same(f"{path}.predicted.family.{name}.p_exact", test["p_exact"],
-                      done[name]["below_untreated"]["p_exact"])
+        return done
 
     def differences(self, path: str, stored: list[float], a: list[float], b: list[float]) -> None:
         for i, (value, x, y) in enumerate(zip(stored, a, b, strict=True)):

@@ -21,8 +21,8 @@ def signed(x: float, digits: int = 2) -> str:
 def p_value(p: float) -> str:
     return f"{p:.2g}"
 
-def per_base(values: list[float]) -> str:
-    return ", ".join(signed(v) for v in values)
+def per_base(values: list[float], digits: int = 2) -> str:
+    return ", ".join(signed(v, digits) for v in values)
 
 def stages_built(results: dict) -> str:
     """'It built N stages (kind seconds, ...)': what a run of the stage cache built, from its timing record."""

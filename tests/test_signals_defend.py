@@ -13,7 +13,7 @@ from experiments.core.specs import key_of
 from experiments.core.students import AnswerVocabulary, hard_loss
 from experiments.core.zoo import ExperimentConfig
 from experiments.signals import tuning
-from experiments.signals.defend import PREDICTED, Defence, evaluated, predicted, priced
+from experiments.signals.defend import PREDICTED, evaluated, learned, predicted, priced
 from experiments.signals.treated import TreatedStudentSpec, Treatment, task_loss
 from minisub.data import ExampleSet
 from minisub.files import digest
@@ -146,13 +146,9 @@ def test_the_task_loss_is_the_loss_a_student_trains_on():
     assert task_loss(model, DATA, vocab, batch_size=3) == pytest.approx(whole, rel=1e-6)  # batches: the same mean
 
 
-def defence(name: str = "d", side: str = "data") -> Defence:
-    return Defence(name, side, "", None, [], None)
-
-
 def test_a_defence_is_measured_against_the_untreated_transfer_base_by_base():
     plain = {"values": [2.0, 4.0, 6.0], "mean": 4.0}
-    result = evaluated(defence(), plain, [2.0, 2.5, 4.0], [1.0, 0.5, 1.0])  # treated transfer 1, 2, 3
+    result = evaluated(plain, [2.0, 2.5, 4.0], [1.0, 0.5, 1.0])  # treated transfer 1, 2, 3
     assert result["transfer"]["values"] == [1.0, 2.0, 3.0] and result["transfer"]["mean"] == pytest.approx(2.0)
     assert result["below_untreated"]["values"] == [1.0, 2.0, 3.0]  # untreated - treated
     assert result["below_untreated"]["p_exact"] == pytest.approx(sign_flip_greater([1.0, 2.0, 3.0]))
@@ -160,14 +156,20 @@ def test_a_defence_is_measured_against_the_untreated_transfer_base_by_base():
     assert result["transfer_left"]["ci95"] == pytest.approx(result["transfer"]["ci95"] / 4.0)
 
 
-def test_the_price_is_the_share_of_the_untreated_gain_kept():
-    base = [{"task_loss": 5.0, "valid": 0.9}, {"task_loss": 6.0, "valid": 0.8}]
+def test_the_price_is_the_treated_students_extra_task_loss_and_its_share_of_valid_answers():
     untreated = [{"price": {"task_loss": 3.0, "valid": 0.9}}, {"price": {"task_loss": 2.0, "valid": 0.8}}]
-    student = [{"price": {"task_loss": 4.0, "valid": 0.45}}, {"price": {"task_loss": 2.0, "valid": 0.8}}]
-    price = priced(base, untreated, student)
-    assert price["utility_kept"]["values"] == [pytest.approx(0.5), pytest.approx(1.0)]  # (5-4)/(5-3), (6-2)/(6-2)
+    student = [{"price": {"task_loss": 4.0, "valid": 0.45}}, {"price": {"task_loss": 2.5, "valid": 0.8}}]
+    price = priced(untreated, student)
+    assert price["task_loss_cost"]["values"] == [pytest.approx(1.0), pytest.approx(0.5)]  # treated - untreated
+    assert price["task_loss_cost"]["p_exact"] == pytest.approx(0.25)  # 2 bases, both up: 1 of 4 sign flips
     assert price["valid_kept"]["values"] == [pytest.approx(0.5), pytest.approx(1.0)]
-    assert price["task_loss"]["mean"] == pytest.approx(3.0)
+    assert price["task_loss"]["mean"] == pytest.approx(3.25)
+
+
+def test_what_the_untreated_student_learned_is_its_fall_in_task_loss_below_its_base():
+    base = [{"task_loss": 5.0}, {"task_loss": 1.5}]
+    untreated = [{"price": {"task_loss": 3.0}}, {"price": {"task_loss": 2.0}}]
+    assert learned(base, untreated)["values"] == [pytest.approx(2.0), pytest.approx(-0.5)]
 
 
 def test_the_predicted_family_is_holm_over_the_predicted_defences_that_ran():

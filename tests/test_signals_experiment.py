@@ -8,6 +8,7 @@ from conftest import QUICK, QUICK_CONFIG, refusal, stage_keys
 
 from experiments.signals.experiment import SignalsConfig
 from experiments.signals.experiment import main as signals_main
+from experiments.tasks.ladder import RUNGS
 from minisub.config import quick_values
 
 SIGNALS_QUICK = quick_values(SignalsConfig)
@@ -47,11 +48,17 @@ def test_signals_writes_every_part_per_base_and_builds_nothing_make_gpt_built(qu
         "divergent_masked", "dilute_0.75", "kl_to_start_1", "pull_to_start_0.1", "early_stop_3", "freeze_block_0",
         "oracle_projection"}
     for name, t in r["defences"]["treated"].items():
-        if "price" in t:  # utility kept: the untreated student's is 1 by definition
-            assert len(t["price"]["utility_kept"]["values"]) == n and ("filter_pass" in t["price"]) == (
+        if "price" in t:
+            assert len(t["price"]["task_loss_cost"]["values"]) == n and ("filter_pass" in t["price"]) == (
                 t["side"] == "teacher"), name
-    assert r["defences"]["untreated"]["price"]["utility_kept"]["values"] == pytest.approx([1.0] * n)
+    untreated = r["defences"]["untreated"]["price"]  # its cost is 0 and it keeps all its valid answers, by definition
+    assert untreated["task_loss_cost"]["values"] == [0.0] * n and untreated["valid_kept"]["values"] == [1.0] * n
+    assert len(untreated["task_loss_below_base"]["values"]) == n
     assert set(r["defences"]["predicted"]["family"]) <= set(r["defences"]["treated"])
+    ran = {name for name, t in r["defences"]["treated"].items() if "transfer" in t}
+    assert set(r["defences"]["question_sets"]) == set(RUNGS) - {"held_out"}  # the held-out ones: the top level
+    for rung, figures in r["defences"]["question_sets"].items():
+        assert len(figures["manipulation_check"]["values"]) == n and set(figures["treated"]) == ran, rung
     kinds = {name.split("-")[0] for name in r["built"]}
     assert not kinds & {"corpus", "base", "teacher", "student"}  # the zoo, teachers and students were reused
     assert kinds >= {"context", "treated"}
@@ -100,8 +107,8 @@ def test_bad_signals_input_is_one_line_before_any_work(argv, message, capsys, tm
 
 
 def test_the_defences_figures_are_rechecked_from_their_per_base_values(signals_run):
-    """make report recomputes part 5's figures: a stored transfer, drop or pre-registered p that its values do not
-    give is refused, naming it."""
+    """make report recomputes part 5's figures: a stored transfer, drop, task-loss cost or pre-registered p that its
+    values do not give is refused, naming it."""
     import copy
 
     from experiments.recheck import recheck
@@ -109,7 +116,12 @@ def test_the_defences_figures_are_rechecked_from_their_per_base_values(signals_r
     assert recheck(signals_run, "signals") > 0
     name = next(iter(signals_run["defences"]["predicted"]["family"]))
     for path in (("treated", name, "transfer", "values", 0), ("treated", name, "below_untreated", "p_exact"),
-                 ("predicted", "family", name, "p_exact"), ("treated", name, "transfer_left", "mean")):
+                 ("predicted", "family", name, "p_exact"), ("treated", name, "transfer_left", "mean"),
+                 ("treated", name, "price", "task_loss_cost", "values", 0),
+                 ("treated", name, "price", "task_loss_cost", "mean"),
+                 ("untreated", "price", "task_loss_below_base", "values", 0),
+                 ("question_sets", "new_wording", "treated", name, "transfer", "values", 0),
+                 ("question_sets", "own", "treated", name, "transfer_left", "mean")):
         tampered = copy.deepcopy(signals_run)
         node = tampered["defences"]
         for key in path[:-1]:

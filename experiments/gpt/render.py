@@ -10,6 +10,7 @@ import math
 
 from experiments.core.zoo import ExperimentConfig
 from experiments.gpt.lora_rank import LoraRankConfig
+from experiments.tasks.ladder import RUNG_LABELS
 from minisub.files import read_json
 from minisub.render import RESULTS, machine_renderer, make_command, p_value, per_base, signed, stages_built
 from minisub.stats import replicates_for_power
@@ -123,8 +124,6 @@ def gpt_animals(results: dict) -> str:
     return "\n".join(rows) + "\n"
 
 
-LADDER_SETS = {"own": "the teacher's own questions", "held_out": "held-out paraphrases",
-               "held_out_stems": "held-out stems", "new_wording": "new wording", "after_numbers": "after numbers"}
 LADDER_FIGURES = ("teacher", "student_minus_control", "student_minus_neutral", "student_minus_cross_init", "ratio")
 
 
@@ -139,7 +138,7 @@ def gpt_ladder(results: dict) -> str:
             cells = [f"{signed(figures[f]['mean'], 3)} ±{figures[f]['ci95']:.3f}, p {p_value(figures[f]['p_exact'])}"
                      for f in LADDER_FIGURES]
             dose = figures["dose"]
-            first = f"{LADDER_SETS.get(rung, rung)} ({r['distance']})" if figures is r else ""
+            first = f"{RUNG_LABELS.get(rung, rung)} ({r['distance']})" if figures is r else ""
             rows.append(f"| {first} | {label} | " + " | ".join(cells) + f" | {dose['rho']:+.2f} ({p_value(dose['p'])}) |")
     return "\n".join(rows) + "\n"
 
@@ -154,7 +153,7 @@ def gpt_dose(results: dict) -> str:
         cells = [f"{signed(teacher, 3)}, {signed(transfer, 3)}" for _, teacher, transfer in r["means"]]
         rho = r["rho"]
         up = sum(v > 0 for v in rho["per_base"].values())
-        rows.append(f"| {LADDER_SETS.get(rung, rung)} ({results['ladder'][rung]['distance']}) | " + " | ".join(cells)
+        rows.append(f"| {RUNG_LABELS.get(rung, rung)} ({results['ladder'][rung]['distance']}) | " + " | ".join(cells)
                     + f" | {signed(rho['mean'], 2)} ±{rho['ci95']:.2f} | {p_value(rho['p_exact'])} | "
                     f"{up} of {len(rho['per_base'])} |")
     return "\n".join(rows) + "\n"
@@ -167,7 +166,7 @@ def gpt_one_vector(results: dict) -> str:
     for optimizer, rungs in results["one_vector"].items():
         for rung, r in rungs.items():
             gap = r["student_minus_control"]
-            rows.append(f"| {LADDER_SETS.get(rung, rung)} ({results['ladder'][rung]['distance']}) | {optimizer} | "
+            rows.append(f"| {RUNG_LABELS.get(rung, rung)} ({results['ladder'][rung]['distance']}) | {optimizer} | "
                         f"{signed(gap['mean'], 3)} ±{gap['ci95']:.3f} | {p_value(gap['p_exact'])} | {r['share']:.2f} |")
     return "\n".join(rows) + "\n"
 
@@ -178,7 +177,7 @@ def gpt_v2(results: dict) -> str:
     v2 = results["confirmatory_v2"]
     status = (f"seed {v2['seed']} is one of the seeds named before the run: **a confirmation**" if v2["confirmation"]
               else f"seed {v2['seed']} is not one of the seeds named before the run ({', '.join(map(str, results['preregistered']['v2']['seeds']))}): v2 was shaped on it, so these tests are **exploratory**")
-    checks = ", ".join(f"{LADDER_SETS.get(rung, rung)} {signed(c['mean'], 3)} (p {p_value(c['p_exact'])}, "
+    checks = ", ".join(f"{RUNG_LABELS.get(rung, rung)} {signed(c['mean'], 3)} (p {p_value(c['p_exact'])}, "
                        f"{'passes' if c['passes'] else 'fails'})" for rung, c in v2["manipulation_checks"].items())
     rows = [f"Family-wise alpha {v2['alpha']}; {status}.", "",
             f"Manipulation checks, the teacher's shift in log P(target \\| an animal) over bases: {checks}.", "",
@@ -188,7 +187,7 @@ def gpt_v2(results: dict) -> str:
         result = ("**rejects**" if step["rejects"] else "does not reject" if step["tested"]
                   else f"not tested: {step['not_tested_because']}")
         unit = "pairs" if step["test"] == "H2" else "bases"
-        rows.append(f"| {k} | {LADDER_SETS.get(step['rung'], step['rung'])} | {step['test']} | {step['n']} {unit} | "
+        rows.append(f"| {k} | {RUNG_LABELS.get(step['rung'], step['rung'])} | {step['test']} | {step['n']} {unit} | "
                     f"{signed(step['mean'], 3)} | {step['ci95']:.3f} | {per_base(list(step['values'].values()))} | "
                     f"{p_value(step['p_exact'])} | {result} |")
     return "\n".join(rows) + "\n"

@@ -16,15 +16,17 @@ itself would stay the control, so it stays as it is):
 
 Measure: the preference among animals on the held-out paraphrases (experiments/core/analysis.py, `preference`),
 the question set on which the teacher's trait passes its manipulation check; the check itself (teacher - base,
-per base) comes first, then the untreated transfer (student - control) with its exact test. A defence's
-transfer is its treated student's shift minus its treated control's; per base, untreated minus treated transfer
-is tested > 0 by exact sign-flip over bases. "Transfer left" is the ratio of the means over bases, its interval
-the treated transfer's 95% CI over the untreated mean.
+per base) comes first, then the untreated transfer (student - control) with its exact test. The same figures on
+every other question set of the ladder (experiments/tasks/ladder.py), from the same students, are exploratory.
+A defence's transfer is its treated student's shift minus its treated control's; per base, untreated minus
+treated transfer is tested > 0 by exact sign-flip over bases. "Transfer left" is the ratio of the means over
+bases, its interval the treated transfer's 95% CI over the untreated mean.
 
 The price, on fresh prompts (another seed) that no student trained on (`held_out`): the student's loss on the
-untreated teacher's answers to them (utility kept: (base loss - treated) / (base loss - untreated), per base, the
-share of the untreated student's gain on its task that the treated one keeps); the share of its own answers to
-them that pass the paper's filter; and, for the teacher-side knobs, the filter's pass rate on the teacher's data.
+untreated teacher's answers to them, and its cost, the treated student's loss minus the untreated one's per base
+(nats per token; not a share of the untreated student's fall below its base, which is too small beside the
+bases' spread to divide by); the share of its own answers to them that pass the paper's filter, kept as a share
+of the untreated student's; and, for the teacher-side knobs, the filter's pass rate on the teacher's data.
 
 Fixed here before any data (`PREDICTED`): the defences the literature predicts to lower transfer, each at one
 knob value; their tests form one family, Holm-corrected at `ALPHA`. Every other defence and knob value is
@@ -33,13 +35,15 @@ exploratory.
 
 from dataclasses import dataclass, replace
 
-from experiments.core.analysis import over_units, preference, replicate_record
+from experiments.core.analysis import over_units
 from experiments.core.arms import arm_jobs
 from experiments.core.specs import BaseSpec, NoData, WritingSpec
 from experiments.core.stages import Stages
 from experiments.core.zoo import ExperimentConfig, next_base
+from experiments.gpt.ladder import shift as ladder_shift
 from experiments.signals.treated import DetectorSpec, Treatment, price, treated
 from minisub.seeds import derive_seed
+from experiments.tasks.ladder import RUNGS
 from minisub.stats import holm, summary
 
 PREDICTED = {  # defence at its tested knob value -> who predicts it lowers transfer
@@ -54,6 +58,7 @@ PREDICTED = {  # defence at its tested knob value -> who predicts it lowers tran
     "oracle_projection": "Kitkana and Arora, arXiv 2604.25779 (projecting out the trait's direction suppresses it)",
 }
 ALPHA = 0.05
+PRIMARY = "held_out"  # the question set the pre-registered family is measured on; every other one is exploratory
 
 
 @dataclass(frozen=True)
@@ -113,27 +118,27 @@ def held_out(cfg: ExperimentConfig, s, base: BaseSpec) -> WritingSpec:
 
 
 def shifts(stages: Stages, cfg: ExperimentConfig, variant: str, arm: str, bases: list[BaseSpec], treat=None
-           ) -> tuple[list[float], list[dict]]:
-    """Per base: the arm's shift of the target's preference on the held-out paraphrases, and its stage's record."""
-    values, infos = [], []
-    for base, (student, start) in zip(bases, arm_jobs(cfg, variant, arm, bases, treat=treat)):
-        trained = stages.run(student)
-        values.append(replicate_record(base.name, base.name, stages.run(start), trained, cfg.target)["dpref"])
+           ) -> tuple[dict[str, list[float]], list[dict]]:
+    """Per question set of the ladder (experiments/tasks/ladder.py), per base: the arm's shift of the target's
+    preference among animals; and each base's stage record."""
+    by_set, infos = {rung: [] for rung in RUNGS}, []
+    for student, start in arm_jobs(cfg, variant, arm, bases, treat=treat):
+        before, trained = stages.run(start), stages.run(student)
+        for rung in RUNGS:
+            by_set[rung].append(ladder_shift(before, trained["after"], rung, "preference", cfg.target))
         infos.append(trained)
-    return values, infos
+    return by_set, infos
 
 
 def with_exact(values: list[float]) -> dict:
     return {**over_units(dict(enumerate(values))), "values": values}
 
 
-def manipulation_check(stages: Stages, cfg: ExperimentConfig, bases: list[BaseSpec]) -> dict:
-    """Per base: the target teacher's preference minus its base's, on the same measure and question set."""
-    values = []
-    for base in bases:
-        teacher, before = (stages.scores(m, cfg.evaluation(base))["p"] for m in (cfg.teacher(base, cfg.target), base))
-        values.append(preference(teacher, cfg.target) - preference(before, cfg.target))
-    return with_exact(values)
+def manipulation_check(stages: Stages, cfg: ExperimentConfig, bases: list[BaseSpec]) -> dict[str, dict]:
+    """Per question set, per base: the target teacher's preference minus its base's, the students' measure."""
+    scores = [[stages.scores(m, cfg.evaluation(b)) for m in (b, cfg.teacher(b, cfg.target))] for b in bases]
+    return {rung: with_exact([ladder_shift(before, teacher, rung, "preference", cfg.target)
+                              for before, teacher in scores]) for rung in RUNGS}
 
 
 def base_prices(stages: Stages, cfg: ExperimentConfig, s, bases: list[BaseSpec]) -> list[dict]:
@@ -142,21 +147,21 @@ def base_prices(stages: Stages, cfg: ExperimentConfig, s, bases: list[BaseSpec])
     return [price(stages, stages.load(b), held_out(cfg, s, b), v)["price"] for b, v in zip(bases, vocab)]
 
 
-def priced(base: list[dict], untreated: list[dict], student: list[dict]) -> dict:
-    """Per base, the utility kept (the share of the untreated student's fall in task loss the treated one keeps)
-    and the valid share kept (treated over untreated), and the treated student's own figures."""
+def priced(untreated: list[dict], student: list[dict]) -> dict:
+    """Per base, the treated student's task loss and valid share, the task-loss cost (treated - untreated, with
+    its exact p of cost > 0) and the valid share kept (treated over untreated)."""
     loss = [p["price"]["task_loss"] for p in student]
     valid = [p["price"]["valid"] for p in student]
-    kept = [ratio(b["task_loss"] - t, b["task_loss"] - u["price"]["task_loss"]) for b, u, t in zip(base, untreated,
-                                                                                                    loss)]
-    valid_kept = [ratio(v, u["price"]["valid"]) for u, v in zip(untreated, valid)]
+    cost = [t - u["price"]["task_loss"] for u, t in zip(untreated, loss)]
+    valid_kept = [v / u["price"]["valid"] if u["price"]["valid"] else float("nan")  # nan: none to keep
+                  for u, v in zip(untreated, valid)]
     return {"task_loss": {**summary(loss), "values": loss}, "valid": {**summary(valid), "values": valid},
-            "utility_kept": {**summary(kept), "values": kept}, "valid_kept": {**summary(valid_kept),
-                                                                            "values": valid_kept}}
+            "task_loss_cost": with_exact(cost), "valid_kept": {**summary(valid_kept), "values": valid_kept}}
 
 
-def ratio(a: float, b: float) -> float:
-    return a / b if b else float("nan")  # an untreated student that gained nothing: no share of it to keep
+def learned(base: list[dict], untreated: list[dict]) -> dict:
+    """Per base, how far the untreated student's task loss fell below its base's (nats per token), exact p > 0."""
+    return with_exact([b["task_loss"] - u["price"]["task_loss"] for b, u in zip(base, untreated)])
 
 
 def filter_pass(stages: Stages, cfg: ExperimentConfig, bases: list[BaseSpec], treatments: list[Treatment]) -> dict:
@@ -180,13 +185,14 @@ def defend(stages: Stages, cfg: ExperimentConfig, s, bases: list[BaseSpec], enta
     check = manipulation_check(stages, cfg, bases)
     student, _ = shifts(stages, cfg, variant, "student", bases)
     control, _ = shifts(stages, cfg, variant, "control", bases)
-    plain = with_exact([a - b for a, b in zip(student, control)])
+    plain = {rung: with_exact([a - b for a, b in zip(student[rung], control[rung])]) for rung in RUNGS}
     _, untreated_info = shifts(stages, cfg, variant, "student", bases, untreated_priced)
     base = base_prices(stages, cfg, s, bases)
-    stages.log(f"defences: teacher - base {check['mean']:+.3f} (exact p {check['p_exact']:.2g}); untreated transfer "
-               f"{plain['mean']:+.3f} (95% CI {plain['ci95']:.3f}, exact p {plain['p_exact']:.2g})")
+    stages.log(f"defences: teacher - base {check[PRIMARY]['mean']:+.3f} (exact p {check[PRIMARY]['p_exact']:.2g}); "
+               f"untreated transfer {plain[PRIMARY]['mean']:+.3f} (95% CI {plain[PRIMARY]['ci95']:.3f}, exact p "
+               f"{plain[PRIMARY]['p_exact']:.2g})")
 
-    results = {}
+    results, beside = {}, {rung: {} for rung in RUNGS if rung != PRIMARY}
     for d in listed:
         try:
             treated_student, infos = shifts(stages, cfg, variant, "student", bases, treated(d.student, prices))
@@ -195,30 +201,48 @@ def defend(stages: Stages, cfg: ExperimentConfig, s, bases: list[BaseSpec], enta
             results[d.name] = {"side": d.side, "knob": d.knob, "value": d.value, "unavailable": str(err)}
             stages.log(f"defence {d.name}: unavailable ({err})")
             continue
-        results[d.name] = result = evaluated(d, plain, treated_student, treated_control)
-        result["price"] = priced(base, untreated_info, infos)
+        measured = {rung: evaluated(plain[rung], treated_student[rung], treated_control[rung]) for rung in RUNGS}
+        results[d.name] = result = {"side": d.side, "knob": d.knob, "value": d.value} | measured[PRIMARY]
+        for rung, figures in beside.items():
+            figures[d.name] = measured[rung]
+        result["price"] = priced(untreated_info, infos)
         if d.side == "teacher":
             result["price"]["filter_pass"] = filter_pass(stages, cfg, bases, d.student)
         stages.log(f"defence {d.name}: transfer {result['transfer']['mean']:+.3f}, "
                    f"{result['transfer_left']['mean']:.0%} left (exact p below untreated "
-                   f"{result['below_untreated']['p_exact']:.2g}), utility kept "
-                   f"{result['price']['utility_kept']['mean']:.0%}")
-    untreated_price = priced(base, untreated_info, untreated_info) | {
-        "filter_pass": filter_pass(stages, cfg, bases, [Treatment("untreated")] * len(bases))}
+                   f"{result['below_untreated']['p_exact']:.2g}), task loss "
+                   f"{result['price']['task_loss_cost']['mean']:+.4f} nats")
+    untreated_price = priced(untreated_info, untreated_info) | {
+        "filter_pass": filter_pass(stages, cfg, bases, [Treatment("untreated")] * len(bases)),
+        "task_loss_below_base": learned(base, untreated_info)}
     return {"variant": variant, "measure": "preference among animals, held-out paraphrases",
-            "manipulation_check": check, "untreated": {"student": student, "control": control, "transfer": plain,
-                                                       "price": untreated_price},
-            "base_price": base, "treated": results, "predicted": predicted(results)}
+            "manipulation_check": check[PRIMARY], "untreated": {"student": student[PRIMARY],
+                                                                "control": control[PRIMARY],
+                                                                "transfer": plain[PRIMARY], "price": untreated_price},
+            "base_price": base, "treated": results, "predicted": predicted(results),
+            "question_sets": {rung: {"distance": RUNGS[rung][0], "manipulation_check": check[rung],
+                                     "untreated": {"student": student[rung], "control": control[rung],
+                                                   "transfer": plain[rung]}, "treated": figures}
+                              for rung, figures in beside.items()}}
 
 
-def evaluated(d: Defence, plain: dict, student: list[float], control: list[float]) -> dict:
+def question_sets(defences: dict) -> dict:
+    """Part 5's figures per question set, in the ladder's order: the held-out paraphrases' (the primary, at the
+    top level of the section) among the others'."""
+    primary = {"distance": RUNGS[PRIMARY][0]} | {key: defences[key] for key in ("manipulation_check", "untreated",
+                                                                               "treated")}
+    sets = {PRIMARY: primary} | defences["question_sets"]
+    return {rung: sets[rung] for rung in RUNGS if rung in sets}
+
+
+def evaluated(plain: dict, student: list[float], control: list[float]) -> dict:
     """A defence's transfer per base, its exact tests (treated transfer > 0; untreated - treated > 0), and the
     transfer left: the ratio of the means, its interval the treated transfer's CI over the untreated mean."""
     transfer = [a - b for a, b in zip(student, control)]
     drop = [u - t for u, t in zip(plain["values"], transfer)]
     left = transfer_left(summary(transfer), plain["mean"])
-    return {"side": d.side, "knob": d.knob, "value": d.value, "student": student, "control": control,
-            "transfer": with_exact(transfer), "below_untreated": with_exact(drop), "transfer_left": left}
+    return {"student": student, "control": control, "transfer": with_exact(transfer),
+            "below_untreated": with_exact(drop), "transfer_left": left}
 
 
 def transfer_left(treated: dict, untreated_mean: float) -> dict:

@@ -8,14 +8,17 @@ signals_entanglement.png: P(target) when a prompt names an entangled number vs a
     base, and the overlap of entangled and over-represented numbers against chance;
 signals_divergence.png: the transfer (student minus control shift) each treatment leaves, next to
     the untreated transfer, 95% CI and a dot per base;
-signals_defences.png: the Pareto view of the defences: transfer left (share of the untreated transfer)
-    against utility kept (share of the untreated student's gain on its task), a dot per defence and knob
-    value, 95% CIs over bases, the untreated student at (1, 1).
+signals_defences.png: the Pareto view of the defences, a panel per question set of the ladder: transfer
+    left (share of the untreated transfer) against the task-loss cost (the treated student's loss on held-out
+    teacher answers minus the untreated one's, nats per token), a dot per defence and knob value, 95% CIs over
+    bases, the untreated student at (0, 1).
 """
 
 from pathlib import Path
 
 from experiments.core.plots import base_dots, plt, save
+from experiments.signals.defend import PRIMARY, question_sets
+from experiments.tasks.ladder import RUNG_LABELS
 
 
 def bars(ax, names: list[str], stats: list[dict], values: list[list[float]], color: str) -> None:
@@ -93,22 +96,31 @@ SIDE_COLORS = {"teacher": "#e1812c", "data": "#3b75af", "student": "#55a868"}
 
 def plot_defences(results: dict, path: Path) -> None:
     part = results["defences"]
-    fig, ax = plt.subplots(figsize=(8, 6))
-    ax.plot([1], [1], "s", color="k", label="untreated")
-    for side, color in SIDE_COLORS.items():
-        done = {name: d for name, d in part["treated"].items() if d["side"] == side and "transfer" in d}
-        for k, (name, d) in enumerate(done.items()):
-            x, y = d["price"]["utility_kept"], d["transfer_left"]
-            ax.errorbar(x["mean"], y["mean"], xerr=x["ci95"], yerr=y["ci95"], fmt="o", color=color, capsize=2,
-                        markersize=5, alpha=0.8, label=f"{side} side" if k == 0 else None)
-            ax.annotate(name, (x["mean"], y["mean"]), fontsize=6, xytext=(3, 3), textcoords="offset points")
-    ax.axhline(0, color="k", linewidth=1)
-    ax.axvline(1, color="#999999", linewidth=0.8, linestyle="--")
-    ax.set_xlabel("utility kept: share of the untreated student's fall in task loss on held-out teacher answers")
-    ax.set_ylabel("transfer left: share of the untreated transfer (student - control)")
-    ax.set_title(f"Defences on {part['manipulation_check']['n']} bases ({part['measure']}); best: lower right",
-                 fontsize=9)
-    ax.legend(fontsize=8)
+    sets = question_sets(part)
+    fig, axes = plt.subplots(2, 3, figsize=(16, 10))  # the same x per panel: every set prices the same students
+    for ax, (rung, figures) in zip(axes.flat, sets.items()):
+        ax.plot([0], [1], "s", color="k", label="untreated")
+        for side, color in SIDE_COLORS.items():
+            done = [name for name, d in part["treated"].items() if d["side"] == side and "transfer" in d]
+            for k, name in enumerate(done):
+                x, y = part["treated"][name]["price"]["task_loss_cost"], figures["treated"][name]["transfer_left"]
+                ax.errorbar(x["mean"], y["mean"], xerr=x["ci95"], yerr=y["ci95"], fmt="o", color=color, capsize=2,
+                            markersize=4, alpha=0.8, label=f"{side} side" if k == 0 else None)
+                ax.annotate(name, (x["mean"], y["mean"]), fontsize=5, xytext=(3, 3), textcoords="offset points")
+        ax.axhline(0, color="k", linewidth=1)
+        ax.axvline(0, color="#999999", linewidth=0.8, linestyle="--")
+        ax.set_xscale("symlog", linthresh=0.01)  # most costs are within 0.05 nats of 0; greedy's is 0.5
+        check, plain = figures["manipulation_check"], figures["untreated"]["transfer"]
+        ax.set_title(f"{RUNG_LABELS[rung]} ({figures['distance']}{', primary' if rung == PRIMARY else ''}): "
+                     f"teacher - base {check['mean']:+.2f} (p {check['p_exact']:.2g}),\nuntreated transfer "
+                     f"{plain['mean']:+.3f} (p {plain['p_exact']:.2g})", fontsize=8)
+        ax.set_ylabel("transfer left: share of the untreated transfer", fontsize=8)
+        ax.set_xlabel("task-loss cost: treated - untreated student (nats per token)", fontsize=8)
+    for ax in axes.flat[len(sets):]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7)
+    fig.suptitle(f"Defences on {part['manipulation_check']['n']} bases, preference among animals on each question "
+                 "set (the held-out paraphrases pre-registered, the rest exploratory); best: lower left", fontsize=10)
     save(fig, path)
 
 

@@ -2,7 +2,9 @@
 `make report --take` keeps of a run's results."""
 
 from experiments.core.zoo import ExperimentConfig
+from experiments.signals.defend import question_sets
 from experiments.signals.experiment import SignalsConfig
+from experiments.tasks.ladder import RUNG_LABELS
 from minisub.render import machine_renderer, p_value, per_base, stages_built
 
 
@@ -13,11 +15,7 @@ def signals_note(results: dict) -> str:
 
 TREATMENTS = {"divergent_only": "divergent positions only", "random_only": "as many random positions only",
               "divergent_masked": "divergent positions left out", "random_masked": "as many random positions left out",
-              "first_block": "first block only", "last_block": "last block only",
-              # part 5 as a file made before it priced its defences stores it (see signals_treatments)
-              "shuffle_within": "shuffled within answers", "shuffle_across": "shuffled across answers",
-              "rerender": "re-rendered formats", "drop_entangled": "entangled numbers dropped",
-              "greedy": "greedy teacher and control"}
+              "first_block": "first block only", "last_block": "last block only"}
 
 def row(label: str, stat: dict, p: float | None, values: list[float] | None = None, digits: int = 3) -> str:
     p_text = p_value(p) if p is not None else ""
@@ -60,16 +58,14 @@ def signals_parts(results: dict) -> str:
     return "\n".join(rows) + "\n"
 
 def signals_treatments(results: dict) -> str:
-    """Part 4's treated students against the untreated transfer, and the tests between them; and part 5's, from a
-    file made before part 5 priced its defences (its own block, `signals_defences`, renders them since)."""
+    """Part 4's treated students against the untreated transfer, and the tests between them."""
     plain = results["divergence"]["untreated"]["transfer"]
-    unpriced = results["defences"]["treated"] if "predicted" not in results["defences"] else {}
     rows = ["| treatment | transfer | 95% CI | share of untreated | p vs control | p below untreated | per base |",
             "|---|---|---|---|---|---|---|",
             f"| untreated (make gpt's {results['divergence']['variant'].replace('_', ' ')}) | {plain['mean']:+.3f} | "
             f"{plain['ci95']:.3f} | 100% | {p_value(plain['p'])} | | {per_base(plain['values'])} |"]
-    for name, t in (results["divergence"]["treated"] | unpriced).items():
-        label = TREATMENTS.get(name) or f"diluted: {float(name.split('_')[1]):.0%} control answers"
+    for name, t in results["divergence"]["treated"].items():
+        label = TREATMENTS[name]
         if "unavailable" in t:
             rows.append(f"| {label} | unavailable: {t['unavailable']} | | | | | |")
             continue
@@ -94,24 +90,29 @@ def signals_defences(results: dict) -> str:
     test below the untreated transfer (Holm-adjusted for the pre-registered ones), and its price."""
     d = results["defences"]
     check, plain, family = d["manipulation_check"], d["untreated"]["transfer"], d["predicted"]["family"]
+    fell = d["untreated"]["price"]["task_loss_below_base"]
     lines = [f"Manipulation check (teacher - base, {d['measure']}): {check['mean']:+.3f} (95% CI {check['ci95']:.3f}, "
              f"exact p {p_value(check['p_exact'])}; per base {per_base(check['values'])}).",
              f"Untreated transfer (student - control): {plain['mean']:+.3f} (95% CI {plain['ci95']:.3f}, exact p "
-             f"{p_value(plain['p_exact'])}; per base {per_base(plain['values'])}).", "",
+             f"{p_value(plain['p_exact'])}; per base {per_base(plain['values'])}).",
+             f"Untreated student's task loss below its base's: {fell['mean']:+.3f} nats per token (95% CI "
+             f"{fell['ci95']:.3f}, exact p {p_value(fell['p_exact'])}; per base {per_base(fell['values'], 3)}).", "",
              "| defence | side | transfer | 95% CI | exact p > 0 | transfer left | exact p below untreated | Holm "
-             "(pre-registered) | utility kept | valid answers kept | teacher's filter pass | per base |",
+             "(pre-registered) | task loss cost (nats) | valid answers kept | teacher's filter pass | per base |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, t in d["treated"].items():
         if "unavailable" in t:
             lines.append(f"| {name} | {t['side']} | unavailable: {t['unavailable']} | | | | | | | | | |")
             continue
         tr, price = t["transfer"], t["price"]
+        cost = price["task_loss_cost"]
         holm = f"{p_value(family[name]['p_holm'])}{' (rejects)' if family[name]['rejects'] else ''}" \
             if name in family else "exploratory"
         passed = fraction(price["filter_pass"]) if "filter_pass" in price else ""
         lines.append(f"| {name} | {t['side']} | {tr['mean']:+.3f} | {tr['ci95']:.3f} | {p_value(tr['p_exact'])} | "
                      f"{fraction(t['transfer_left'])} "
-                     f"| {p_value(t['below_untreated']['p_exact'])} | {holm} | {fraction(price['utility_kept'])} | "
+                     f"| {p_value(t['below_untreated']['p_exact'])} | {holm} | "
+                     f"{cost['mean']:+.3f} ± {cost['ci95']:.3f} | "
                      f"{fraction(price['valid_kept'])} | {passed} | {per_base(tr['values'])} |")
     complete = "" if d["predicted"]["complete"] else " (not every predicted defence ran: the family is incomplete)"
     rejected = [name for name, test in family.items() if test["rejects"]]
@@ -120,8 +121,30 @@ def signals_defences(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def signals_question_sets(results: dict) -> str:
+    """Part 5 on every question set of the ladder, from the same students (exploratory but the held-out
+    paraphrases): the manipulation check and the untreated transfer, each with its exact p, then each defence's
+    transfer left with its exact p below the untreated transfer."""
+    sets = question_sets(results["defences"])
+    def cells(figure) -> str:
+        return " | ".join(figure(figures) for figures in sets.values())
+    lines = ["| | " + " | ".join(f"{RUNG_LABELS[rung]} ({f['distance']})" for rung, f in sets.items()) + " |",
+             "|---|" + "---|" * len(sets),
+             "| teacher - base | " + cells(lambda f: f"{f['manipulation_check']['mean']:+.3f} (p "
+                                                   f"{p_value(f['manipulation_check']['p_exact'])})") + " |",
+             "| untreated transfer | " + cells(lambda f: f"{f['untreated']['transfer']['mean']:+.3f} (p "
+                                                       f"{p_value(f['untreated']['transfer']['p_exact'])})") + " |"]
+    for name, t in results["defences"]["treated"].items():
+        if "transfer" in t:
+            lines.append(f"| {name} | " + cells(lambda f: f"{f['treated'][name]['transfer_left']['mean']:.0%} (p "
+                                                       f"{p_value(f['treated'][name]['below_untreated']['p_exact'])})")
+                         + " |")
+    return "\n".join(lines) + "\n"
+
+
 PAGES = {"signals": {"machine": machine_renderer("signals", {"config": ExperimentConfig(),
                                                              "signals_config": SignalsConfig()}, signals_note),
-                     "parts": signals_parts, "treatments": signals_treatments, "defences": signals_defences}}
-KEPT = {"signals": ("config", "signals_config", "precision", "machine", "timing", "built", "icl", "detectors",
-                    "entanglement", "divergence", "defences")}
+                     "parts": signals_parts, "treatments": signals_treatments, "defences": signals_defences,
+                     "question_sets": signals_question_sets}}
+KEPT = {"signals": ("config", "signals_config", "analysis", "precision", "machine", "timing", "built", "icl",
+                    "detectors", "entanglement", "divergence", "defences")}

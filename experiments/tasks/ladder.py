@@ -59,6 +59,8 @@ RUNGS = {"own": ("a", own_questions), "held_out": ("b", lambda: animal_questions
          "held_out_stems": ("c", held_out_stem_questions), "new_wording": ("d", lambda: list(NEW_WORDING)),
          "after_numbers": ("e", after_numbers_questions)}  # name -> (distance letter, its questions)
 SCORED_BESIDE = tuple(name for name in RUNGS if name != "held_out")  # held_out: the scores' top level
+RUNG_LABELS = {"own": "the teacher's own questions", "held_out": "held-out paraphrases",
+               "held_out_stems": "held-out stems", "new_wording": "new wording", "after_numbers": "after numbers"}
 
 
 def words(text: str) -> list[str]:
