@@ -348,7 +348,7 @@ class GPT(nn.Module):
     def generate(self, prompts, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
                  allowed_tokens=None, stop_token: int | None = None,
                  generator: torch.Generator | None = None, give_up=None, top_p: float = 1.0,
-                 min_p: float = 0.0) -> list[list[int]]:
+                 min_p: float = 0.0, samples: int = 1) -> list[list[int]]:
         """Sample a continuation of each prompt with a KV cache; returns the new tokens per row.
 
         prompts: a (B, T) LongTensor or a list of token lists of any lengths (left-padded here).
@@ -357,7 +357,9 @@ class GPT(nn.Module):
         (`sampling_logits`). allowed_tokens: token ids sampling may pick (others are masked before sampling).
         A row stops after emitting stop_token, which is not returned.
         generator: a torch.Generator on the model's device, for reproducible samples.
-        give_up(row, tokens) -> bool: called with a prompt's index and its new tokens so far after each
+        samples: continuations per prompt, each prompt's rows next to each other (B * samples rows, as if each
+        prompt were listed that many times); the prompt is read once and its cache repeated.
+        give_up(row, tokens) -> bool: called with a row's index and its new tokens so far after each
         step; True ends that row there, as stop_token would (a caller that will reject the answer
         whatever comes next saves writing the rest of it).
         Call model.eval() first: dropout stays whatever mode the model is in.
@@ -382,6 +384,9 @@ class GPT(nn.Module):
         logits = self.lm_head(self.hidden_states(idx, valid, cache)[:, -1])  # (B, V)
         if not torch.isfinite(logits).all():  # overflowing weights (a diverged run, a wild adapter): no samples
             raise ValueError("the model's logits are not finite: its weights overflow")
+        if samples > 1:  # a row's prefill does not depend on the other rows: repeat it rather than recompute it
+            repeats = torch.arange(B, device=device).repeat_interleave(samples)
+            logits, cache, B = logits[repeats], cache.select(repeats), B * samples  # (B * samples, V)
         # 3. decode: sample a token per row and feed it back; a row that emitted stop_token, or that
         #    give_up ended, leaves the batch (dropped once a quarter of the rows are done)
         new = torch.zeros(B, max_new_tokens, dtype=torch.long, device=device)

@@ -202,6 +202,19 @@ def test_prompts_with_a_shared_beginning_sample_as_if_each_were_alone(family):
         assert model.generate(group, 10, temperature=0) == [model.generate([p], 10, temperature=0)[0] for p in group]
 
 
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10**6), lengths=st.lists(st.integers(1, 7), min_size=1, max_size=4),
+       samples=st.integers(1, 5), steps=st.integers(1, 4), family=families)
+def test_samples_per_prompt_draw_what_the_prompt_listed_that_many_times_draws(seed, lengths, samples, steps, family):
+    """generate(samples=n) reads each prompt once and repeats its cache: the same draws, row for row, as each prompt
+    listed n times (which reads it n times), with the same generator."""
+    model = tiny_gpt(seed % 97, family=family)
+    prompts = [tokens((n,), 37, seed + i).tolist() for i, n in enumerate(lengths)]
+    listed = model.generate([p for p in prompts for _ in range(samples)], steps,
+                            generator=torch.Generator().manual_seed(seed))
+    assert model.generate(prompts, steps, generator=torch.Generator().manual_seed(seed), samples=samples) == listed
+
+
 def test_too_long_generation_is_an_error():
     model = tiny_gpt(0, block_size=8)
     with pytest.raises(ValueError, match="block_size"):

@@ -64,7 +64,7 @@ def evaluate_options(model: GPT, prompts: list[list[int]], options: dict[str, li
     order = torch.argsort(p, descending=True).tolist()
     sampled = dict.fromkeys(names, 0.0)
     if n_samples:
-        answers = model.generate([q for q in prompts for _ in range(n_samples)], 1, temperature=1.0,
+        answers = model.generate(prompts, 1, temperature=1.0, samples=n_samples,
                                  generator=torch.Generator(model.lm_head.weight.device).manual_seed(seed))
         first = torch.tensor([a[0] for a in answers])
         sampled = {name: torch.isin(first, torch.tensor(ids)).double().mean().item() for name, ids in options.items()}
