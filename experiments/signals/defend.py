@@ -42,8 +42,8 @@ from experiments.core.stages import Stages
 from experiments.core.zoo import ExperimentConfig, next_base
 from experiments.gpt.ladder import shift as ladder_shift
 from experiments.signals.treated import DetectorSpec, Treatment, price, treated
-from minisub.seeds import derive_seed
 from experiments.tasks.ladder import RUNGS
+from minisub.seeds import derive_seed
 from minisub.stats import holm, summary
 
 PREDICTED = {  # defence at its tested knob value -> who predicts it lowers transfer
@@ -194,15 +194,16 @@ def defend(stages: Stages, cfg: ExperimentConfig, s, bases: list[BaseSpec], enta
 
     results, beside = {}, {rung: {} for rung in RUNGS if rung != PRIMARY}
     for d in listed:
+        about = {"side": d.side, "knob": d.knob, "value": d.value}
         try:
             treated_student, infos = shifts(stages, cfg, variant, "student", bases, treated(d.student, prices))
             treated_control = shifts(stages, cfg, variant, "control", bases, treated(d.control))[0]
         except NoData as err:  # a weak base may answer nothing but <eos> when greedy: say so, keep the rest
-            results[d.name] = {"side": d.side, "knob": d.knob, "value": d.value, "unavailable": str(err)}
+            results[d.name] = about | {"unavailable": str(err)}
             stages.log(f"defence {d.name}: unavailable ({err})")
             continue
         measured = {rung: evaluated(plain[rung], treated_student[rung], treated_control[rung]) for rung in RUNGS}
-        results[d.name] = result = {"side": d.side, "knob": d.knob, "value": d.value} | measured[PRIMARY]
+        results[d.name] = result = about | measured[PRIMARY]
         for rung, figures in beside.items():
             figures[d.name] = measured[rung]
         result["price"] = priced(untreated_info, infos)

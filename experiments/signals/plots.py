@@ -97,12 +97,13 @@ SIDE_COLORS = {"teacher": "#e1812c", "data": "#3b75af", "student": "#55a868"}
 def plot_defences(results: dict, path: Path) -> None:
     part = results["defences"]
     sets = question_sets(part)
+    by_side = {side: [name for name, d in part["treated"].items() if d["side"] == side and "transfer" in d]
+               for side in SIDE_COLORS}
     fig, axes = plt.subplots(2, 3, figsize=(16, 10))  # the same x per panel: every set prices the same students
     for ax, (rung, figures) in zip(axes.flat, sets.items()):
         ax.plot([0], [1], "s", color="k", label="untreated")
         for side, color in SIDE_COLORS.items():
-            done = [name for name, d in part["treated"].items() if d["side"] == side and "transfer" in d]
-            for k, name in enumerate(done):
+            for k, name in enumerate(by_side[side]):
                 x, y = part["treated"][name]["price"]["task_loss_cost"], figures["treated"][name]["transfer_left"]
                 ax.errorbar(x["mean"], y["mean"], xerr=x["ci95"], yerr=y["ci95"], fmt="o", color=color, capsize=2,
                             markersize=4, alpha=0.8, label=f"{side} side" if k == 0 else None)
